@@ -1,0 +1,63 @@
+/* General matrix multiply, BLIS style: C := alpha * A @ B + beta * C.
+ *
+ * Every operand is addressed by a row stride and a column stride (in elements), so the three
+ * products backprop needs (X @ W.T, dY @ W, dY.T @ X) are the same call with different strides and
+ * nothing is ever transposed in memory. When beta == 0, C is written without being read.
+ *
+ * One translation unit per instruction set (gemm_generic.c, gemm_avx2.c, gemm_avx512.c) is compiled
+ * with its own flags from gemm_template.h; gemm.c picks the best one the CPU supports at run time. */
+#ifndef RANVIER_GEMM_H
+#define RANVIER_GEMM_H
+
+#include <stddef.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+enum { RANVIER_ISA_GENERIC = 0, RANVIER_ISA_AVX2 = 1, RANVIER_ISA_AVX512 = 2 };
+
+/* Returns 0 on success, -1 when the packing buffers could not be allocated. */
+typedef int (*ranvier_sgemm_fn)(ptrdiff_t m, ptrdiff_t n, ptrdiff_t k, float alpha,
+                                const float *a, ptrdiff_t rsa, ptrdiff_t csa,
+                                const float *b, ptrdiff_t rsb, ptrdiff_t csb, float beta,
+                                float *c, ptrdiff_t rsc, ptrdiff_t csc, int nthreads);
+typedef int (*ranvier_dgemm_fn)(ptrdiff_t m, ptrdiff_t n, ptrdiff_t k, double alpha,
+                                const double *a, ptrdiff_t rsa, ptrdiff_t csa,
+                                const double *b, ptrdiff_t rsb, ptrdiff_t csb, double beta,
+                                double *c, ptrdiff_t rsc, ptrdiff_t csc, int nthreads);
+
+/* Dispatching entry points (use the active ISA). */
+int ranvier_sgemm(ptrdiff_t m, ptrdiff_t n, ptrdiff_t k, float alpha,
+                  const float *a, ptrdiff_t rsa, ptrdiff_t csa,
+                  const float *b, ptrdiff_t rsb, ptrdiff_t csb, float beta,
+                  float *c, ptrdiff_t rsc, ptrdiff_t csc, int nthreads);
+int ranvier_dgemm(ptrdiff_t m, ptrdiff_t n, ptrdiff_t k, double alpha,
+                  const double *a, ptrdiff_t rsa, ptrdiff_t csa,
+                  const double *b, ptrdiff_t rsb, ptrdiff_t csb, double beta,
+                  double *c, ptrdiff_t rsc, ptrdiff_t csc, int nthreads);
+
+/* ISA selection. set returns 0, or -1 if this build or CPU cannot run the requested ISA. */
+int ranvier_gemm_best_isa(void);
+int ranvier_gemm_get_isa(void);
+int ranvier_gemm_set_isa(int isa);
+int ranvier_gemm_isa_supported(int isa);
+
+/* Per-ISA implementations (gemm_<isa>.c). */
+#define RANVIER_DECLARE_GEMM(isa)                                                           \
+    int ranvier_sgemm_##isa(ptrdiff_t, ptrdiff_t, ptrdiff_t, float, const float *, ptrdiff_t, \
+                            ptrdiff_t, const float *, ptrdiff_t, ptrdiff_t, float, float *,  \
+                            ptrdiff_t, ptrdiff_t, int);                                     \
+    int ranvier_dgemm_##isa(ptrdiff_t, ptrdiff_t, ptrdiff_t, double, const double *,        \
+                            ptrdiff_t, ptrdiff_t, const double *, ptrdiff_t, ptrdiff_t,     \
+                            double, double *, ptrdiff_t, ptrdiff_t, int);
+RANVIER_DECLARE_GEMM(generic)
+#if RANVIER_HAVE_X86_SIMD
+RANVIER_DECLARE_GEMM(avx2)
+RANVIER_DECLARE_GEMM(avx512)
+#endif
+
+#ifdef __cplusplus
+}
+#endif
+#endif

@@ -1,0 +1,23 @@
+/* GEMM for AVX2 + FMA (compiled with -mavx2 -mfma / arch:AVX2, run only where the CPU has them).
+ * 6 x 16 float / 6 x 8 double tiles: 12 of the 16 ymm registers hold the accumulator. */
+#include "gemm.h"
+
+#define REAL float
+#define TAG s_avx2
+#define GEMM_NAME ranvier_sgemm_avx2
+#define MR 6
+#define NR 16
+#define MC 144
+#define KC 256
+#define NC 4080
+#include "gemm_template.h"
+
+#define REAL double
+#define TAG d_avx2
+#define GEMM_NAME ranvier_dgemm_avx2
+#define MR 6
+#define NR 8
+#define MC 72
+#define KC 256
+#define NC 4080
+#include "gemm_template.h"

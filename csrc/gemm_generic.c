@@ -1,0 +1,23 @@
+/* Portable GEMM: plain C micro-kernel, vectorised by the compiler for the baseline ISA only
+ * (SSE2 on x86-64, NEON on aarch64). Runs everywhere; the fallback when no SIMD unit matches. */
+#include "gemm.h"
+
+#define REAL float
+#define TAG s_generic
+#define GEMM_NAME ranvier_sgemm_generic
+#define MR 4
+#define NR 8
+#define MC 128
+#define KC 256
+#define NC 2048
+#include "gemm_template.h"
+
+#define REAL double
+#define TAG d_generic
+#define GEMM_NAME ranvier_dgemm_generic
+#define MR 4
+#define NR 4
+#define MC 96
+#define KC 256
+#define NC 2048
+#include "gemm_template.h"

@@ -1,0 +1,206 @@
+/* The BLIS algorithm for one (dtype, ISA) pair. Included by gemm_<isa>.c with:
+ *   REAL            float or double
+ *   TAG             name suffix of this instance, e.g. s_avx2 (gives ranvier_sgemm_avx2 via GEMM_NAME)
+ *   GEMM_NAME       the exported function name
+ *   MR, NR          register tile (rows of A, columns of B), compile-time constants
+ *   MC, KC, NC      cache blocks: A block MC x KC sits in L2, B panel KC x NC in L3
+ *   UKERNEL         optional: a static function (kc, const REAL *a, const REAL *b, REAL *ab)
+ *                   computing the full MR x NR tile ab = A~ B~ (row-major, leading dim NR); without
+ *                   it a portable C kernel the compiler vectorises is used.
+ *
+ * Loops, outermost first: jc over NC column panels of B and C, pc over KC slices of k (each packs
+ * B~), ic over MC row blocks of A (each packs A~), then the MR x NR tiles. Packing zero-pads edge
+ * panels so the kernel always computes a full tile; only the store handles m < MR or n < NR.
+ *
+ * Threads share the packed buffers and split the packing and the tile loop statically. Every tile
+ * of C is computed by one thread, summing k in the same order, so results do not depend on the
+ * number of threads. */
+
+#include <stdlib.h>
+#include <string.h>
+
+#define RV_CAT2(a, b) a##_##b
+#define RV_CAT(a, b) RV_CAT2(a, b)
+#define FN(name) RV_CAT(name, TAG)
+
+#ifndef RANVIER_GEMM_TEMPLATE_ONCE
+#define RANVIER_GEMM_TEMPLATE_ONCE
+#if defined(_MSC_VER) && !defined(restrict)
+#define restrict __restrict
+#endif
+/* 64-byte aligned buffer (cache line, and what AVX-512 loads like best); free with rv_aligned_free. */
+static void *rv_aligned_alloc(size_t bytes)
+{
+    void *raw = malloc(bytes + 64 + sizeof(void *));
+    if (!raw) return NULL;
+    size_t addr = ((size_t)raw + sizeof(void *) + 63) & ~(size_t)63;
+    ((void **)addr)[-1] = raw;
+    return (void *)addr;
+}
+static void rv_aligned_free(void *p)
+{
+    if (p) free(((void **)p)[-1]);
+}
+static ptrdiff_t rv_min(ptrdiff_t a, ptrdiff_t b) { return a < b ? a : b; }
+#endif
+
+#ifndef UKERNEL
+/* Portable micro-kernel: KC rank-1 updates of an MR x NR accumulator the compiler keeps in
+ * registers (fixed trip counts, so the i/j loops unroll and the j loop vectorises). */
+static void FN(ukernel_c)(ptrdiff_t kc, const REAL *restrict a, const REAL *restrict b,
+                          REAL *restrict ab)
+{
+    REAL acc[MR * NR];
+    for (int t = 0; t < MR * NR; ++t) acc[t] = 0;
+    for (ptrdiff_t p = 0; p < kc; ++p) {
+        const REAL *ap = a + p * MR, *bp = b + p * NR;
+        for (int i = 0; i < MR; ++i) {
+            const REAL ai = ap[i];
+#pragma omp simd
+            for (int j = 0; j < NR; ++j) acc[i * NR + j] += ai * bp[j];
+        }
+    }
+    memcpy(ab, acc, sizeof acc);
+}
+#define UKERNEL FN(ukernel_c)
+#endif
+
+/* One MR-row micro-panel of A (rows i0.., k slice p0..p0+kc), stored column by column. */
+static void FN(pack_a)(ptrdiff_t mr, ptrdiff_t kc, const REAL *a, ptrdiff_t rsa, ptrdiff_t csa,
+                       REAL *restrict dst)
+{
+    if (mr < MR) memset(dst, 0, sizeof(REAL) * MR * kc);
+    if (csa == 1) { /* rows contiguous: read along k */
+        for (ptrdiff_t i = 0; i < mr; ++i) {
+            const REAL *row = a + i * rsa;
+            for (ptrdiff_t p = 0; p < kc; ++p) dst[p * MR + i] = row[p];
+        }
+    } else {
+        for (ptrdiff_t p = 0; p < kc; ++p) {
+            const REAL *col = a + p * csa;
+            for (ptrdiff_t i = 0; i < mr; ++i) dst[p * MR + i] = col[i * rsa];
+        }
+    }
+}
+
+/* One NR-column micro-panel of B (k slice of length kc), stored row by row. */
+static void FN(pack_b)(ptrdiff_t kc, ptrdiff_t nr, const REAL *b, ptrdiff_t rsb, ptrdiff_t csb,
+                       REAL *restrict dst)
+{
+    if (nr < NR) memset(dst, 0, sizeof(REAL) * NR * kc);
+    if (csb == 1) {
+        for (ptrdiff_t p = 0; p < kc; ++p) {
+            const REAL *row = b + p * rsb;
+            for (ptrdiff_t j = 0; j < nr; ++j) dst[p * NR + j] = row[j];
+        }
+    } else { /* columns contiguous (B is a transposed row-major matrix): read along k */
+        for (ptrdiff_t j = 0; j < nr; ++j) {
+            const REAL *col = b + j * csb;
+            for (ptrdiff_t p = 0; p < kc; ++p) dst[p * NR + j] = col[p * rsb];
+        }
+    }
+}
+
+/* C tile := alpha * ab + beta * C tile, for the m x n corner that exists. beta == 0 never reads C. */
+static void FN(store_tile)(ptrdiff_t m, ptrdiff_t n, REAL alpha, const REAL *restrict ab, REAL beta,
+                           REAL *c, ptrdiff_t rsc, ptrdiff_t csc)
+{
+    for (ptrdiff_t i = 0; i < m; ++i) {
+        REAL *ci = c + i * rsc;
+        const REAL *abi = ab + i * NR;
+        if (beta == (REAL)0) {
+            for (ptrdiff_t j = 0; j < n; ++j) ci[j * csc] = alpha * abi[j];
+        } else if (beta == (REAL)1) {
+            for (ptrdiff_t j = 0; j < n; ++j) ci[j * csc] += alpha * abi[j];
+        } else {
+            for (ptrdiff_t j = 0; j < n; ++j) ci[j * csc] = beta * ci[j * csc] + alpha * abi[j];
+        }
+    }
+}
+
+/* C := beta * C, used when there is nothing to multiply (k == 0 or alpha == 0). */
+static void FN(scale_c)(ptrdiff_t m, ptrdiff_t n, REAL beta, REAL *c, ptrdiff_t rsc, ptrdiff_t csc)
+{
+    for (ptrdiff_t i = 0; i < m; ++i)
+        for (ptrdiff_t j = 0; j < n; ++j)
+            c[i * rsc + j * csc] = (beta == (REAL)0) ? (REAL)0 : beta * c[i * rsc + j * csc];
+}
+
+int GEMM_NAME(ptrdiff_t m, ptrdiff_t n, ptrdiff_t k, REAL alpha, const REAL *a, ptrdiff_t rsa,
+              ptrdiff_t csa, const REAL *b, ptrdiff_t rsb, ptrdiff_t csb, REAL beta, REAL *c,
+              ptrdiff_t rsc, ptrdiff_t csc, int nthreads)
+{
+    if (m <= 0 || n <= 0) return 0;
+    if (k <= 0 || alpha == (REAL)0) {
+        FN(scale_c)(m, n, beta, c, rsc, csc);
+        return 0;
+    }
+    const ptrdiff_t kc_max = rv_min(KC, k);
+    const ptrdiff_t mc_max = rv_min(MC, (m + MR - 1) / MR * MR);
+    const ptrdiff_t nc_max = rv_min(NC, (n + NR - 1) / NR * NR);
+    REAL *a_pack = (REAL *)rv_aligned_alloc(sizeof(REAL) * (size_t)(mc_max + MR) * kc_max);
+    REAL *b_pack = (REAL *)rv_aligned_alloc(sizeof(REAL) * (size_t)(nc_max + NR) * kc_max);
+    if (!a_pack || !b_pack) {
+        rv_aligned_free(a_pack);
+        rv_aligned_free(b_pack);
+        return -1;
+    }
+    if (nthreads < 1) nthreads = 1;
+
+#pragma omp parallel num_threads(nthreads) if (nthreads > 1)
+    {
+        REAL ab[MR * NR]
+#if defined(__GNUC__) || defined(__clang__)
+            __attribute__((aligned(64)))
+#endif
+            ;
+        for (ptrdiff_t jc = 0; jc < n; jc += NC) {
+            const ptrdiff_t nc = rv_min(NC, n - jc);
+            const ptrdiff_t nb_panels = (nc + NR - 1) / NR;
+            for (ptrdiff_t pc = 0; pc < k; pc += KC) {
+                const ptrdiff_t kc = rv_min(KC, k - pc);
+                const REAL beta_pc = (pc == 0) ? beta : (REAL)1;
+#pragma omp for schedule(static)
+                for (ptrdiff_t jp = 0; jp < nb_panels; ++jp) {
+                    const ptrdiff_t j0 = jc + jp * NR;
+                    FN(pack_b)(kc, rv_min(NR, n - j0), b + pc * rsb + j0 * csb, rsb, csb,
+                               b_pack + jp * NR * kc);
+                }
+                for (ptrdiff_t ic = 0; ic < m; ic += MC) {
+                    const ptrdiff_t mc = rv_min(MC, m - ic);
+                    const ptrdiff_t na_panels = (mc + MR - 1) / MR;
+#pragma omp for schedule(static)
+                    for (ptrdiff_t ip = 0; ip < na_panels; ++ip) {
+                        const ptrdiff_t i0 = ic + ip * MR;
+                        FN(pack_a)(rv_min(MR, m - i0), kc, a + i0 * rsa + pc * csa, rsa, csa,
+                                   a_pack + ip * MR * kc);
+                    }
+                    /* Tiles in column-panel-major order: neighbours share the B micro-panel. */
+                    const ptrdiff_t ntiles = na_panels * nb_panels;
+#pragma omp for schedule(static)
+                    for (ptrdiff_t t = 0; t < ntiles; ++t) {
+                        const ptrdiff_t jp = t / na_panels, ip = t % na_panels;
+                        const ptrdiff_t i0 = ic + ip * MR, j0 = jc + jp * NR;
+                        UKERNEL(kc, a_pack + ip * MR * kc, b_pack + jp * NR * kc, ab);
+                        FN(store_tile)(rv_min(MR, m - i0), rv_min(NR, n - j0), alpha, ab, beta_pc,
+                                       c + i0 * rsc + j0 * csc, rsc, csc);
+                    }
+                }
+            }
+        }
+    }
+    rv_aligned_free(a_pack);
+    rv_aligned_free(b_pack);
+    return 0;
+}
+
+#undef FN
+#undef UKERNEL
+#undef REAL
+#undef TAG
+#undef GEMM_NAME
+#undef MR
+#undef NR
+#undef MC
+#undef KC
+#undef NC

@@ -1,0 +1,96 @@
+#include "runtime.h"
+
+#if defined(_OPENMP)
+#include <omp.h>
+#endif
+
+#if RANVIER_HAVE_X86_SIMD
+#if defined(_MSC_VER)
+#include <intrin.h>
+#include <immintrin.h>
+#else
+#include <cpuid.h>
+#endif
+#endif
+
+int ranvier_openmp_enabled(void)
+{
+#if defined(_OPENMP)
+    return 1;
+#else
+    return 0;
+#endif
+}
+
+int ranvier_omp_max_threads(void)
+{
+#if defined(_OPENMP)
+    return omp_get_max_threads();
+#else
+    return 1;
+#endif
+}
+
+int ranvier_omp_num_procs(void)
+{
+#if defined(_OPENMP)
+    return omp_get_num_procs();
+#else
+    return 1;
+#endif
+}
+
+#if RANVIER_HAVE_X86_SIMD
+static void cpuid_count(unsigned leaf, unsigned sub, unsigned r[4])
+{
+#if defined(_MSC_VER)
+    int regs[4];
+    __cpuidex(regs, (int)leaf, (int)sub);
+    for (int i = 0; i < 4; ++i) r[i] = (unsigned)regs[i];
+#else
+    __cpuid_count(leaf, sub, r[0], r[1], r[2], r[3]);
+#endif
+}
+
+/* XGETBV(0): which register states the OS saves on a context switch. */
+static unsigned long long xgetbv0(void)
+{
+#if defined(_MSC_VER)
+    return _xgetbv(0);
+#else
+    unsigned lo, hi;
+    __asm__ volatile("xgetbv" : "=a"(lo), "=d"(hi) : "c"(0));
+    return ((unsigned long long)hi << 32) | lo;
+#endif
+}
+
+/* bit 0: AVX2+FMA usable, bit 1: AVX-512 F/DQ/VL usable. Computed once. */
+static int x86_features(void)
+{
+    static int cached = -1;
+    if (cached >= 0) return cached;
+    int feats = 0;
+    unsigned r[4];
+    cpuid_count(0, 0, r);
+    unsigned max_leaf = r[0];
+    cpuid_count(1, 0, r);
+    int osxsave = (r[2] >> 27) & 1, fma = (r[2] >> 12) & 1, avx = (r[2] >> 28) & 1;
+    if (osxsave && avx && max_leaf >= 7) {
+        unsigned long long xcr0 = xgetbv0();
+        int ymm_ok = (xcr0 & 0x6) == 0x6;             /* SSE + AVX state */
+        int zmm_ok = ymm_ok && (xcr0 & 0xE0) == 0xE0;  /* opmask + ZMM_Hi256 + Hi16_ZMM */
+        cpuid_count(7, 0, r);
+        int avx2 = (r[1] >> 5) & 1;
+        int avx512f = (r[1] >> 16) & 1, avx512dq = (r[1] >> 17) & 1, avx512vl = (r[1] >> 31) & 1;
+        if (ymm_ok && avx2 && fma) feats |= 1;
+        if (zmm_ok && (feats & 1) && avx512f && avx512dq && avx512vl) feats |= 2;
+    }
+    cached = feats;
+    return feats;
+}
+int ranvier_cpu_has_avx2_fma(void) { return x86_features() & 1; }
+int ranvier_cpu_has_avx512(void) { return (x86_features() >> 1) & 1; }
+#else
+int ranvier_cpu_has_avx2_fma(void) { return 0; }
+int ranvier_cpu_has_avx512(void) { return 0; }
+#endif

@@ -1,0 +1,24 @@
+/* Runtime facts the kernels need: OpenMP availability and thread counts, and which SIMD
+ * instruction sets this CPU (and OS) can run. Plain C so it builds with gcc, clang and MSVC. */
+#ifndef RANVIER_RUNTIME_H
+#define RANVIER_RUNTIME_H
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* 1 when the extension was compiled with OpenMP, else 0 (kernels then run serially). */
+int ranvier_openmp_enabled(void);
+/* omp_get_max_threads() (respects OMP_NUM_THREADS and omp_set_num_threads), 1 without OpenMP. */
+int ranvier_omp_max_threads(void);
+/* Number of logical CPUs the OpenMP runtime sees, 1 without OpenMP. */
+int ranvier_omp_num_procs(void);
+
+/* CPU feature probes, cached after the first call; 0 on non-x86 machines. */
+int ranvier_cpu_has_avx2_fma(void);
+int ranvier_cpu_has_avx512(void);   /* F + DQ + VL, with OS support for the zmm state */
+
+#ifdef __cplusplus
+}
+#endif
+#endif

@@ -1,0 +1,168 @@
+"""Build script for ranvier's native kernels.
+
+Everything that is not plain metadata lives here:
+- the Cython extensions under src/ranvier/_kernels and the C sources in csrc/ they link;
+- OpenMP detection per compiler (gcc/clang ``-fopenmp``, MSVC ``/openmp``, Apple clang with libomp),
+  falling back to a serial build with a warning (``RANVIER_NO_OPENMP=1`` forces it,
+  ``RANVIER_REQUIRE_OPENMP=1`` turns the fallback into an error);
+- per-file ISA flags for the GEMM micro-kernels: each ``csrc/gemm_<isa>.c`` is compiled with its own
+  flags and the best one is picked at run time, so one binary runs on every x86-64 CPU.
+"""
+
+import os
+import platform
+import shutil
+import sys
+import sysconfig
+import tempfile
+import textwrap
+
+import numpy as np
+from Cython.Build import cythonize
+from setuptools import Extension, setup
+from setuptools.command.build_ext import build_ext
+
+CSRC = "csrc"
+IS_X86_64 = platform.machine().lower() in ("x86_64", "amd64", "x64")
+
+# GEMM translation units: (name, gcc/clang flags, MSVC flags). Only x86-64 gets the SIMD ones.
+GEMM_ISA_UNITS = [("generic", [], [])]
+if IS_X86_64:
+    GEMM_ISA_UNITS += [
+        ("avx2", ["-mavx2", "-mfma"], ["/arch:AVX2"]),
+        ("avx512", ["-mavx512f", "-mavx512dq", "-mavx512vl", "-mavx2", "-mfma"], ["/arch:AVX512"]),
+    ]
+
+
+def _env_flag(name):
+    return os.environ.get(name, "").strip().lower() in ("1", "true", "yes", "on")
+
+
+class RanvierBuildExt(build_ext):
+    """build_ext that detects OpenMP once and compiles ISA-specific objects with their own flags."""
+
+    def build_extensions(self):
+        ctype = self.compiler.compiler_type
+        self._msvc = ctype == "msvc"
+        self._omp_compile, self._omp_link = self._detect_openmp()
+        base = ["/O2"] if self._msvc else ["-O3", "-fno-math-errno", "-fno-trapping-math"]
+        if not self._msvc:
+            base += ["-Wno-unused-function", "-Wno-unknown-pragmas"]
+        openmp_macro = [("RANVIER_HAVE_OPENMP", "1" if self._omp_compile else "0")]
+        self._isa_objects = None
+        for ext in self.extensions:
+            ext.extra_compile_args = base + self._omp_compile + ext.extra_compile_args
+            ext.extra_link_args = self._omp_link + ext.extra_link_args
+            ext.define_macros = ext.define_macros + openmp_macro + [
+                ("RANVIER_HAVE_X86_SIMD", "1" if IS_X86_64 else "0"),
+                ("NPY_NO_DEPRECATED_API", "NPY_1_9_API_VERSION"),
+            ]
+            if ext.name.rsplit(".", 1)[-1] in GEMM_USERS:
+                ext.extra_objects = list(ext.extra_objects or []) + self._gemm_objects(base, openmp_macro)
+        super().build_extensions()
+
+    # -- GEMM objects, one per ISA, compiled once and linked into the extensions that need them --
+    def _gemm_objects(self, base, macros):
+        if self._isa_objects is None:
+            objects = []
+            for isa, gnu_flags, msvc_flags in GEMM_ISA_UNITS:
+                flags = base + self._omp_compile + (msvc_flags if self._msvc else gnu_flags)
+                objects += self.compiler.compile(
+                    [os.path.join(CSRC, f"gemm_{isa}.c")],
+                    output_dir=self.build_temp,
+                    macros=macros,
+                    include_dirs=[CSRC],
+                    extra_postargs=flags,
+                    depends=[os.path.join(CSRC, "gemm_template.h"), os.path.join(CSRC, "gemm.h")],
+                )
+            self._isa_objects = objects
+        return self._isa_objects
+
+    # -- OpenMP detection: try the compiler's flags on a tiny program that calls the runtime --
+    def _detect_openmp(self):
+        if _env_flag("RANVIER_NO_OPENMP"):
+            print("ranvier: RANVIER_NO_OPENMP set, building without OpenMP (serial kernels)")
+            return [], []
+        candidates = []
+        if self._msvc:
+            candidates.append((["/openmp"], []))
+        elif sys.platform == "darwin":
+            prefix = os.environ.get("RANVIER_LIBOMP_PREFIX", "")
+            inc = [f"-I{prefix}/include"] if prefix else []
+            lib = [f"-L{prefix}/lib", f"-Wl,-rpath,{prefix}/lib"] if prefix else []
+            candidates.append((["-Xpreprocessor", "-fopenmp"] + inc, lib + ["-lomp"]))
+            candidates.append((["-fopenmp"], ["-fopenmp"]))
+        else:
+            candidates.append((["-fopenmp"], ["-fopenmp"]))
+        for cflags, lflags in candidates:
+            if self._try_openmp(cflags, lflags):
+                print(f"ranvier: building with OpenMP ({' '.join(cflags)})")
+                return cflags, lflags
+        msg = "ranvier: no working OpenMP found for this compiler; kernels will run on one thread."
+        if _env_flag("RANVIER_REQUIRE_OPENMP"):
+            raise RuntimeError(msg)
+        print("WARNING: " + msg, file=sys.stderr)
+        return [], []
+
+    def _try_openmp(self, cflags, lflags):
+        code = textwrap.dedent(
+            """
+            #include <omp.h>
+            int main(void) {
+                int n = 0;
+                #pragma omp parallel reduction(+:n)
+                n += 1;
+                return (n == omp_get_max_threads()) ? 0 : 1;
+            }
+            """
+        )
+        tmp = tempfile.mkdtemp(prefix="ranvier-omp-")
+        try:
+            src = os.path.join(tmp, "omp_probe.c")
+            with open(src, "w") as f:
+                f.write(code)
+            objs = self.compiler.compile([src], output_dir=tmp, extra_postargs=cflags)
+            exe = os.path.join(tmp, "omp_probe")
+            self.compiler.link_executable(objs, exe, extra_postargs=lflags)
+            return True
+        except Exception:  # any compile or link error means "not this way"
+            return False
+        finally:
+            shutil.rmtree(tmp, ignore_errors=True)
+
+
+# Extensions that link the per-ISA GEMM objects.
+GEMM_USERS = {"matmul"}
+
+
+def kernel_extension(name, c_sources=()):
+    return Extension(
+        f"ranvier._kernels.{name}",
+        sources=[f"src/ranvier/_kernels/{name}.pyx"] + [os.path.join(CSRC, s) for s in c_sources],
+        include_dirs=[CSRC, np.get_include()],
+        depends=[os.path.join(CSRC, f) for f in os.listdir(CSRC) if f.endswith(".h")],
+    )
+
+
+extensions = [
+    kernel_extension("_runtime", ["runtime.c"]),
+    kernel_extension("matmul", ["runtime.c", "gemm.c"]),
+    kernel_extension("activations"),
+    kernel_extension("losses"),
+    kernel_extension("optimizers"),
+]
+
+setup(
+    ext_modules=cythonize(
+        extensions,
+        language_level=3,
+        compiler_directives={
+            "boundscheck": False,
+            "wraparound": False,
+            "initializedcheck": False,
+            "cdivision": True,
+            "embedsignature": True,
+        },
+    ),
+    cmdclass={"build_ext": RanvierBuildExt},
+)

@@ -1,0 +1,28 @@
+"""ranvier: neural networks on the CPU, with Cython/C/OpenMP kernels under a small Python API.
+
+    import ranvier as rv
+    model = rv.Sequential([rv.Dense(64, 128), rv.ReLU(), rv.Dense(128, 10)])
+    model.fit(X, y, loss=rv.CrossEntropyLoss(), optimizer="adam", epochs=10)
+"""
+__version__ = "0.1.0"
+
+from ._config import (get_isa, get_num_threads, set_isa, set_num_threads,  # noqa: E402
+                      show_config)
+from .layers import Dense, Layer, Parameter, ReLU, Sigmoid, Softmax, Tanh  # noqa: E402
+from .losses import CrossEntropyLoss, Loss, MSELoss  # noqa: E402
+from .model import History, Sequential  # noqa: E402
+from .optim import SGD, Adam, AdamW, Optimizer  # noqa: E402
+from . import datasets  # noqa: E402
+
+from ._config import _apply_isa_from_env  # noqa: E402
+
+_apply_isa_from_env()
+del _apply_isa_from_env
+
+__all__ = [
+    "__version__", "show_config", "set_num_threads", "get_num_threads", "get_isa", "set_isa",
+    "Parameter", "Layer", "Dense", "ReLU", "Sigmoid", "Tanh", "Softmax",
+    "Loss", "CrossEntropyLoss", "MSELoss",
+    "Optimizer", "SGD", "Adam", "AdamW",
+    "Sequential", "History", "datasets",
+]

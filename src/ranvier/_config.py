@@ -1,0 +1,102 @@
+"""Thread control, kernel (ISA) selection and the build/runtime report.
+
+One knob sets how many threads the kernels use: ``set_num_threads(n)``. Until it is called the
+count follows the OpenMP runtime (``OMP_NUM_THREADS``, or a ``threadpoolctl`` limit). Kernels whose
+work is too small to pay for a parallel region run on one thread (``threads_for``).
+"""
+import os
+import platform
+import sys
+
+from ._kernels import _runtime, matmul
+
+# Below this many elements (or multiply-adds for GEMM) a kernel runs on one thread: waking a team
+# costs a few microseconds, more than small kernels take. PyTorch uses 32768 for elementwise ops.
+PARALLEL_MIN_WORK = 32768
+
+_num_threads = None  # set by set_num_threads(); None: follow the OpenMP runtime
+
+
+def set_num_threads(n):
+    """Use ``n`` threads in ranvier's kernels (``None`` goes back to the OpenMP default)."""
+    global _num_threads
+    if n is None:
+        _num_threads = None
+        return
+    if isinstance(n, bool) or not isinstance(n, int):
+        raise TypeError(f"set_num_threads: n must be an int, got {type(n).__name__}")
+    if n < 1:
+        raise ValueError(f"set_num_threads: n must be >= 1, got {n}")
+    _num_threads = n
+
+
+def get_num_threads():
+    """Threads the kernels use for large enough work."""
+    if _num_threads is not None:
+        return _num_threads
+    return max(1, _runtime.omp_max_threads())
+
+
+def threads_for(work):
+    """Thread count for a kernel doing ``work`` elementary operations."""
+    if work < PARALLEL_MIN_WORK:
+        return 1
+    return get_num_threads()
+
+
+def _apply_isa_from_env():
+    isa = os.environ.get("RANVIER_ISA", "").strip().lower()
+    if isa:
+        matmul.set_isa(isa)  # ValueError names the choices when this CPU cannot run it
+
+
+def get_isa():
+    """Name of the GEMM micro-kernel in use: 'generic', 'avx2' or 'avx512'."""
+    return matmul.get_isa()
+
+
+def set_isa(name):
+    """Force a GEMM micro-kernel (for tests and comparisons); ValueError if unsupported here."""
+    matmul.set_isa(name)
+
+
+def _compiler_info():
+    import sysconfig
+
+    cc = sysconfig.get_config_var("CC") or "unknown"
+    return cc.split()[0]
+
+
+def config_dict():
+    from . import __version__
+
+    return {
+        "version": __version__,
+        "python": sys.version.split()[0],
+        "platform": f"{platform.system()} {platform.machine()}",
+        "compiler": _compiler_info(),
+        "openmp": _runtime.openmp_enabled(),
+        "num_threads": get_num_threads(),
+        "omp_max_threads": _runtime.omp_max_threads(),
+        "num_procs": _runtime.omp_num_procs(),
+        "gemm_isa": matmul.get_isa(),
+        "supported_isas": matmul.supported_isas(),
+        "parallel_min_work": PARALLEL_MIN_WORK,
+    }
+
+
+def show_config(file=None):
+    """Print the version, build and threading facts (what a bug report needs)."""
+    cfg = config_dict()
+    out = file or sys.stdout
+    openmp = "yes" if cfg["openmp"] else "no (kernels run on one thread)"
+    lines = [
+        f"ranvier {cfg['version']}",
+        f"  python:          {cfg['python']} ({cfg['platform']})",
+        f"  compiler:        {cfg['compiler']}",
+        f"  OpenMP:          {openmp}",
+        f"  threads:         {cfg['num_threads']} (OMP max {cfg['omp_max_threads']}, "
+        f"{cfg['num_procs']} CPUs)",
+        f"  GEMM kernel:     {cfg['gemm_isa']} (supported: {', '.join(cfg['supported_isas'])})",
+    ]
+    print("\n".join(lines), file=out)

@@ -1,0 +1,115 @@
+"""Input checks for the public API: every message names the argument and what was wrong."""
+import numbers
+
+import numpy as np
+
+FLOAT_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
+
+
+def as_dtype(dtype, name="dtype"):
+    """Normalise a float dtype argument (float32 or float64 only)."""
+    try:
+        dt = np.dtype(dtype)
+    except TypeError:
+        raise TypeError(f"{name} must be float32 or float64, got {dtype!r}") from None
+    if dt not in FLOAT_DTYPES:
+        raise TypeError(f"{name} must be float32 or float64, got {dt}")
+    return dt
+
+
+def _as_numeric_array(x, name):
+    if isinstance(x, (str, bytes)):
+        raise TypeError(f"{name} must be a numeric array, got {type(x).__name__}")
+    try:
+        arr = np.asarray(x)
+    except (ValueError, TypeError) as exc:
+        raise ValueError(f"{name} could not be converted to an array: {exc}") from None
+    if arr.dtype.kind not in "biuf":
+        raise TypeError(f"{name} must contain numbers (bool, int or float); got dtype {arr.dtype}")
+    return arr
+
+
+def check_positive_int(value, name, minimum=1):
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
+        raise TypeError(f"{name} must be an int, got {type(value).__name__}")
+    if value < minimum:
+        raise ValueError(f"{name} must be >= {minimum}, got {value}")
+    return int(value)
+
+
+def check_float(value, name, minimum=None, maximum=None, min_inclusive=True):
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+        raise TypeError(f"{name} must be a number, got {type(value).__name__}")
+    value = float(value)
+    if not np.isfinite(value):
+        raise ValueError(f"{name} must be finite, got {value}")
+    if minimum is not None and (value < minimum or (not min_inclusive and value == minimum)):
+        op = ">=" if min_inclusive else ">"
+        raise ValueError(f"{name} must be {op} {minimum}, got {value}")
+    if maximum is not None and value > maximum:
+        raise ValueError(f"{name} must be <= {maximum}, got {value}")
+    return value
+
+
+def check_features(x, name, dtype, n_features=None, check_finite=True):
+    """A 2-D (n_samples, n_features) C-contiguous float array of ``dtype``.
+
+    Numeric inputs (ints, uint8 images, the other float type) are converted to the model's dtype;
+    anything else is a TypeError. Empty, non-2-D, wrong-width and non-finite inputs are ValueErrors.
+    """
+    arr = _as_numeric_array(x, name)
+    if arr.ndim != 2:
+        hint = ""
+        if arr.ndim == 1:
+            hint = "; for a single sample use x.reshape(1, -1)"
+        elif arr.ndim > 2:
+            hint = "; flatten each sample first, e.g. x.reshape(len(x), -1)"
+        raise ValueError(f"{name} must be 2-D (n_samples, n_features), got shape {arr.shape}{hint}")
+    if arr.shape[0] == 0:
+        raise ValueError(f"{name} is empty: it has 0 samples (shape {arr.shape})")
+    if arr.shape[1] == 0:
+        raise ValueError(f"{name} has 0 features (shape {arr.shape})")
+    if n_features is not None and arr.shape[1] != n_features:
+        raise ValueError(f"{name} has {arr.shape[1]} features per sample, but the model expects "
+                         f"{n_features} (shape {arr.shape})")
+    arr = np.ascontiguousarray(arr, dtype=dtype)
+    if check_finite and arr.dtype.kind == "f" and not np.isfinite(arr).all():
+        raise ValueError(f"{name} contains NaN or infinity")
+    return arr
+
+
+def check_batch_match(n_x, n_y, x_name="X", y_name="y"):
+    if n_x != n_y:
+        raise ValueError(f"{x_name} and {y_name} have different numbers of samples: {n_x} and {n_y}")
+
+
+def check_labels(y, name, n_samples=None, n_classes=None):
+    """Integer class labels, 1-D int64, each in [0, n_classes)."""
+    arr = _as_numeric_array(y, name)
+    if arr.ndim == 2 and arr.shape[1] == 1:
+        arr = arr[:, 0]
+    if arr.ndim != 1:
+        raise ValueError(f"{name} must be 1-D class labels, got shape {arr.shape}")
+    if arr.shape[0] == 0:
+        raise ValueError(f"{name} is empty")
+    if n_samples is not None and arr.shape[0] != n_samples:
+        raise ValueError(f"{name} has {arr.shape[0]} labels but there are {n_samples} samples")
+    if arr.dtype.kind == "f":
+        if not np.isfinite(arr).all():
+            raise ValueError(f"{name} contains NaN or infinity")
+        if not np.all(arr == np.round(arr)):
+            raise ValueError(f"{name} must hold integer class labels; found non-integer values")
+    elif arr.dtype.kind == "b":
+        arr = arr.astype(np.int64)
+    labels = np.ascontiguousarray(arr, dtype=np.int64)
+    lo, hi = int(labels.min()), int(labels.max())
+    if lo < 0 or (n_classes is not None and hi >= n_classes):
+        bound = f"[0, {n_classes - 1}]" if n_classes is not None else ">= 0"
+        raise ValueError(f"{name} has labels out of range: found values in [{lo}, {hi}], "
+                         f"expected {bound}")
+    return labels
+
+
+def is_integer_labels(y):
+    arr = np.asarray(y)
+    return arr.dtype.kind in "iub" and (arr.ndim == 1 or (arr.ndim == 2 and arr.shape[1] == 1))

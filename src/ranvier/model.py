@@ -1,0 +1,300 @@
+"""Sequential model: layers in order, and the training loop (fit), evaluate and predict.
+
+``fit`` runs the four steps of training per mini-batch: forward, loss, backward, optimizer step.
+When the last layer is ``Softmax`` and the loss is ``CrossEntropyLoss``, training feeds the logits to
+the fused softmax + cross-entropy kernel (stable, one pass) and the Softmax layer is used only for
+prediction, as Keras users expect from a softmax output with a cross-entropy loss.
+"""
+import sys
+import time
+
+import numpy as np
+
+from ._validation import (as_dtype, check_batch_match, check_features, check_labels,
+                          check_positive_int, is_integer_labels)
+from .layers import Layer, Softmax
+from .losses import CrossEntropyLoss, get_loss
+from .optim import Adam, get_optimizer
+
+__all__ = ["Sequential", "History"]
+
+
+class History:
+    """What ``fit`` returns, as Keras: ``history.history["loss"]`` is the per-epoch mean training loss;
+    ``"accuracy"`` is there for classifiers. ``history.epoch`` lists the epoch indices."""
+
+    def __init__(self):
+        self.history = {}
+        self.epoch = []
+        self.epoch_time = []
+
+    def _record(self, epoch, seconds, **metrics):
+        self.epoch.append(epoch)
+        self.epoch_time.append(seconds)
+        for k, v in metrics.items():
+            self.history.setdefault(k, []).append(float(v))
+
+    def __getitem__(self, key):
+        return self.history[key]
+
+    def __repr__(self):
+        last = {k: round(v[-1], 4) for k, v in self.history.items() if v}
+        return f"History(epochs={len(self.epoch)}, last={last})"
+
+
+class Sequential:
+    """A stack of layers applied in order.
+
+    >>> model = Sequential([Dense(64, 128), ReLU(), Dense(128, 10)])
+    >>> history = model.fit(X, y, loss=CrossEntropyLoss(), optimizer="adam", epochs=10)
+    """
+
+    def __init__(self, layers=(), *, dtype=None):
+        self.layers = []
+        for layer in layers:
+            self.add(layer)
+        if dtype is not None:
+            self.astype(dtype)
+        self.loss = None
+        self.optimizer = None
+        self.training = True
+
+    # -- structure -------------------------------------------------------------------------------
+    def add(self, layer):
+        if not isinstance(layer, Layer):
+            raise TypeError(f"Sequential takes ranvier layers, got {type(layer).__name__}")
+        self.layers.append(layer)
+        return self
+
+    def __len__(self):
+        return len(self.layers)
+
+    def __getitem__(self, i):
+        return self.layers[i]
+
+    def __iter__(self):
+        return iter(self.layers)
+
+    def __repr__(self):
+        inner = "".join(f"\n  ({i}): {layer!r}" for i, layer in enumerate(self.layers))
+        return f"Sequential({inner}\n)"
+
+    def named_parameters(self):
+        """(name, Parameter) pairs named as PyTorch names a Sequential's: ``0.weight``, ``0.bias``."""
+        return [(f"{i}.{name}", p) for i, layer in enumerate(self.layers)
+                for name, p in layer.named_parameters()]
+
+    def parameters(self):
+        return [p for _, p in self.named_parameters()]
+
+    @property
+    def dtype(self):
+        params = self.parameters()
+        return params[0].data.dtype if params else np.dtype(np.float32)
+
+    def astype(self, dtype):
+        """Convert every parameter to ``dtype`` (float32 or float64) in place; returns self."""
+        as_dtype(dtype)
+        for layer in self.layers:
+            layer.astype(dtype)
+        return self
+
+    @property
+    def n_features_in(self):
+        for layer in self.layers:
+            if hasattr(layer, "in_features"):
+                return layer.in_features
+        return None
+
+    def train(self, mode=True):
+        self.training = bool(mode)
+        for layer in self.layers:
+            layer.training = self.training
+        return self
+
+    def eval(self):
+        return self.train(False)
+
+    # -- forward / backward ----------------------------------------------------------------------
+    def _check_dtypes(self):
+        dts = {p.data.dtype for p in self.parameters()}
+        if len(dts) > 1:
+            raise TypeError(f"the layers of this model mix dtypes {sorted(map(str, dts))}; "
+                            "call model.astype(np.float32) (or float64) first")
+
+    def forward(self, x, _layers=None):
+        """Run the layers on a batch; returns the output (probabilities if the last layer is
+        Softmax, otherwise the raw outputs)."""
+        for layer in (self.layers if _layers is None else _layers):
+            x = layer.forward(x)
+        return x
+
+    __call__ = forward
+
+    def backward(self, grad_output, _layers=None):
+        """Backpropagate ``grad_output`` (d loss / d output) through every layer, filling each
+        parameter's ``.grad``; returns d loss / d input."""
+        layers = self.layers if _layers is None else _layers
+        g = grad_output
+        for i in range(len(layers) - 1, -1, -1):
+            g = layers[i].backward(g, need_input_grad=i > 0)
+        return g
+
+    # -- training configuration ------------------------------------------------------------------
+    def compile(self, loss=None, optimizer=None):
+        """Set the loss and optimizer once (Keras style): instances or names
+        ('cross_entropy', 'mse'; 'sgd', 'adam', 'adamw')."""
+        if loss is not None:
+            self.loss = get_loss(loss)
+        if optimizer is not None:
+            self.optimizer = get_optimizer(optimizer, self.parameters())
+        return self
+
+    def _is_classifier(self, loss=None):
+        loss = loss if loss is not None else self.loss
+        last_softmax = bool(self.layers) and isinstance(self.layers[-1], Softmax)
+        return isinstance(loss, CrossEntropyLoss) or (loss is None and last_softmax)
+
+    def _training_layers(self, loss):
+        """Layers to run while training: all but a final Softmax when the loss is fused with it."""
+        if isinstance(loss, CrossEntropyLoss) and self.layers and isinstance(self.layers[-1],
+                                                                               Softmax):
+            return self.layers[:-1]
+        return self.layers
+
+    def _prepare_xy(self, X, y, loss):
+        self._check_dtypes()
+        if not self.layers:
+            raise ValueError("the model has no layers")
+        X = check_features(X, "X", self.dtype, self.n_features_in)
+        n_out = self._n_outputs()
+        if isinstance(loss, CrossEntropyLoss):
+            y_arr = np.asarray(y)
+            if y_arr.ndim == 2 and n_out is not None and y_arr.shape[1] == n_out and n_out > 1:
+                y = check_features(y_arr, "y", self.dtype, n_out)  # one-hot / probabilities
+            else:
+                y = check_labels(y_arr, "y", n_samples=None, n_classes=n_out)
+        else:
+            y_arr = np.asarray(y)
+            if y_arr.ndim == 1:
+                y_arr = y_arr.reshape(-1, 1)
+            y = check_features(y_arr, "y", self.dtype, n_out)
+        check_batch_match(X.shape[0], y.shape[0])
+        return X, y
+
+    def _n_outputs(self):
+        for layer in reversed(self.layers):
+            if hasattr(layer, "out_features"):
+                return layer.out_features
+        return None
+
+    def _resolve_loss(self, loss, y):
+        if loss is not None:
+            return get_loss(loss)
+        if self.loss is not None:
+            return self.loss
+        if is_integer_labels(y) or (self.layers and isinstance(self.layers[-1], Softmax)):
+            return CrossEntropyLoss()
+        return get_loss("mse")
+
+    # -- fit / evaluate / predict ----------------------------------------------------------------
+    def fit(self, X, y, *, loss=None, optimizer=None, epochs=10, batch_size=32, shuffle=True,
+            seed=None, verbose=1):
+        """Train on (X, y) for ``epochs`` passes over the data in shuffled mini-batches.
+
+        loss: a Loss or name; defaults to the compiled one, else cross-entropy for integer labels
+            (MSE otherwise). optimizer: an Optimizer or name; defaults to the compiled one, else
+            Adam(lr=1e-3). Returns a History with the mean loss (and accuracy) per epoch.
+        """
+        epochs = check_positive_int(epochs, "epochs")
+        batch_size = check_positive_int(batch_size, "batch_size")
+        if verbose not in (0, 1, 2, False, True):
+            raise ValueError(f"verbose must be 0, 1 or 2, got {verbose!r}")
+        loss_fn = self._resolve_loss(loss, y)
+        if optimizer is not None:
+            opt = get_optimizer(optimizer, self.parameters())
+        elif self.optimizer is not None:
+            opt = self.optimizer
+        else:
+            opt = self.optimizer = Adam(self.parameters())
+        self.loss = loss_fn
+        X, y = self._prepare_xy(X, y, loss_fn)
+        classifier = self._is_classifier(loss_fn)
+        labels = (y if y.ndim == 1 else np.argmax(y, axis=1)) if classifier else None
+        layers = self._training_layers(loss_fn)
+        rng = np.random.default_rng(seed)
+        n = X.shape[0]
+        history = History()
+        self.train()
+        for epoch in range(epochs):
+            t0 = time.perf_counter()
+            order = rng.permutation(n) if shuffle else np.arange(n)
+            loss_sum, correct = 0.0, 0
+            for b, start in enumerate(range(0, n, batch_size)):
+                idx = order[start:start + batch_size]
+                xb, yb = X.take(idx, axis=0), y.take(idx, axis=0)
+                out = self.forward(xb, layers)
+                batch_loss = loss_fn.forward(out, yb)
+                if not np.isfinite(batch_loss):
+                    raise FloatingPointError(
+                        f"training diverged: the loss is {batch_loss} at epoch {epoch + 1}, "
+                        f"batch {b + 1}; lower the learning rate or check the data")
+                self.backward(loss_fn.backward(), layers)
+                opt.step()
+                loss_sum += batch_loss * len(idx)
+                if classifier:
+                    correct += int(np.count_nonzero(out.argmax(axis=1) == labels[idx]))
+            metrics = {"loss": loss_sum / n}
+            if classifier:
+                metrics["accuracy"] = correct / n
+            seconds = time.perf_counter() - t0
+            history._record(epoch, seconds, **metrics)
+            if verbose:
+                shown = " - ".join(f"{k}: {v:.4f}" for k, v in metrics.items())
+                print(f"Epoch {epoch + 1}/{epochs} - {seconds:.2f}s - {shown}", file=sys.stdout,
+                      flush=True)
+        self.eval()
+        self.history = history
+        return history
+
+    def _forward_batches(self, X, batch_size, layers):
+        n = X.shape[0]
+        if batch_size is None or batch_size >= n:
+            return self.forward(X, layers)
+        outs = [self.forward(X[s:s + batch_size], layers) for s in range(0, n, batch_size)]
+        return np.concatenate(outs, axis=0)
+
+    def _check_X(self, X):
+        self._check_dtypes()
+        if not self.layers:
+            raise ValueError("the model has no layers")
+        return check_features(X, "X", self.dtype, self.n_features_in)
+
+    def predict_proba(self, X, batch_size=1024):
+        """Class probabilities, shape (n_samples, n_classes): the softmax of the outputs (the
+        outputs themselves when the last layer is Softmax)."""
+        X = self._check_X(X)
+        if self.layers and isinstance(self.layers[-1], Softmax):
+            return self._forward_batches(X, batch_size, self.layers)
+        logits = self._forward_batches(X, batch_size, self.layers)
+        return Softmax().forward(logits)
+
+    def predict(self, X, batch_size=1024):
+        """Class labels for a classifier (cross-entropy loss or Softmax output), else the outputs."""
+        X = self._check_X(X)
+        out = self._forward_batches(X, batch_size, self.layers)
+        if self._is_classifier():
+            return out.argmax(axis=1)
+        return out
+
+    def evaluate(self, X, y, batch_size=1024):
+        """Mean loss (and accuracy for classifiers) on (X, y), as a dict."""
+        loss_fn = self._resolve_loss(None, y)
+        X, y = self._prepare_xy(X, y, loss_fn)
+        layers = self._training_layers(loss_fn)
+        out = self._forward_batches(X, batch_size, layers)
+        result = {"loss": float(loss_fn.forward(out, y))}
+        if self._is_classifier(loss_fn):
+            labels = y if y.ndim == 1 else np.argmax(y, axis=1)
+            result["accuracy"] = float(np.mean(out.argmax(axis=1) == labels))
+        return result
