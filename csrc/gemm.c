@@ -48,16 +48,17 @@ int ranvier_gemm_get_isa(void)
 
 int ranvier_sgemm(ptrdiff_t m, ptrdiff_t n, ptrdiff_t k, float alpha, const float *a, ptrdiff_t rsa,
                   ptrdiff_t csa, const float *b, ptrdiff_t rsb, ptrdiff_t csb, float beta, float *c,
-                  ptrdiff_t rsc, ptrdiff_t csc, int nthreads)
+                  ptrdiff_t rsc, ptrdiff_t csc, const float *bias, int act, int nthreads)
 {
     if (active_isa < 0) ranvier_gemm_get_isa();
-    return active_s(m, n, k, alpha, a, rsa, csa, b, rsb, csb, beta, c, rsc, csc, nthreads);
+    return active_s(m, n, k, alpha, a, rsa, csa, b, rsb, csb, beta, c, rsc, csc, bias, act, nthreads);
 }
 
 int ranvier_dgemm(ptrdiff_t m, ptrdiff_t n, ptrdiff_t k, double alpha, const double *a,
                   ptrdiff_t rsa, ptrdiff_t csa, const double *b, ptrdiff_t rsb, ptrdiff_t csb,
-                  double beta, double *c, ptrdiff_t rsc, ptrdiff_t csc, int nthreads)
+                  double beta, double *c, ptrdiff_t rsc, ptrdiff_t csc, const double *bias, int act,
+                  int nthreads)
 {
     if (active_isa < 0) ranvier_gemm_get_isa();
-    return active_d(m, n, k, alpha, a, rsa, csa, b, rsb, csb, beta, c, rsc, csc, nthreads);
+    return active_d(m, n, k, alpha, a, rsa, csa, b, rsb, csb, beta, c, rsc, csc, bias, act, nthreads);
 }

@@ -17,25 +17,40 @@ extern "C" {
 
 enum { RANVIER_ISA_GENERIC = 0, RANVIER_ISA_AVX2 = 1, RANVIER_ISA_AVX512 = 2 };
 
-/* Returns 0 on success, -1 when the packing buffers could not be allocated. */
+/* Activation applied in the GEMM epilogue (Dense forward): C := act(alpha*A@B + beta*C + bias). */
+enum { RANVIER_ACT_NONE = 0, RANVIER_ACT_RELU = 1, RANVIER_ACT_SIGMOID = 2, RANVIER_ACT_TANH = 3 };
+
+/* Products with fewer multiply-adds than this run on one thread (measured: below it a parallel
+ * region costs more than it saves on 2 cores). */
+#ifndef RANVIER_GEMM_PARALLEL_MIN_WORK
+#define RANVIER_GEMM_PARALLEL_MIN_WORK 262144.0
+#endif
+
+/* Returns 0 on success, -1 when the packing buffers could not be allocated.
+ * bias (length n, may be NULL) and act form the epilogue; pass NULL, RANVIER_ACT_NONE for a plain
+ * GEMM. nthreads is an upper bound: small products run on one thread. */
 typedef int (*ranvier_sgemm_fn)(ptrdiff_t m, ptrdiff_t n, ptrdiff_t k, float alpha,
                                 const float *a, ptrdiff_t rsa, ptrdiff_t csa,
                                 const float *b, ptrdiff_t rsb, ptrdiff_t csb, float beta,
-                                float *c, ptrdiff_t rsc, ptrdiff_t csc, int nthreads);
+                                float *c, ptrdiff_t rsc, ptrdiff_t csc, const float *bias, int act,
+                                int nthreads);
 typedef int (*ranvier_dgemm_fn)(ptrdiff_t m, ptrdiff_t n, ptrdiff_t k, double alpha,
                                 const double *a, ptrdiff_t rsa, ptrdiff_t csa,
                                 const double *b, ptrdiff_t rsb, ptrdiff_t csb, double beta,
-                                double *c, ptrdiff_t rsc, ptrdiff_t csc, int nthreads);
+                                double *c, ptrdiff_t rsc, ptrdiff_t csc, const double *bias, int act,
+                                int nthreads);
 
 /* Dispatching entry points (use the active ISA). */
 int ranvier_sgemm(ptrdiff_t m, ptrdiff_t n, ptrdiff_t k, float alpha,
                   const float *a, ptrdiff_t rsa, ptrdiff_t csa,
                   const float *b, ptrdiff_t rsb, ptrdiff_t csb, float beta,
-                  float *c, ptrdiff_t rsc, ptrdiff_t csc, int nthreads);
+                  float *c, ptrdiff_t rsc, ptrdiff_t csc, const float *bias, int act,
+                  int nthreads);
 int ranvier_dgemm(ptrdiff_t m, ptrdiff_t n, ptrdiff_t k, double alpha,
                   const double *a, ptrdiff_t rsa, ptrdiff_t csa,
                   const double *b, ptrdiff_t rsb, ptrdiff_t csb, double beta,
-                  double *c, ptrdiff_t rsc, ptrdiff_t csc, int nthreads);
+                  double *c, ptrdiff_t rsc, ptrdiff_t csc, const double *bias, int act,
+                  int nthreads);
 
 /* ISA selection. set returns 0, or -1 if this build or CPU cannot run the requested ISA. */
 int ranvier_gemm_best_isa(void);
@@ -47,10 +62,11 @@ int ranvier_gemm_isa_supported(int isa);
 #define RANVIER_DECLARE_GEMM(isa)                                                           \
     int ranvier_sgemm_##isa(ptrdiff_t, ptrdiff_t, ptrdiff_t, float, const float *, ptrdiff_t, \
                             ptrdiff_t, const float *, ptrdiff_t, ptrdiff_t, float, float *,  \
-                            ptrdiff_t, ptrdiff_t, int);                                     \
+                            ptrdiff_t, ptrdiff_t, const float *, int, int);                 \
     int ranvier_dgemm_##isa(ptrdiff_t, ptrdiff_t, ptrdiff_t, double, const double *,        \
                             ptrdiff_t, ptrdiff_t, const double *, ptrdiff_t, ptrdiff_t,     \
-                            double, double *, ptrdiff_t, ptrdiff_t, int);
+                            double, double *, ptrdiff_t, ptrdiff_t, const double *, int,    \
+                            int);
 RANVIER_DECLARE_GEMM(generic)
 #if RANVIER_HAVE_X86_SIMD
 RANVIER_DECLARE_GEMM(avx2)

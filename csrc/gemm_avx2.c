@@ -3,6 +3,7 @@
 #include "gemm.h"
 
 #define REAL float
+#define REAL_IS_DOUBLE 0
 #define TAG s_avx2
 #define GEMM_NAME ranvier_sgemm_avx2
 #define MR 6
@@ -13,6 +14,7 @@
 #include "gemm_template.h"
 
 #define REAL double
+#define REAL_IS_DOUBLE 1
 #define TAG d_avx2
 #define GEMM_NAME ranvier_dgemm_avx2
 #define MR 6

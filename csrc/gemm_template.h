@@ -1,5 +1,5 @@
 /* The BLIS algorithm for one (dtype, ISA) pair. Included by gemm_<isa>.c with:
- *   REAL            float or double
+ *   REAL            float or double (REAL_IS_DOUBLE 0 or 1)
  *   TAG             name suffix of this instance, e.g. s_avx2 (gives ranvier_sgemm_avx2 via GEMM_NAME)
  *   GEMM_NAME       the exported function name
  *   MR, NR          register tile (rows of A, columns of B), compile-time constants
@@ -16,6 +16,7 @@
  * of C is computed by one thread, summing k in the same order, so results do not depend on the
  * number of threads. */
 
+#include <math.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -25,6 +26,13 @@
 
 #ifndef RANVIER_GEMM_TEMPLATE_ONCE
 #define RANVIER_GEMM_TEMPLATE_ONCE
+#if defined(__SSE2__) || defined(_M_X64)
+#include <emmintrin.h>
+#include <xmmintrin.h>
+#define RV_HAVE_SSE2 1
+#else
+#define RV_HAVE_SSE2 0
+#endif
 #if defined(_MSC_VER) && !defined(restrict)
 #define restrict __restrict
 #endif
@@ -65,21 +73,69 @@ static void FN(ukernel_c)(ptrdiff_t kc, const REAL *restrict a, const REAL *rest
 #define UKERNEL FN(ukernel_c)
 #endif
 
+/* dst[p * R + r] = src[r * ld + p] for r < rows, p < kc; rows rows..R-1 are zero. This is the
+ * packing of an operand whose k index is the contiguous one (row-major A, or B = W.T as in
+ * X @ W.T): a transpose, done 4 x 4 (float) or 2 x 2 (double) in SSE registers. */
+static void FN(pack_transpose)(ptrdiff_t rows, ptrdiff_t kc, const REAL *src, ptrdiff_t ld,
+                               ptrdiff_t R, REAL *restrict dst)
+{
+    ptrdiff_t r = 0;
+#if RV_HAVE_SSE2 && !REAL_IS_DOUBLE
+    for (; r + 4 <= rows; r += 4) {
+        const float *s0 = src + r * ld, *s1 = s0 + ld, *s2 = s1 + ld, *s3 = s2 + ld;
+        ptrdiff_t p = 0;
+        for (; p + 4 <= kc; p += 4) {
+            __m128 x0 = _mm_loadu_ps(s0 + p), x1 = _mm_loadu_ps(s1 + p);
+            __m128 x2 = _mm_loadu_ps(s2 + p), x3 = _mm_loadu_ps(s3 + p);
+            _MM_TRANSPOSE4_PS(x0, x1, x2, x3);
+            _mm_storeu_ps(dst + (p + 0) * R + r, x0);
+            _mm_storeu_ps(dst + (p + 1) * R + r, x1);
+            _mm_storeu_ps(dst + (p + 2) * R + r, x2);
+            _mm_storeu_ps(dst + (p + 3) * R + r, x3);
+        }
+        for (; p < kc; ++p) {
+            dst[p * R + r] = s0[p];
+            dst[p * R + r + 1] = s1[p];
+            dst[p * R + r + 2] = s2[p];
+            dst[p * R + r + 3] = s3[p];
+        }
+    }
+#elif RV_HAVE_SSE2
+    for (; r + 2 <= rows; r += 2) {
+        const double *s0 = src + r * ld, *s1 = s0 + ld;
+        ptrdiff_t p = 0;
+        for (; p + 2 <= kc; p += 2) {
+            __m128d x0 = _mm_loadu_pd(s0 + p), x1 = _mm_loadu_pd(s1 + p);
+            _mm_storeu_pd(dst + p * R + r, _mm_unpacklo_pd(x0, x1));
+            _mm_storeu_pd(dst + (p + 1) * R + r, _mm_unpackhi_pd(x0, x1));
+        }
+        for (; p < kc; ++p) {
+            dst[p * R + r] = s0[p];
+            dst[p * R + r + 1] = s1[p];
+        }
+    }
+#endif
+    for (; r < rows; ++r) {
+        const REAL *sr = src + r * ld;
+        for (ptrdiff_t p = 0; p < kc; ++p) dst[p * R + r] = sr[p];
+    }
+    if (rows < R)
+        for (ptrdiff_t p = 0; p < kc; ++p)
+            for (ptrdiff_t q = rows; q < R; ++q) dst[p * R + q] = (REAL)0;
+}
+
 /* One MR-row micro-panel of A (rows i0.., k slice p0..p0+kc), stored column by column. */
 static void FN(pack_a)(ptrdiff_t mr, ptrdiff_t kc, const REAL *a, ptrdiff_t rsa, ptrdiff_t csa,
                        REAL *restrict dst)
 {
+    if (csa == 1) { /* rows contiguous along k: a transpose */
+        FN(pack_transpose)(mr, kc, a, rsa, MR, dst);
+        return;
+    }
     if (mr < MR) memset(dst, 0, sizeof(REAL) * MR * kc);
-    if (csa == 1) { /* rows contiguous: read along k */
-        for (ptrdiff_t i = 0; i < mr; ++i) {
-            const REAL *row = a + i * rsa;
-            for (ptrdiff_t p = 0; p < kc; ++p) dst[p * MR + i] = row[p];
-        }
-    } else {
-        for (ptrdiff_t p = 0; p < kc; ++p) {
-            const REAL *col = a + p * csa;
-            for (ptrdiff_t i = 0; i < mr; ++i) dst[p * MR + i] = col[i * rsa];
-        }
+    for (ptrdiff_t p = 0; p < kc; ++p) {
+        const REAL *col = a + p * csa;
+        for (ptrdiff_t i = 0; i < mr; ++i) dst[p * MR + i] = col[i * rsa];
     }
 }
 
@@ -87,24 +143,60 @@ static void FN(pack_a)(ptrdiff_t mr, ptrdiff_t kc, const REAL *a, ptrdiff_t rsa,
 static void FN(pack_b)(ptrdiff_t kc, ptrdiff_t nr, const REAL *b, ptrdiff_t rsb, ptrdiff_t csb,
                        REAL *restrict dst)
 {
+    if (rsb == 1 && csb != 1) { /* columns contiguous along k (B = W.T): a transpose */
+        FN(pack_transpose)(nr, kc, b, csb, NR, dst);
+        return;
+    }
     if (nr < NR) memset(dst, 0, sizeof(REAL) * NR * kc);
-    if (csb == 1) {
-        for (ptrdiff_t p = 0; p < kc; ++p) {
-            const REAL *row = b + p * rsb;
-            for (ptrdiff_t j = 0; j < nr; ++j) dst[p * NR + j] = row[j];
-        }
-    } else { /* columns contiguous (B is a transposed row-major matrix): read along k */
-        for (ptrdiff_t j = 0; j < nr; ++j) {
-            const REAL *col = b + j * csb;
-            for (ptrdiff_t p = 0; p < kc; ++p) dst[p * NR + j] = col[p * rsb];
-        }
+    for (ptrdiff_t p = 0; p < kc; ++p) {
+        const REAL *row = b + p * rsb;
+        for (ptrdiff_t j = 0; j < nr; ++j) dst[p * NR + j] = row[j * csb];
     }
 }
 
-/* C tile := alpha * ab + beta * C tile, for the m x n corner that exists. beta == 0 never reads C. */
-static void FN(store_tile)(ptrdiff_t m, ptrdiff_t n, REAL alpha, const REAL *restrict ab, REAL beta,
-                           REAL *c, ptrdiff_t rsc, ptrdiff_t csc)
+/* Epilogue of a Dense layer, applied once a tile's last k block is in: + bias[j], then the
+ * activation (RANVIER_ACT_*), while the tile is still in cache. */
+static inline REAL FN(activate)(REAL v, int act)
 {
+    switch (act) {
+    case RANVIER_ACT_RELU: return v > (REAL)0 ? v : (REAL)0;
+    case RANVIER_ACT_SIGMOID:
+        if (v >= (REAL)0) return (REAL)1 / ((REAL)1 + (REAL)exp(-(double)v));
+        else {
+            const REAL e = (REAL)exp((double)v);
+            return e / ((REAL)1 + e);
+        }
+    case RANVIER_ACT_TANH: return (REAL)tanh((double)v);
+    default: return v;
+    }
+}
+
+/* C tile := alpha * ab + beta * C tile (+ bias, activation when ``last``), for the m x n corner
+ * that exists. beta == 0 never reads C. */
+static void FN(store_tile)(ptrdiff_t m, ptrdiff_t n, REAL alpha, const REAL *restrict ab, REAL beta,
+                           REAL *c, ptrdiff_t rsc, ptrdiff_t csc, int last, const REAL *bias,
+                           int act)
+{
+    if (csc == 1) { /* the common case, separate so the compiler vectorises it */
+        for (ptrdiff_t i = 0; i < m; ++i) {
+            REAL *restrict ci = c + i * rsc;
+            const REAL *abi = ab + i * NR;
+            if (beta == (REAL)0) {
+                for (ptrdiff_t j = 0; j < n; ++j) ci[j] = alpha * abi[j];
+            } else if (beta == (REAL)1) {
+                for (ptrdiff_t j = 0; j < n; ++j) ci[j] += alpha * abi[j];
+            } else {
+                for (ptrdiff_t j = 0; j < n; ++j) ci[j] = beta * ci[j] + alpha * abi[j];
+            }
+            if (last && bias)
+                for (ptrdiff_t j = 0; j < n; ++j) ci[j] += bias[j];
+            if (last && act == RANVIER_ACT_RELU)
+                for (ptrdiff_t j = 0; j < n; ++j) ci[j] = ci[j] > (REAL)0 ? ci[j] : (REAL)0;
+            else if (last && act != RANVIER_ACT_NONE)
+                for (ptrdiff_t j = 0; j < n; ++j) ci[j] = FN(activate)(ci[j], act);
+        }
+        return;
+    }
     for (ptrdiff_t i = 0; i < m; ++i) {
         REAL *ci = c + i * rsc;
         const REAL *abi = ab + i * NR;
@@ -115,26 +207,37 @@ static void FN(store_tile)(ptrdiff_t m, ptrdiff_t n, REAL alpha, const REAL *res
         } else {
             for (ptrdiff_t j = 0; j < n; ++j) ci[j * csc] = beta * ci[j * csc] + alpha * abi[j];
         }
+        if (last && bias)
+            for (ptrdiff_t j = 0; j < n; ++j) ci[j * csc] += bias[j];
+        if (last && act != RANVIER_ACT_NONE)
+            for (ptrdiff_t j = 0; j < n; ++j) ci[j * csc] = FN(activate)(ci[j * csc], act);
     }
 }
 
-/* C := beta * C, used when there is nothing to multiply (k == 0 or alpha == 0). */
-static void FN(scale_c)(ptrdiff_t m, ptrdiff_t n, REAL beta, REAL *c, ptrdiff_t rsc, ptrdiff_t csc)
+/* C := act(beta * C + bias), used when there is nothing to multiply (k == 0 or alpha == 0). */
+static void FN(scale_c)(ptrdiff_t m, ptrdiff_t n, REAL beta, REAL *c, ptrdiff_t rsc, ptrdiff_t csc,
+                        const REAL *bias, int act)
 {
     for (ptrdiff_t i = 0; i < m; ++i)
-        for (ptrdiff_t j = 0; j < n; ++j)
-            c[i * rsc + j * csc] = (beta == (REAL)0) ? (REAL)0 : beta * c[i * rsc + j * csc];
+        for (ptrdiff_t j = 0; j < n; ++j) {
+            REAL *cij = c + i * rsc + j * csc;
+            REAL v = (beta == (REAL)0) ? (REAL)0 : beta * *cij;
+            if (bias) v += bias[j];
+            *cij = FN(activate)(v, act);
+        }
 }
 
 int GEMM_NAME(ptrdiff_t m, ptrdiff_t n, ptrdiff_t k, REAL alpha, const REAL *a, ptrdiff_t rsa,
               ptrdiff_t csa, const REAL *b, ptrdiff_t rsb, ptrdiff_t csb, REAL beta, REAL *c,
-              ptrdiff_t rsc, ptrdiff_t csc, int nthreads)
+              ptrdiff_t rsc, ptrdiff_t csc, const REAL *bias, int act, int nthreads)
 {
     if (m <= 0 || n <= 0) return 0;
     if (k <= 0 || alpha == (REAL)0) {
-        FN(scale_c)(m, n, beta, c, rsc, csc);
+        FN(scale_c)(m, n, beta, c, rsc, csc, bias, act);
         return 0;
     }
+    /* A parallel region costs microseconds; small products run on the calling thread. */
+    if ((double)m * (double)n * (double)k < RANVIER_GEMM_PARALLEL_MIN_WORK) nthreads = 1;
     const ptrdiff_t kc_max = rv_min(KC, k);
     const ptrdiff_t mc_max = rv_min(MC, (m + MR - 1) / MR * MR);
     const ptrdiff_t nc_max = rv_min(NC, (n + NR - 1) / NR * NR);
@@ -160,6 +263,7 @@ int GEMM_NAME(ptrdiff_t m, ptrdiff_t n, ptrdiff_t k, REAL alpha, const REAL *a, 
             for (ptrdiff_t pc = 0; pc < k; pc += KC) {
                 const ptrdiff_t kc = rv_min(KC, k - pc);
                 const REAL beta_pc = (pc == 0) ? beta : (REAL)1;
+                const int last = pc + kc >= k;
 #pragma omp for schedule(static)
                 for (ptrdiff_t jp = 0; jp < nb_panels; ++jp) {
                     const ptrdiff_t j0 = jc + jp * NR;
@@ -183,7 +287,8 @@ int GEMM_NAME(ptrdiff_t m, ptrdiff_t n, ptrdiff_t k, REAL alpha, const REAL *a, 
                         const ptrdiff_t i0 = ic + ip * MR, j0 = jc + jp * NR;
                         UKERNEL(kc, a_pack + ip * MR * kc, b_pack + jp * NR * kc, ab);
                         FN(store_tile)(rv_min(MR, m - i0), rv_min(NR, n - j0), alpha, ab, beta_pc,
-                                       c + i0 * rsc + j0 * csc, rsc, csc);
+                                       c + i0 * rsc + j0 * csc, rsc, csc, last,
+                                       bias ? bias + j0 : NULL, act);
                     }
                 }
             }
@@ -197,6 +302,7 @@ int GEMM_NAME(ptrdiff_t m, ptrdiff_t n, ptrdiff_t k, REAL alpha, const REAL *a, 
 #undef FN
 #undef UKERNEL
 #undef REAL
+#undef REAL_IS_DOUBLE
 #undef TAG
 #undef GEMM_NAME
 #undef MR

@@ -4,6 +4,7 @@ One knob sets how many threads the kernels use: ``set_num_threads(n)``. Until it
 count follows the OpenMP runtime (``OMP_NUM_THREADS``, or a ``threadpoolctl`` limit). Kernels whose
 work is too small to pay for a parallel region run on one thread (``threads_for``).
 """
+import numbers
 import os
 import platform
 import sys
@@ -23,11 +24,11 @@ def set_num_threads(n):
     if n is None:
         _num_threads = None
         return
-    if isinstance(n, bool) or not isinstance(n, int):
+    if isinstance(n, bool) or not isinstance(n, numbers.Integral):
         raise TypeError(f"set_num_threads: n must be an int, got {type(n).__name__}")
     if n < 1:
         raise ValueError(f"set_num_threads: n must be >= 1, got {n}")
-    _num_threads = n
+    _num_threads = int(n)
 
 
 def get_num_threads():

@@ -35,17 +35,38 @@ def _demo(args):
     return 0
 
 
+def _positive_int(text):
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {value}")
+    return value
+
+
+def _positive_float(text):
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive number, got {text!r}") from None
+    if not value > 0 or value == float("inf"):
+        raise argparse.ArgumentTypeError(f"expected a positive number, got {text}")
+    return value
+
+
 def build_parser():
     parser = argparse.ArgumentParser(prog="ranvier", description="ranvier: neural networks on the "
                                      "CPU with native kernels.")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     demo = sub.add_parser("demo", help="train an MLP on the bundled 8x8 digits and report the "
                           "test accuracy")
-    demo.add_argument("--epochs", type=int, default=20)
-    demo.add_argument("--batch-size", type=int, default=32)
-    demo.add_argument("--lr", type=float, default=0.05)
+    demo.add_argument("--epochs", type=_positive_int, default=20)
+    demo.add_argument("--batch-size", type=_positive_int, default=32)
+    demo.add_argument("--lr", type=_positive_float, default=0.05, help="SGD learning rate")
     demo.add_argument("--seed", type=int, default=0)
-    demo.add_argument("--threads", type=int, default=None, help="kernel threads (default: OpenMP)")
+    demo.add_argument("--threads", type=_positive_int, default=None,
+                      help="kernel threads (default: OpenMP's, i.e. OMP_NUM_THREADS or all cores)")
     demo.set_defaults(func=_demo)
     sub.add_parser("config", help="print version, build and threading facts").set_defaults(
         func=lambda args: __import__("ranvier").show_config() or 0)

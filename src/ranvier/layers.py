@@ -9,7 +9,7 @@ import math
 
 import numpy as np
 
-from ._config import threads_for
+from ._config import get_num_threads, threads_for
 from ._kernels import activations as _act
 from ._kernels import matmul as _mm
 from ._validation import as_dtype, check_positive_int
@@ -87,6 +87,16 @@ def _as_input(x, dtype, name="x"):
     return np.ascontiguousarray(x, dtype=dtype)
 
 
+def _as_float(x, name="x"):
+    """C-contiguous float32/float64 (other numeric types become float32), any shape."""
+    x = np.asarray(x)
+    if x.dtype.kind not in "biuf":
+        raise TypeError(f"{name} must be numeric, got dtype {x.dtype}")
+    if x.dtype != np.float32 and x.dtype != np.float64:
+        x = x.astype(np.float32)
+    return np.ascontiguousarray(x)
+
+
 _INITS = ("he_uniform", "he_normal", "xavier_uniform", "xavier_normal")
 
 
@@ -133,12 +143,9 @@ class Dense(Layer):
         x = _as_input(x, self.dtype)
         if x.shape[1] != self.in_features:
             raise ValueError(f"Dense expects {self.in_features} input features, got shape {x.shape}")
-        n = x.shape[0]
-        out = np.empty((n, self.out_features), self.dtype)
-        work = n * self.out_features * self.in_features
-        _mm.gemm(x, self.weight.data, out, trans_b=True, num_threads=threads_for(work))
-        if self.bias is not None:
-            _mm.bias_add(out, self.bias.data, threads_for(out.size))
+        out = np.empty((x.shape[0], self.out_features), self.dtype)
+        _mm.dense_forward(x, self.weight.data, self.bias.data if self.bias is not None else None,
+                          out, _mm.ACT_NONE, get_num_threads())
         self._x = x
         return out
 
@@ -150,14 +157,10 @@ class Dense(Layer):
         if dy.shape != (x.shape[0], self.out_features):
             raise ValueError(f"grad_output must have shape {(x.shape[0], self.out_features)}, "
                              f"got {dy.shape}")
-        nt = threads_for(x.shape[0] * self.out_features * self.in_features)
-        _mm.gemm(dy, x, self.weight.grad, trans_a=True, num_threads=nt)  # dW = dY.T @ X
-        if self.bias is not None:
-            _mm.bias_grad(dy, self.bias.grad, num_threads=threads_for(dy.size))
-        if not need_input_grad:
-            return None
-        dx = np.empty_like(x)
-        _mm.gemm(dy, self.weight.data, dx, num_threads=nt)  # dX = dY @ W
+        dx = np.empty_like(x) if need_input_grad else None
+        _mm.dense_backward(x, self.weight.data, dy, dy, None, self.weight.grad,
+                           self.bias.grad if self.bias is not None else None, dx, _mm.ACT_NONE,
+                           get_num_threads())
         return dx
 
     def config(self):
@@ -189,10 +192,7 @@ class _Elementwise(Layer):
         self._y = None
 
     def forward(self, x):
-        x = np.asarray(x)
-        if x.dtype not in (np.float32, np.float64):
-            x = _as_input(x, np.float32)
-        x = np.ascontiguousarray(x)
+        x = _as_float(x)
         y = np.empty_like(x)
         type(self)._fwd(x.reshape(-1), y.reshape(-1), threads_for(x.size))
         self._y = y
@@ -237,7 +237,9 @@ class Softmax(Layer):
         self._y = None
 
     def forward(self, x):
-        x = _as_input(x, np.asarray(x).dtype if np.asarray(x).dtype.kind == "f" else np.float32)
+        x = _as_float(x)
+        if x.ndim != 2:
+            raise ValueError(f"Softmax expects 2-D input (batch, classes), got shape {x.shape}")
         y = np.empty_like(x)
         _act.softmax_forward(x, y, threads_for(x.size))
         self._y = y

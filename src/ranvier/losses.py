@@ -30,6 +30,23 @@ class Loss:
             raise ValueError(f"reduction must be one of {_REDUCTIONS}, got {reduction!r}")
         self.reduction = reduction
         self._grad = None
+        self._ws = {}
+
+    def _buffers(self, pred):
+        """Gradient and per-row buffers for this batch shape, reused across training steps."""
+        key = (pred.shape, pred.dtype)
+        ws = self._ws.get(key)
+        if ws is None:
+            if len(self._ws) > 4:
+                self._ws.clear()
+            n = pred.shape[0]
+            ws = self._ws[key] = (np.empty_like(pred), np.empty(n), np.empty(n, np.int8))
+        return ws
+
+    def _train_forward(self, pred, target):
+        """``fit``'s fast path: target already validated and converted by the model. Returns
+        (loss, number of correctly classified rows or None). The gradient buffer is reused."""
+        return self.forward(pred, target), None
 
     def __call__(self, pred, target):
         return self.forward(pred, target)
@@ -73,6 +90,20 @@ class CrossEntropyLoss(Loss):
         self._grad = grad
         return total * scale
 
+    def _train_forward(self, pred, target):
+        grad, row_loss, row_hit = self._buffers(pred)
+        n = pred.shape[0]
+        scale = 1.0 / n if self.reduction == "mean" else 1.0
+        nt = threads_for(pred.size)
+        if target.ndim == 1:
+            total, hits = _kl.softmax_cross_entropy_labels(pred, target, grad, row_loss, scale, nt,
+                                                           row_hit)
+        else:
+            total = _kl.softmax_cross_entropy_probs(pred, target, grad, row_loss, scale, nt)
+            hits = int(np.count_nonzero(pred.argmax(axis=1) == target.argmax(axis=1)))
+        self._grad = grad
+        return total * scale, hits
+
 
 class MSELoss(Loss):
     """Mean squared error, as ``torch.nn.MSELoss``: mean over every element (or the sum).
@@ -95,6 +126,14 @@ class MSELoss(Loss):
                         threads_for(pred.size), scale)
         self._grad = grad
         return total * scale
+
+    def _train_forward(self, pred, target):
+        grad = self._buffers(pred)[0]
+        scale = 1.0 / pred.size if self.reduction == "mean" else 1.0
+        total = _kl.mse(pred.reshape(-1), target.reshape(-1), grad.reshape(-1),
+                        threads_for(pred.size), scale)
+        self._grad = grad
+        return total * scale, None
 
 
 _BY_NAME = {

@@ -10,6 +10,7 @@ import time
 
 import numpy as np
 
+from . import _plan
 from ._validation import (as_dtype, check_batch_match, check_features, check_labels,
                           check_positive_int, is_integer_labels)
 from .layers import Layer, Softmax
@@ -51,13 +52,13 @@ class Sequential:
 
     def __init__(self, layers=(), *, dtype=None):
         self.layers = []
+        self.loss = None
+        self.optimizer = None
+        self.training = True
         for layer in layers:
             self.add(layer)
         if dtype is not None:
             self.astype(dtype)
-        self.loss = None
-        self.optimizer = None
-        self.training = True
 
     # -- structure -------------------------------------------------------------------------------
     def add(self, layer):
@@ -94,10 +95,38 @@ class Sequential:
 
     def astype(self, dtype):
         """Convert every parameter to ``dtype`` (float32 or float64) in place; returns self."""
-        as_dtype(dtype)
+        dt = as_dtype(dtype)
         for layer in self.layers:
-            layer.astype(dtype)
+            layer.astype(dt)
+        if self.optimizer is not None:
+            self.optimizer._cast_state(dt)
         return self
+
+    def _flatten_parameters(self):
+        """Keep every parameter, and every gradient, back to back in one buffer (each Parameter's
+        arrays become views into it), so an optimizer updates the whole model in one native pass.
+        Done before training; a no-op when already flat."""
+        params = self.parameters()
+        if not params:
+            return
+        dt = params[0].data.dtype
+        if any(p.data.dtype != dt for p in params):
+            return  # mixed dtypes: _check_dtypes reports it
+        from .optim import _flat_span
+
+        if (_flat_span([p.data for p in params]) is not None
+                and _flat_span([p.grad for p in params]) is not None):
+            return
+        total = sum(p.data.size for p in params)
+        data, grad = np.empty(total, dt), np.zeros(total, dt)
+        off = 0
+        for p in params:
+            size = p.data.size
+            view = data[off:off + size].reshape(p.data.shape)
+            view[...] = p.data
+            p.data = view
+            p.grad = grad[off:off + size].reshape(p.data.shape)
+            off += size
 
     @property
     def n_features_in(self):
@@ -131,13 +160,13 @@ class Sequential:
 
     __call__ = forward
 
-    def backward(self, grad_output, _layers=None):
+    def backward(self, grad_output, need_input_grad=True):
         """Backpropagate ``grad_output`` (d loss / d output) through every layer, filling each
-        parameter's ``.grad``; returns d loss / d input."""
-        layers = self.layers if _layers is None else _layers
+        parameter's ``.grad``; returns d loss / d input (None with ``need_input_grad=False``,
+        which skips that product)."""
         g = grad_output
-        for i in range(len(layers) - 1, -1, -1):
-            g = layers[i].backward(g, need_input_grad=i > 0)
+        for i in range(len(self.layers) - 1, -1, -1):
+            g = self.layers[i].backward(g, need_input_grad=need_input_grad or i > 0)
         return g
 
     # -- training configuration ------------------------------------------------------------------
@@ -216,15 +245,20 @@ class Sequential:
         elif self.optimizer is not None:
             opt = self.optimizer
         else:
-            opt = self.optimizer = Adam(self.parameters())
-        self.loss = loss_fn
+            opt = Adam(self.parameters())
         X, y = self._prepare_xy(X, y, loss_fn)
+        self.loss = loss_fn
+        if optimizer is None and self.optimizer is None:
+            self.optimizer = opt
+        self._flatten_parameters()
         classifier = self._is_classifier(loss_fn)
         labels = (y if y.ndim == 1 else np.argmax(y, axis=1)) if classifier else None
-        layers = self._training_layers(loss_fn)
+        blocks = _plan.build_plan(self._training_layers(loss_fn))
         rng = np.random.default_rng(seed)
         n = X.shape[0]
         history = History()
+        # Mini-batches are gathered into reused buffers (np.take with out=): no per-step copies.
+        gather = {}
         self.train()
         for epoch in range(epochs):
             t0 = time.perf_counter()
@@ -232,18 +266,27 @@ class Sequential:
             loss_sum, correct = 0.0, 0
             for b, start in enumerate(range(0, n, batch_size)):
                 idx = order[start:start + batch_size]
-                xb, yb = X.take(idx, axis=0), y.take(idx, axis=0)
-                out = self.forward(xb, layers)
-                batch_loss = loss_fn.forward(out, yb)
+                m = len(idx)
+                bufs = gather.get(m)
+                if bufs is None:
+                    bufs = gather[m] = (np.empty((m,) + X.shape[1:], X.dtype),
+                                        np.empty((m,) + y.shape[1:], y.dtype))
+                xb, yb = bufs
+                np.take(X, idx, axis=0, out=xb)
+                np.take(y, idx, axis=0, out=yb)
+                out = _plan.run_forward(blocks, xb)
+                batch_loss, hits = loss_fn._train_forward(out, yb)
                 if not np.isfinite(batch_loss):
                     raise FloatingPointError(
                         f"training diverged: the loss is {batch_loss} at epoch {epoch + 1}, "
                         f"batch {b + 1}; lower the learning rate or check the data")
-                self.backward(loss_fn.backward(), layers)
+                _plan.run_backward(blocks, loss_fn.backward())
                 opt.step()
-                loss_sum += batch_loss * len(idx)
+                loss_sum += batch_loss * m
                 if classifier:
-                    correct += int(np.count_nonzero(out.argmax(axis=1) == labels[idx]))
+                    if hits is None:
+                        hits = int(np.count_nonzero(out.argmax(axis=1) == labels[idx]))
+                    correct += hits
             metrics = {"loss": loss_sum / n}
             if classifier:
                 metrics["accuracy"] = correct / n
@@ -258,8 +301,9 @@ class Sequential:
         return history
 
     def _forward_batches(self, X, batch_size, layers):
+        batch_size = check_positive_int(batch_size, "batch_size")
         n = X.shape[0]
-        if batch_size is None or batch_size >= n:
+        if batch_size >= n:
             return self.forward(X, layers)
         outs = [self.forward(X[s:s + batch_size], layers) for s in range(0, n, batch_size)]
         return np.concatenate(outs, axis=0)

@@ -51,7 +51,76 @@ class Optimizer:
             for p in group["params"]:
                 p.grad.fill(0)
 
-    def step(self):  # pragma: no cover - abstract
+    # -- one kernel call per group when the group's parameters are adjacent in one buffer --------
+    _state_arrays = ()  # names of per-parameter state arrays (same shape as the parameter)
+
+    def _param_state(self, p):
+        st = self.state.get(id(p))
+        if st is None:
+            st = self.state[id(p)] = self._new_state(p)
+        return st
+
+    def _new_state(self, p):
+        return {name: np.zeros_like(p.data) for name in self._state_arrays}
+
+    def _flat_group(self, gi, group):
+        """(data, grad, {state name: array}) 1-D views spanning the whole group, or None.
+
+        A Sequential keeps its parameters and gradients in one buffer each, so an optimizer over
+        ``model.parameters()`` updates everything in one native pass. The state arrays are then
+        allocated flat too, and each parameter's state is a view into them."""
+        params = group["params"]
+        key = tuple(id(p.data) for p in params) + tuple(id(p.grad) for p in params)
+        cache = self.__dict__.setdefault("_flat_cache", {})
+        hit = cache.get(gi)
+        if hit is not None and hit[0] == key:
+            return hit[1]
+        data = _flat_span([p.data for p in params])
+        grad = _flat_span([p.grad for p in params])
+        flat = None
+        if data is not None and grad is not None and data.dtype == grad.dtype:
+            states = {}
+            for name in self._state_arrays:
+                buf = np.zeros_like(data)
+                off = 0
+                for p in params:
+                    view = buf[off:off + p.data.size].reshape(p.data.shape)
+                    st = self.state.setdefault(id(p), self._new_state(p))
+                    if st[name].shape == view.shape:
+                        view[...] = st[name]
+                    st[name] = view
+                    off += p.data.size
+                states[name] = buf
+            for p in params:
+                self.state.setdefault(id(p), self._new_state(p))
+            flat = (data, grad, states)
+        cache[gi] = (key, flat)
+        return flat
+
+    def _cast_state(self, dtype):
+        """Convert the state to ``dtype`` (after ``model.astype``)."""
+        for st in self.state.values():
+            for name in self._state_arrays:
+                st[name] = st[name].astype(dtype)
+        self.__dict__.pop("_flat_cache", None)
+
+    def step(self):
+        """Update every parameter from its ``.grad``."""
+        for gi, group in enumerate(self.param_groups):
+            flat = self._flat_group(gi, group)
+            if flat is not None:
+                counters = [self.state[id(p)] for p in group["params"]]
+                self._update(group, flat[0], flat[1], flat[2], counters)
+            else:
+                for p in group["params"]:
+                    st = self._param_state(p)
+                    if st and any(st[n].dtype != p.data.dtype for n in self._state_arrays):
+                        self._cast_state(p.data.dtype)
+                        st = self._param_state(p)
+                    self._update(group, p.data.reshape(-1), p.grad.reshape(-1),
+                                 {n: st[n].reshape(-1) for n in self._state_arrays}, [st])
+
+    def _update(self, group, data, grad, state, counters):  # pragma: no cover - abstract
         raise NotImplementedError
 
     def __repr__(self):
@@ -59,9 +128,37 @@ class Optimizer:
         return f"{type(self).__name__}({hp})"
 
 
+def _flat_span(arrays):
+    """A 1-D view covering ``arrays`` when they lie back to back, in order, in one contiguous
+    buffer (as a Sequential's parameters do); else None."""
+    first = arrays[0]
+    root = first
+    while isinstance(root.base, np.ndarray):
+        root = root.base
+    if not root.flags.c_contiguous or root.dtype != first.dtype:
+        return None
+    root_ptr = root.__array_interface__["data"][0]
+    ptr = first.__array_interface__["data"][0]
+    start = ptr - root_ptr
+    total = 0
+    for a in arrays:
+        if a.dtype != first.dtype or not a.flags.c_contiguous:
+            return None
+        if a.__array_interface__["data"][0] != ptr:
+            return None
+        ptr += a.nbytes
+        total += a.size
+    if start % first.itemsize or start + total * first.itemsize > root.nbytes:
+        return None
+    off = start // first.itemsize
+    return root.reshape(-1)[off:off + total]
+
+
 class SGD(Optimizer):
     """Stochastic gradient descent, ``torch.optim.SGD``: momentum, dampening, Nesterov, L2 weight
     decay."""
+
+    _state_arrays = ("momentum_buffer",)
 
     def __init__(self, params, lr=0.01, momentum=0.0, dampening=0.0, weight_decay=0.0,
                  nesterov=False):
@@ -76,24 +173,22 @@ class SGD(Optimizer):
         if group["nesterov"] and (group["momentum"] <= 0 or group["dampening"] != 0):
             raise ValueError("Nesterov momentum requires a momentum > 0 and zero dampening")
 
-    def step(self):
-        for g in self.param_groups:
-            for p in g["params"]:
-                st = self.state.get(id(p))
-                first = st is None
-                if first:
-                    buf = np.empty_like(p.data) if g["momentum"] != 0 else p.data[:0]
-                    st = self.state[id(p)] = {"momentum_buffer": buf}
-                _ko.sgd_step(p.data.reshape(-1), p.grad.reshape(-1),
-                             st["momentum_buffer"].reshape(-1), g["lr"], g["momentum"],
-                             g["dampening"], g["weight_decay"], g["nesterov"], first,
-                             threads_for(p.data.size))
+    def _new_state(self, p):
+        return {"momentum_buffer": np.zeros_like(p.data), "steps": 0}
+
+    def _update(self, g, data, grad, state, counters):
+        first = counters[0]["steps"] == 0
+        _ko.sgd_step(data, grad, state["momentum_buffer"], g["lr"], g["momentum"], g["dampening"],
+                     g["weight_decay"], g["nesterov"], first, threads_for(data.size))
+        for st in counters:
+            st["steps"] += 1
 
 
 class Adam(Optimizer):
     """Adam, ``torch.optim.Adam`` (weight decay as L2 added to the gradient)."""
 
     _decoupled = False
+    _state_arrays = ("exp_avg", "exp_avg_sq")
 
     def __init__(self, params, lr=0.001, betas=(0.9, 0.999), eps=1e-8, weight_decay=0.0):
         super().__init__(params, lr=lr, betas=tuple(betas), eps=eps, weight_decay=weight_decay)
@@ -110,19 +205,16 @@ class Adam(Optimizer):
         check_float(group["eps"], "eps", minimum=0.0)
         check_float(group["weight_decay"], "weight_decay", minimum=0.0)
 
-    def step(self):
-        for g in self.param_groups:
-            b1, b2 = g["betas"]
-            for p in g["params"]:
-                st = self.state.get(id(p))
-                if st is None:
-                    st = self.state[id(p)] = {"step": 0, "exp_avg": np.zeros_like(p.data),
-                                              "exp_avg_sq": np.zeros_like(p.data)}
-                st["step"] += 1
-                _ko.adam_step(p.data.reshape(-1), p.grad.reshape(-1), st["exp_avg"].reshape(-1),
-                              st["exp_avg_sq"].reshape(-1), g["lr"], b1, b2, g["eps"],
-                              g["weight_decay"], st["step"], self._decoupled,
-                              threads_for(p.data.size))
+    def _new_state(self, p):
+        return {"step": 0, "exp_avg": np.zeros_like(p.data), "exp_avg_sq": np.zeros_like(p.data)}
+
+    def _update(self, g, data, grad, state, counters):
+        step = counters[0]["step"] + 1
+        for st in counters:
+            st["step"] = step
+        b1, b2 = g["betas"]
+        _ko.adam_step(data, grad, state["exp_avg"], state["exp_avg_sq"], g["lr"], b1, b2, g["eps"],
+                      g["weight_decay"], step, self._decoupled, threads_for(data.size))
 
 
 class AdamW(Adam):

@@ -30,30 +30,46 @@ cdef inline double _logsumexp_row(const real *z, Py_ssize_t d, real *m_out) noex
 
 
 cdef inline double _ce_label_row(const real *z, int64_t label, real *g, Py_ssize_t d,
-                                 double scale) noexcept nogil:
-    cdef Py_ssize_t j
+                                 double scale, signed char *hit) noexcept nogil:
+    cdef Py_ssize_t j, arg = 0
     cdef real m
     cdef double lse = _logsumexp_row(z, d, &m)
     for j in range(d):
         g[j] = <real>(scale * exp(<double>(z[j] - m) - lse))
+        if z[j] > z[arg]:
+            arg = j
     g[label] = <real>(g[label] - scale)
+    if hit != NULL:
+        hit[0] = arg == label
     return lse - <double>(z[label] - m)
 
 
 def softmax_cross_entropy_labels(const real[:, ::1] logits, const int64_t[::1] labels,
                                  real[:, ::1] grad, double[::1] row_loss, double scale,
-                                 int num_threads=1):
+                                 int num_threads=1, signed char[::1] row_hit=None):
     """Per-row loss -log softmax(z)[label] into row_loss; grad = scale * (softmax(z) - onehot).
-    Labels must already be checked to lie in [0, n_classes). Returns the summed loss."""
-    cdef Py_ssize_t i, n = logits.shape[0], d = logits.shape[1]
+    Labels must already be checked to lie in [0, n_classes). Returns the summed loss, or with
+    ``row_hit`` (int8, n) the pair (summed loss, rows whose argmax is the label)."""
+    cdef Py_ssize_t i, n = logits.shape[0], d = logits.shape[1], hits = 0
     cdef double total = 0.0
     if n == 0:
-        return 0.0
-    for i in prange(n, nogil=True, schedule="static", num_threads=num_threads):
-        row_loss[i] = _ce_label_row(&logits[i, 0], labels[i], &grad[i, 0], d, scale)
+        if row_hit is None:
+            return 0.0
+        return 0.0, 0
+    if row_hit is None:
+        for i in prange(n, nogil=True, schedule="static", num_threads=num_threads):
+            row_loss[i] = _ce_label_row(&logits[i, 0], labels[i], &grad[i, 0], d, scale, NULL)
+    else:
+        for i in prange(n, nogil=True, schedule="static", num_threads=num_threads):
+            row_loss[i] = _ce_label_row(&logits[i, 0], labels[i], &grad[i, 0], d, scale,
+                                        &row_hit[i])
     for i in range(n):
         total += row_loss[i]
-    return total
+    if row_hit is None:
+        return total
+    for i in range(n):
+        hits += row_hit[i]
+    return total, hits
 
 
 cdef inline double _ce_prob_row(const real *z, const real *t, real *g, Py_ssize_t d,

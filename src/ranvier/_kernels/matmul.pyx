@@ -1,4 +1,6 @@
-"""GEMM, bias add and bias gradient.
+"""GEMM and the Dense layer's kernels built on it: fused forward (GEMM + bias + activation
+epilogue), fused backward (activation gradient + bias gradient in one pass, then two GEMMs), and the
+unfused bias add / bias gradient.
 
 ``gemm`` computes out := alpha * op(a) @ op(b) + beta * out where op transposes by swapping strides,
 so X @ W.T, dY @ W and dY.T @ X never copy their operands. Inputs are const memoryviews (read-only
@@ -14,15 +16,26 @@ cdef extern from "gemm.h":
     int ranvier_sgemm(Py_ssize_t m, Py_ssize_t n, Py_ssize_t k, float alpha,
                       const float *a, Py_ssize_t rsa, Py_ssize_t csa,
                       const float *b, Py_ssize_t rsb, Py_ssize_t csb, float beta,
-                      float *c, Py_ssize_t rsc, Py_ssize_t csc, int nthreads) nogil
+                      float *c, Py_ssize_t rsc, Py_ssize_t csc, const float *bias, int act,
+                      int nthreads) nogil
     int ranvier_dgemm(Py_ssize_t m, Py_ssize_t n, Py_ssize_t k, double alpha,
                       const double *a, Py_ssize_t rsa, Py_ssize_t csa,
                       const double *b, Py_ssize_t rsb, Py_ssize_t csb, double beta,
-                      double *c, Py_ssize_t rsc, Py_ssize_t csc, int nthreads) nogil
+                      double *c, Py_ssize_t rsc, Py_ssize_t csc, const double *bias, int act,
+                      int nthreads) nogil
     int ranvier_gemm_best_isa() nogil
     int ranvier_gemm_get_isa() nogil
     int ranvier_gemm_set_isa(int isa) nogil
     int ranvier_gemm_isa_supported(int isa) nogil
+    enum:
+        RANVIER_ACT_NONE
+        RANVIER_ACT_RELU
+        RANVIER_ACT_SIGMOID
+        RANVIER_ACT_TANH
+
+# Activation codes shared with the C epilogue.
+ACT_NONE, ACT_RELU, ACT_SIGMOID, ACT_TANH = (RANVIER_ACT_NONE, RANVIER_ACT_RELU,
+                                             RANVIER_ACT_SIGMOID, RANVIER_ACT_TANH)
 
 ISA_NAMES = ("generic", "avx2", "avx512")
 
@@ -74,14 +87,23 @@ def gemm(const real[:, :] a, const real[:, :] b, real[:, :] out, bint trans_a=Fa
     cdef const real *pa = &a[0, 0] if k > 0 else NULL
     cdef const real *pb = &b[0, 0] if k > 0 else NULL
     with nogil:
-        if real is float:
-            rc = ranvier_sgemm(m, n, k, <float>alpha, pa, rsa, csa, pb, rsb, csb, <float>beta,
-                               &out[0, 0], out.strides[0] // isz, out.strides[1] // isz, num_threads)
-        else:
-            rc = ranvier_dgemm(m, n, k, alpha, pa, rsa, csa, pb, rsb, csb, beta,
-                               &out[0, 0], out.strides[0] // isz, out.strides[1] // isz, num_threads)
+        rc = _gemm(m, n, k, <real>alpha, pa, rsa, csa, pb, rsb, csb, <real>beta, &out[0, 0],
+                   out.strides[0] // isz, out.strides[1] // isz, NULL, RANVIER_ACT_NONE,
+                   num_threads)
     if rc != 0:
         raise MemoryError("gemm: could not allocate packing buffers")
+
+
+cdef inline int _gemm(Py_ssize_t m, Py_ssize_t n, Py_ssize_t k, real alpha, const real *a,
+                      Py_ssize_t rsa, Py_ssize_t csa, const real *b, Py_ssize_t rsb,
+                      Py_ssize_t csb, real beta, real *c, Py_ssize_t rsc, Py_ssize_t csc,
+                      const real *bias, int act, int nthreads) noexcept nogil:
+    if real is float:
+        return ranvier_sgemm(m, n, k, alpha, a, rsa, csa, b, rsb, csb, beta, c, rsc, csc, bias,
+                             act, nthreads)
+    else:
+        return ranvier_dgemm(m, n, k, alpha, a, rsa, csa, b, rsb, csb, beta, c, rsc, csc, bias,
+                             act, nthreads)
 
 
 def bias_add(real[:, ::1] y, const real[::1] bias, int num_threads=1):
@@ -131,3 +153,105 @@ def bias_grad(const real[:, ::1] dy, real[::1] out, bint accumulate=False, int n
         if j1 > d:
             j1 = d
         _colsum_block(pdy, n, d, blk * COLSUM_BLOCK, j1, pout, accumulate)
+
+
+# -- Dense layer --------------------------------------------------------------------------------
+
+def dense_forward(const real[:, ::1] x, const real[:, ::1] w, const real[::1] bias,
+                  real[:, ::1] out, int act=RANVIER_ACT_NONE, int num_threads=1):
+    """out = act(x @ w.T + bias) in one GEMM: bias and activation are the epilogue of each tile.
+    x: (n, in), w: (out, in) as torch.nn.Linear, bias: (out,) or None, out: (n, out)."""
+    cdef Py_ssize_t n = x.shape[0], fin = x.shape[1], fout = w.shape[0], rc
+    if w.shape[1] != fin or out.shape[0] != n or out.shape[1] != fout:
+        raise ValueError(f"dense_forward: x {tuple(x.shape)[:2]}, w {tuple(w.shape)[:2]} and out "
+                         f"{tuple(out.shape)[:2]} do not agree")
+    if bias is not None and bias.shape[0] != fout:
+        raise ValueError(f"dense_forward: bias has {bias.shape[0]} entries, expected {fout}")
+    if n == 0 or fout == 0:
+        return
+    cdef const real *pb = &bias[0] if bias is not None else NULL
+    with nogil:
+        rc = _gemm(n, fout, fin, 1, &x[0, 0] if fin > 0 else NULL, fin, 1,
+                   &w[0, 0] if fin > 0 else NULL, 1, fin, 0, &out[0, 0], fout, 1, pb, act,
+                   num_threads)
+    if rc != 0:
+        raise MemoryError("dense_forward: could not allocate packing buffers")
+
+
+cdef inline real _act_grad(real y, int act) noexcept nogil:
+    # Derivative of the activation written in terms of its output y.
+    if act == RANVIER_ACT_RELU:
+        return 1 if y > 0 else 0
+    elif act == RANVIER_ACT_SIGMOID:
+        return y * (1 - y)
+    elif act == RANVIER_ACT_TANH:
+        return 1 - y * y
+    return 1
+
+
+cdef inline void _act_grad_colsum_block(const real *y, const real *dy, real *dz, Py_ssize_t n,
+                                        Py_ssize_t d, Py_ssize_t j0, Py_ssize_t j1, real *db,
+                                        int act) noexcept nogil:
+    # dz = dy * act'(y) and db = column sums of dz (in double), for columns j0..j1, one pass.
+    cdef double acc[COLSUM_BLOCK]
+    cdef Py_ssize_t i, j
+    cdef real g
+    for j in range(j1 - j0):
+        acc[j] = 0.0
+    for i in range(n):
+        for j in range(j0, j1):
+            g = dy[i * d + j] * _act_grad(y[i * d + j], act)
+            dz[i * d + j] = g
+            acc[j - j0] += g
+    if db != NULL:
+        for j in range(j0, j1):
+            db[j] = <real>acc[j - j0]
+
+
+def dense_backward(const real[:, ::1] x, const real[:, ::1] w, const real[:, ::1] y,
+                   const real[:, ::1] dy, real[:, ::1] dz, real[:, ::1] dw, real[::1] db,
+                   real[:, ::1] dx, int act=RANVIER_ACT_NONE, int num_threads=1):
+    """Backward of out = act(x @ w.T + b), given y = out and dy = dL/dout:
+        dz = dy * act'(y) and db = sum_rows(dz)   (one pass; dz unused when act is none)
+        dw = dz.T @ x,  dx = dz @ w               (dx may be None for a first layer)
+    Column sums are taken in double, by column blocks, so they do not depend on thread count."""
+    cdef Py_ssize_t n = x.shape[0], fin = x.shape[1], fout = w.shape[0], rc = 0
+    cdef Py_ssize_t nblocks = (fout + COLSUM_BLOCK - 1) // COLSUM_BLOCK, blk, j1
+    if (w.shape[1] != fin or dy.shape[0] != n or dy.shape[1] != fout or dw.shape[0] != fout
+            or dw.shape[1] != fin or y.shape[0] != n or y.shape[1] != fout):
+        raise ValueError("dense_backward: shapes do not agree")
+    if db is not None and db.shape[0] != fout:
+        raise ValueError("dense_backward: db has the wrong length")
+    if act != RANVIER_ACT_NONE and (dz.shape[0] != n or dz.shape[1] != fout):
+        raise ValueError("dense_backward: dz has the wrong shape")
+    if dx is not None and (dx.shape[0] != n or dx.shape[1] != fin):
+        raise ValueError("dense_backward: dx has the wrong shape")
+    if n == 0 or fout == 0 or fin == 0:
+        return
+    cdef const real *g = &dy[0, 0]
+    cdef real *pdb = &db[0] if db is not None else NULL
+    cdef int nt = num_threads if n * fout >= 32768 else 1
+    if act != RANVIER_ACT_NONE:
+        for blk in prange(nblocks, nogil=True, schedule="static", num_threads=nt):
+            j1 = (blk + 1) * COLSUM_BLOCK
+            if j1 > fout:
+                j1 = fout
+            _act_grad_colsum_block(&y[0, 0], &dy[0, 0], &dz[0, 0], n, fout, blk * COLSUM_BLOCK,
+                                   j1, pdb, act)
+        g = &dz[0, 0]
+    elif pdb != NULL:
+        for blk in prange(nblocks, nogil=True, schedule="static", num_threads=nt):
+            j1 = (blk + 1) * COLSUM_BLOCK
+            if j1 > fout:
+                j1 = fout
+            _colsum_block(g, n, fout, blk * COLSUM_BLOCK, j1, pdb, False)
+    with nogil:
+        # dw (fout, fin) = g.T @ x: A = g transposed (row stride 1, column stride fout).
+        rc = _gemm(fout, fin, n, 1, g, 1, fout, &x[0, 0], fin, 1, 0, &dw[0, 0], fin, 1, NULL,
+                   RANVIER_ACT_NONE, num_threads)
+        if rc == 0 and dx is not None:
+            # dx (n, fin) = g @ w
+            rc = _gemm(n, fin, fout, 1, g, fout, 1, &w[0, 0], fin, 1, 0, &dx[0, 0], fin, 1, NULL,
+                       RANVIER_ACT_NONE, num_threads)
+    if rc != 0:
+        raise MemoryError("dense_backward: could not allocate packing buffers")

@@ -48,7 +48,9 @@ def adam_step(real[::1] param, const real[::1] grad, real[::1] exp_avg, real[::1
     cdef Py_ssize_t i, n = param.shape[0]
     cdef double bc1 = 1.0 - beta1 ** step, bc2 = 1.0 - beta2 ** step
     cdef real step_size = <real>(lr / bc1), inv_sqrt_bc2 = <real>(1.0 / sqrt(bc2))
+    # 1 - beta is formed in double, then rounded: 1 - float32(0.999) would be 1.3e-5 off.
     cdef real b1 = <real>beta1, b2 = <real>beta2, reps = <real>eps, rwd = <real>weight_decay
+    cdef real omb1 = <real>(1.0 - beta1), omb2 = <real>(1.0 - beta2)
     cdef real decay = <real>(1.0 - lr * weight_decay)
     cdef real g, m, v, denom
     for i in prange(n, nogil=True, schedule="static", num_threads=num_threads):
@@ -58,8 +60,8 @@ def adam_step(real[::1] param, const real[::1] grad, real[::1] exp_avg, real[::1
                 param[i] = param[i] * decay
             else:
                 g = g + rwd * param[i]
-        m = b1 * exp_avg[i] + (1 - b1) * g
-        v = b2 * exp_avg_sq[i] + (1 - b2) * g * g
+        m = b1 * exp_avg[i] + omb1 * g
+        v = b2 * exp_avg_sq[i] + omb2 * g * g
         exp_avg[i] = m
         exp_avg_sq[i] = v
         if real is float:

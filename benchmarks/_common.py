@@ -1,0 +1,285 @@
+"""Shared benchmark plumbing: a fair NumPy, timing medians, and a record of the machine."""
+import json
+import os
+import platform
+import statistics
+import sys
+import time
+
+# OPENBLAS_CORETYPE / OPENBLAS_L2_SIZE may be set on these machines and slow OpenBLAS down. A
+# benchmark drops both for its own process only (never for tests or CI), before NumPy loads BLAS.
+_OPENBLAS_VARS = ("OPENBLAS_CORETYPE", "OPENBLAS_L2_SIZE")
+
+
+def fair_blas_env():
+    """Re-execute this script without the OpenBLAS overrides, if any are set."""
+    if any(v in os.environ for v in _OPENBLAS_VARS) and "numpy" not in sys.modules:
+        env = {k: v for k, v in os.environ.items() if k not in _OPENBLAS_VARS}
+        env["RANVIER_BENCH_DROPPED"] = ",".join(v for v in _OPENBLAS_VARS if v in os.environ)
+        os.execve(sys.executable, [sys.executable] + sys.argv, env)
+
+
+def timeit(fn, repeats=5, warmup=1):
+    """Median, min and max seconds of ``fn()`` over ``repeats`` runs after ``warmup`` runs."""
+    for _ in range(warmup):
+        fn()
+    times = []
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - t0)
+    return {"median": statistics.median(times), "min": min(times), "max": max(times),
+            "repeats": repeats}
+
+
+def cpu_model():
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def blas_info():
+    """Which BLAS NumPy runs (threadpoolctl), or what NumPy says about its build."""
+    try:
+        from threadpoolctl import threadpool_info
+
+        return [{k: d.get(k) for k in ("internal_api", "version", "architecture", "num_threads",
+                                       "threading_layer", "prefix", "filepath")}
+                for d in threadpool_info() if d.get("user_api") == "blas"]
+    except ImportError:
+        return "threadpoolctl not installed"
+
+
+def machine_record():
+    import numpy as np
+
+    import ranvier
+
+    rec = {
+        "cpu": cpu_model(),
+        "cores": os.cpu_count(),
+        "python": sys.version.split()[0],
+        "numpy": np.__version__,
+        "ranvier": ranvier.__version__,
+        "ranvier_isa": ranvier.get_isa(),
+        "ranvier_threads": ranvier.get_num_threads(),
+        "blas": blas_info(),
+        "dropped_env": os.environ.get("RANVIER_BENCH_DROPPED", ""),
+    }
+    try:
+        import torch
+
+        rec["torch"] = torch.__version__
+    except ImportError:
+        rec["torch"] = None
+    return rec
+
+
+def write_json(path, payload):
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    tmp = path + ".tmp"
+    with open(tmp, "w") as f:
+        json.dump(payload, f, indent=2)
+    os.replace(tmp, path)
+
+
+# -- added for the side-by-side suite (run_all.py) -------------------------------------------------
+REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+RESULTS_DIR = os.path.join(REPO_ROOT, "benchmarks", "results")
+DEFAULT_MNIST_DIR = os.path.normpath(os.path.join(REPO_ROOT, "..", "shared", "data", "mnist"))
+
+
+def optional_import(name):
+    """The module, or None when it is not installed (a column to skip, not a crash)."""
+    import importlib
+
+    try:
+        return importlib.import_module(name)
+    except Exception:  # ImportError, or a broken install that fails while importing
+        return None
+
+
+def versions():
+    """Versions of every library the suite compares (None: not installed), read from the installed
+    distributions' metadata so that nothing is imported (and no extra BLAS loaded) to ask."""
+    import importlib.util
+    from importlib import metadata
+
+    out = {}
+    for mod, dist in (("numpy", "numpy"), ("torch", "torch"), ("sklearn", "scikit-learn"),
+                      ("threadpoolctl", "threadpoolctl"), ("matplotlib", "matplotlib"),
+                      ("scipy", "scipy")):
+        loaded = sys.modules.get(mod)
+        if loaded is not None and getattr(loaded, "__version__", None):
+            out[mod] = loaded.__version__
+            continue
+        try:
+            out[mod] = metadata.version(dist) if importlib.util.find_spec(mod) else None
+        except (metadata.PackageNotFoundError, ImportError, ValueError):
+            out[mod] = None
+    return out
+
+
+class Threads:
+    """Set one thread count everywhere: ranvier.set_num_threads, torch.set_num_threads and
+    threadpoolctl's limit on the BLAS (and OpenMP) pools NumPy / SciPy load."""
+
+    def __init__(self):
+        self._limiter = None
+
+    def set(self, n):
+        ranvier = sys.modules.get("ranvier")  # only libraries this process has loaded
+        if ranvier is not None:
+            ranvier.set_num_threads(n)
+        torch = sys.modules.get("torch")
+        if torch is not None:
+            torch.set_num_threads(n)
+        tpc = optional_import("threadpoolctl")
+        if tpc is not None:
+            if self._limiter is not None:
+                self._limiter.restore_original_limits()
+            # Only the BLAS pools: limiting "openmp" would also cap ranvier's and torch's runtimes,
+            # which their own set_num_threads already control.
+            self._limiter = tpc.threadpool_limits(limits=n, user_api="blas")
+        return n
+
+
+def settle(seconds):
+    """Let other libraries' worker threads stop spinning (OpenBLAS spins ~0.1 s after a call)
+    before timing the next library, so none is timed against another's idle spin."""
+    if seconds > 0:
+        time.sleep(seconds)
+
+
+def time_calls(fn, repeats=5, target_s=0.02, max_inner=100_000):
+    """Seconds per call of ``fn()``: each of ``repeats`` samples times a loop of ``inner`` calls,
+    ``inner`` calibrated so one sample lasts about ``target_s`` (1 for slow calls). Returns the
+    median, min and max over the samples, per call. Calibration doubles as warm-up."""
+    fn()
+    t0 = time.perf_counter()
+    fn()
+    one = time.perf_counter() - t0
+    inner = 1
+    if one < target_s:
+        inner = max(1, min(max_inner, int(target_s / max(one, 1e-7))))
+        t0 = time.perf_counter()
+        for _ in range(inner):
+            fn()
+        dt = time.perf_counter() - t0
+        inner = max(1, min(max_inner, int(inner * target_s / max(dt, 1e-9))))
+    times = []
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        for _ in range(inner):
+            fn()
+        times.append((time.perf_counter() - t0) / inner)
+    return {"median": statistics.median(times), "min": min(times), "max": max(times),
+            "repeats": repeats, "inner": inner}
+
+
+def read_idx_gz(path):
+    """A minimal IDX reader (gzip or plain): the MNIST file format. Fallback for when
+    ranvier.datasets.load_mnist is not available."""
+    import gzip
+    import struct
+
+    import numpy as np
+
+    with open(path, "rb") as raw:
+        head = raw.read(2)
+    opener = gzip.open if head == b"\x1f\x8b" else open
+    with opener(path, "rb") as f:
+        data = f.read()
+    zero, type_byte, ndim = struct.unpack(">HBB", data[:4])
+    if zero != 0 or type_byte != 0x08:
+        raise ValueError(f"{path}: not an IDX uint8 file")
+    dims = struct.unpack(">" + "I" * ndim, data[4:4 + 4 * ndim])
+    payload = np.frombuffer(data, np.uint8, offset=4 + 4 * ndim)
+    if payload.size != int(np.prod(dims)):
+        raise ValueError(f"{path}: payload is {payload.size} bytes, header says {dims}")
+    return payload.reshape(dims).copy()
+
+
+def _find_idx(directory, base):
+    for name in (base + ".gz", base, base.replace("-idx", ".idx")):
+        p = os.path.join(directory, name)
+        if os.path.exists(p):
+            return p
+    raise FileNotFoundError(f"no {base}(.gz) in {directory}")
+
+
+def load_mnist(data_dir):
+    """MNIST as ``(X_train, y_train, X_test, y_test, source)``: X float32 (n, 784) in [0, 1],
+    y int64.
+    Uses ranvier.datasets.load_mnist when it exists, else the IDX reader above."""
+    import numpy as np
+
+    source = "ranvier.datasets.load_mnist"
+    try:
+        from ranvier.datasets import load_mnist as rv_load
+
+        (Xtr, ytr), (Xte, yte) = rv_load(data_dir)
+    except ImportError:
+        source = "benchmarks/_common.read_idx_gz (ranvier.datasets.load_mnist not available)"
+        Xtr = read_idx_gz(_find_idx(data_dir, "train-images-idx3-ubyte"))
+        ytr = read_idx_gz(_find_idx(data_dir, "train-labels-idx1-ubyte"))
+        Xte = read_idx_gz(_find_idx(data_dir, "t10k-images-idx3-ubyte"))
+        yte = read_idx_gz(_find_idx(data_dir, "t10k-labels-idx1-ubyte"))
+
+    def prep(X):
+        X = np.asarray(X).reshape(len(X), -1)
+        if X.dtype == np.uint8:
+            return (X.astype(np.float32) / np.float32(255.0)).astype(np.float32)
+        X = X.astype(np.float32)
+        return X / np.float32(255.0) if X.max() > 1.0 else X
+
+    return (prep(Xtr), np.asarray(ytr, np.int64), prep(Xte), np.asarray(yte, np.int64), source)
+
+
+def max_rss_mb(who="self"):
+    """Peak resident set size in MiB (ru_maxrss is KiB on Linux, bytes on macOS).
+
+    Linux carries ru_maxrss across fork + exec (a child starts with its parent's peak), so for
+    this process prefer /proc/self/status VmHWM, the peak of the current address space only."""
+    import resource
+
+    if who == "self":
+        try:
+            with open("/proc/self/status") as f:
+                for line in f:
+                    if line.startswith("VmHWM:"):
+                        return int(line.split()[1]) / 1024
+        except (OSError, ValueError, IndexError):
+            pass
+    ru = resource.getrusage(resource.RUSAGE_SELF if who == "self" else resource.RUSAGE_CHILDREN)
+    kb = ru.ru_maxrss / 1024 if sys.platform == "darwin" else ru.ru_maxrss
+    return kb / 1024
+
+
+def ru_maxrss_mb():
+    """ru_maxrss of this process in MiB, as the kernel reports it (see max_rss_mb)."""
+    import resource
+
+    kb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return (kb / 1024 if sys.platform == "darwin" else kb) / 1024
+
+
+def fmt_range(t, scale=1.0, digits=2):
+    """'median (min-max)' of a time_calls / timeit record, scaled."""
+    if not t:
+        return "-"
+    return (f"{t['median'] * scale:.{digits}f} ({t['min'] * scale:.{digits}f}-"
+            f"{t['max'] * scale:.{digits}f})")
+
+
+def write_text(path, text):
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    tmp = path + ".tmp"
+    with open(tmp, "w") as f:
+        f.write(text)
+    os.replace(tmp, path)

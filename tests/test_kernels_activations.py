@@ -1,0 +1,273 @@
+"""Activation kernels (ReLU, sigmoid, tanh, softmax; forward and backward) against float64 NumPy.
+
+Tolerances are forward error bounds of the formula each kernel evaluates, in units of the dtype's
+eps: a handful of roundings for the elementwise functions, plus eps * |x - max| for softmax, whose
+exponent x - max is rounded in the working precision.
+"""
+import numpy as np
+import pytest
+
+from conftest import AWKWARD, eps, readonly
+from ranvier._kernels import activations as act
+
+# Flat lengths: the awkward sizes, 255, and lengths long enough for both threads to get work.
+LENGTHS = sorted(set(AWKWARD) | {255, 4103, 100003})
+# Softmax (rows, classes).
+SOFTMAX_SHAPES = [(n, d) for n in (1, 2, 7, 33) for d in (1, 2, 5, 16, 17, 63, 129, 257)]
+SOFTMAX_SHAPES += [(257, 10), (1000, 31), (129, 255)]
+
+
+def _guarded(shape, dtype):
+    """An output view with a NaN sentinel on each side, to catch writes past either end."""
+    size = int(np.prod(shape))
+    buf = np.full(size + 2, np.nan, dtype)
+    return buf, buf[1:-1].reshape(shape)
+
+
+def _assert_sentinels(buf, what):
+    assert np.isnan(buf[0]) and np.isnan(buf[-1]), f"{what}: wrote outside the output"
+
+
+def _assert_bound(got, ref, bound, what):
+    got64 = np.asarray(got, np.float64)
+    assert np.isfinite(got64).all() or not np.isfinite(ref).all(), f"{what}: non-finite output"
+    err = np.abs(got64 - ref)
+    bad = ~(err <= bound)
+    if bad.any():
+        i = np.unravel_index(np.argmax(np.where(bad, err / np.maximum(bound, 1e-300), 0)),
+                             err.shape)
+        raise AssertionError(f"{what}: {int(bad.sum())} of {err.size} entries off; worst at {i}: "
+                             f"got {got[i]!r}, expected {ref[i]!r}, bound {bound[i]:.3e}")
+
+
+def _data(rng, n, dtype, spread=3.0):
+    return (spread * rng.standard_normal(n)).astype(dtype)
+
+
+def _sigmoid64_exact(x):
+    """Without the cancellation of 1 - pos for very negative x."""
+    x = np.asarray(x, np.float64)
+    with np.errstate(over="ignore"):
+        e = np.exp(-np.abs(x))
+    return np.where(x >= 0, 1.0 / (1.0 + e), e / (1.0 + e))
+
+
+def _softmax64(x):
+    x = np.asarray(x, np.float64)
+    z = np.exp(x - x.max(axis=1, keepdims=True))
+    return z / z.sum(axis=1, keepdims=True)
+
+
+# --------------------------------------------------------------------------------------------
+# ReLU: exact
+# --------------------------------------------------------------------------------------------
+
+def test_relu_forward_backward(dtype, num_threads):
+    rng = np.random.default_rng(1)
+    for n in LENGTHS:
+        x = _data(rng, n, dtype)
+        x[:: 7] = 0.0                       # the kink itself: relu(0) = 0, relu'(0) = 0
+        x[3:: 11] = -0.0
+        dy = _data(rng, n, dtype)
+        expected_y = np.where(x > 0, x, dtype.type(0))
+        for xin in (x, readonly(x)):
+            buf, y = _guarded(n, dtype)
+            act.relu_forward(xin, y, num_threads)
+            np.testing.assert_array_equal(y, expected_y, err_msg=f"relu_forward n={n}")
+            _assert_sentinels(buf, f"relu_forward n={n}")
+        expected_dx = np.where(expected_y > 0, dy, dtype.type(0))
+        buf, dx = _guarded(n, dtype)
+        act.relu_backward(readonly(expected_y), readonly(dy), dx, num_threads)
+        np.testing.assert_array_equal(dx, expected_dx, err_msg=f"relu_backward n={n}")
+        _assert_sentinels(buf, f"relu_backward n={n}")
+
+
+# --------------------------------------------------------------------------------------------
+# Sigmoid and tanh
+# --------------------------------------------------------------------------------------------
+
+def test_sigmoid_forward(dtype, num_threads):
+    rng = np.random.default_rng(2)
+    tiny = np.finfo(dtype).tiny
+    for n in LENGTHS:
+        x = _data(rng, n, dtype, spread=6.0)
+        for xin in (x, readonly(x)):
+            buf, y = _guarded(n, dtype)
+            act.sigmoid_forward(xin, y, num_threads)
+            ref = _sigmoid64_exact(x)
+            _assert_bound(y, ref, 4 * eps(dtype) * ref + tiny, f"sigmoid n={n}")
+            _assert_sentinels(buf, f"sigmoid n={n}")
+
+
+def test_sigmoid_extreme_inputs_do_not_overflow(dtype, num_threads):
+    big = [20, 40, 80, 88.5, 100, 700, 710, 1000, 1e30]
+    x = np.array([v for b in big for v in (b, -b)] + [np.inf, -np.inf, 0.0, -0.0], dtype)
+    y = np.empty_like(x)
+    act.sigmoid_forward(x, y, num_threads)
+    assert np.isfinite(y).all(), f"sigmoid produced {y[~np.isfinite(y)]} for {x[~np.isfinite(y)]}"
+    ref = _sigmoid64_exact(x)
+    _assert_bound(y, ref, 4 * eps(dtype) * ref + np.finfo(dtype).tiny, "sigmoid extremes")
+    assert y[x == np.inf] == 1 and y[x == -np.inf] == 0
+    assert ((y >= 0) & (y <= 1)).all()
+
+
+def test_sigmoid_backward(dtype, num_threads):
+    rng = np.random.default_rng(3)
+    for n in LENGTHS:
+        y = np.empty(n, dtype)
+        act.sigmoid_forward(_data(rng, n, dtype, spread=6.0), y, num_threads)
+        dy = _data(rng, n, dtype)
+        y64, dy64 = y.astype(np.float64), dy.astype(np.float64)
+        ref = dy64 * y64 * (1 - y64)
+        buf, dx = _guarded(n, dtype)
+        act.sigmoid_backward(readonly(y), readonly(dy), dx, num_threads)
+        # Three roundings (1 - y, two products) and the final one; 1 - y is exact for y >= 1/2.
+        _assert_bound(dx, ref, 4 * eps(dtype) * np.abs(ref) + np.finfo(dtype).tiny,
+                      f"sigmoid_backward n={n}")
+        _assert_sentinels(buf, f"sigmoid_backward n={n}")
+
+
+def test_tanh_forward(dtype, num_threads):
+    rng = np.random.default_rng(4)
+    for n in LENGTHS:
+        x = _data(rng, n, dtype)
+        for xin in (x, readonly(x)):
+            buf, y = _guarded(n, dtype)
+            act.tanh_forward(xin, y, num_threads)
+            ref = np.tanh(x.astype(np.float64))
+            _assert_bound(y, ref, 4 * eps(dtype) * np.abs(ref) + np.finfo(dtype).tiny,
+                          f"tanh n={n}")
+            _assert_sentinels(buf, f"tanh n={n}")
+    x = np.array([20, -20, 1000, -1000, 1e30, -1e30, np.inf, -np.inf, 1e-30, -1e-30], dtype)
+    y = np.empty_like(x)
+    act.tanh_forward(x, y, num_threads)
+    np.testing.assert_array_equal(y[:8], [1, -1, 1, -1, 1, -1, 1, -1])
+    np.testing.assert_allclose(y[8:], x[8:], rtol=eps(dtype))
+
+
+def test_tanh_backward(dtype, num_threads):
+    rng = np.random.default_rng(5)
+    for n in LENGTHS:
+        y = np.empty(n, dtype)
+        act.tanh_forward(_data(rng, n, dtype), y, num_threads)
+        dy = _data(rng, n, dtype)
+        y64, dy64 = y.astype(np.float64), dy.astype(np.float64)
+        ref = dy64 * (1 - y64 * y64)
+        buf, dx = _guarded(n, dtype)
+        act.tanh_backward(readonly(y), readonly(dy), dx, num_threads)
+        # Forward error of dy * (1 - y*y): the rounding of y*y is relative to y^2, not to the
+        # (possibly much smaller) 1 - y^2, hence |dy| (1 + y^2) rather than |ref|.
+        bound = 4 * eps(dtype) * np.abs(dy64) * (1 + y64 * y64) + np.finfo(dtype).tiny
+        _assert_bound(dx, ref, bound, f"tanh_backward n={n}")
+        _assert_sentinels(buf, f"tanh_backward n={n}")
+
+
+@pytest.mark.parametrize("name", ["relu", "sigmoid", "tanh"])
+def test_elementwise_same_bits_for_any_thread_count(dtype, name):
+    rng = np.random.default_rng(6)
+    n = 100003
+    x = _data(rng, n, dtype)
+    dy = _data(rng, n, dtype)
+    fwd, bwd = getattr(act, f"{name}_forward"), getattr(act, f"{name}_backward")
+    ys, dxs = [], []
+    for nt in (1, 2):
+        y = np.empty(n, dtype)
+        fwd(x, y, nt)
+        dx = np.empty(n, dtype)
+        bwd(y, dy, dx, nt)
+        ys.append(y.tobytes())
+        dxs.append(dx.tobytes())
+    assert ys[0] == ys[1] and dxs[0] == dxs[1]
+
+
+def test_elementwise_empty(dtype):
+    e = np.empty(0, dtype)
+    for name in ("relu", "sigmoid", "tanh"):
+        getattr(act, f"{name}_forward")(e, np.empty(0, dtype), 2)
+        getattr(act, f"{name}_backward")(e, e, np.empty(0, dtype), 2)
+
+
+# --------------------------------------------------------------------------------------------
+# Softmax
+# --------------------------------------------------------------------------------------------
+
+def _softmax_bound(x, ref, dtype):
+    # Relative error of each probability: the rounded exponent x - max costs eps |x - max| / 2
+    # in the numerator and at most the row's worst in the sum; plus exp, sum and divide.
+    x64 = np.asarray(x, np.float64)
+    spread = (x64.max(axis=1, keepdims=True) - x64.min(axis=1, keepdims=True))
+    return 2 * eps(dtype) * (3 + spread) * ref + np.finfo(dtype).tiny
+
+
+def test_softmax_forward(dtype, num_threads):
+    rng = np.random.default_rng(7)
+    for n, d in SOFTMAX_SHAPES:
+        x = (4 * rng.standard_normal((n, d))).astype(dtype)
+        ref = _softmax64(x)
+        for xin in (x, readonly(x)):
+            buf, y = _guarded((n, d), dtype)
+            act.softmax_forward(xin, y, num_threads)
+            _assert_bound(y, ref, _softmax_bound(x, ref, dtype), f"softmax {n}x{d}")
+            _assert_sentinels(buf, f"softmax {n}x{d}")
+            row_sums = y.astype(np.float64).sum(axis=1)
+            assert np.all(np.abs(row_sums - 1) <= 2 * (d + 2) * eps(dtype)), f"rows {n}x{d}"
+
+
+@pytest.mark.parametrize("magnitude", [1e2, 1e4])
+def test_softmax_forward_large_logits(dtype, num_threads, magnitude):
+    """Logits far outside exp's range: no overflow, no NaN, still the float64 reference."""
+    rng = np.random.default_rng(8)
+    x = (magnitude * rng.standard_normal((65, 17))).astype(dtype)
+    x[0] = magnitude                      # a constant row: uniform probabilities
+    x[1] = -magnitude
+    x[2, :] = magnitude
+    x[2, 5] = magnitude - 1               # a near tie at the top of the range
+    y = np.empty_like(x)
+    act.softmax_forward(x, y, num_threads)
+    assert np.isfinite(y).all()
+    ref = _softmax64(x)
+    _assert_bound(y, ref, _softmax_bound(x, ref, dtype), f"softmax |x|~{magnitude}")
+    np.testing.assert_allclose(y[0], np.full(17, 1 / 17), rtol=4 * eps(dtype))
+    np.testing.assert_allclose(y[1], np.full(17, 1 / 17), rtol=4 * eps(dtype))
+
+
+def test_softmax_backward(dtype, num_threads):
+    rng = np.random.default_rng(9)
+    for n, d in SOFTMAX_SHAPES:
+        y = np.empty((n, d), dtype)
+        act.softmax_forward((3 * rng.standard_normal((n, d))).astype(dtype), y, num_threads)
+        dy = rng.standard_normal((n, d)).astype(dtype)
+        y64, dy64 = y.astype(np.float64), dy.astype(np.float64)
+        dot = (dy64 * y64).sum(axis=1, keepdims=True)
+        ref = y64 * (dy64 - dot)
+        # dx_j = y_j (dy_j - <dy, y>): the dot product's error scales with sum |dy y|.
+        absdot = np.abs(dy64 * y64).sum(axis=1, keepdims=True)
+        bound = 4 * eps(dtype) * (np.abs(ref) + y64 * absdot) + np.finfo(dtype).tiny
+        buf, dx = _guarded((n, d), dtype)
+        act.softmax_backward(readonly(y), readonly(dy), dx, num_threads)
+        _assert_bound(dx, ref, bound, f"softmax_backward {n}x{d}")
+        _assert_sentinels(buf, f"softmax_backward {n}x{d}")
+        # The gradient of a softmax is orthogonal to the ones vector: rows of dx sum to ~0.
+        assert np.all(np.abs(dx.astype(np.float64).sum(axis=1))
+                      <= 4 * (d + 2) * eps(dtype) * (np.abs(ref).sum(axis=1) + absdot[:, 0]))
+
+
+def test_softmax_same_bits_for_any_thread_count(dtype):
+    rng = np.random.default_rng(10)
+    x = rng.standard_normal((2000, 33)).astype(dtype)
+    dy = rng.standard_normal((2000, 33)).astype(dtype)
+    res = []
+    for nt in (1, 2):
+        y = np.empty_like(x)
+        act.softmax_forward(x, y, nt)
+        dx = np.empty_like(x)
+        act.softmax_backward(y, dy, dx, nt)
+        res.append((y.tobytes(), dx.tobytes()))
+    assert res[0] == res[1]
+
+
+def test_softmax_empty(dtype):
+    act.softmax_forward(np.empty((0, 5), dtype), np.empty((0, 5), dtype), 2)
+    act.softmax_forward(np.empty((3, 0), dtype), np.empty((3, 0), dtype), 2)
+    act.softmax_backward(np.empty((3, 0), dtype), np.empty((3, 0), dtype),
+                         np.empty((3, 0), dtype), 2)

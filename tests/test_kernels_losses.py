@@ -1,0 +1,299 @@
+"""Loss kernels (fused softmax cross-entropy with labels or probability targets, MSE) against
+float64 NumPy references.
+
+Cross-entropy tolerances follow the kernel's error sources: the exponent z - max(z) is rounded in
+the working precision (an absolute error of eps * |z - max| in each log-probability), everything
+after it is double. So the bounds scale with R = max(z) - min(z) of the row, which is what makes
+them meaningful for logits of magnitude 1e4 too.
+"""
+import math
+
+import numpy as np
+import pytest
+
+from conftest import AWKWARD, eps, readonly
+from ranvier._kernels import losses
+
+EPS64 = float(np.finfo(np.float64).eps)
+CE_SHAPES = [(n, d) for n in (1, 2, 7, 33, 257) for d in (1, 2, 5, 16, 17, 63, 129, 257)]
+CE_SHAPES += [(1000, 10), (65, 1025)]
+MSE_LENGTHS = sorted(set(AWKWARD) | {255, 4095, 4096, 4097, 3 * 4096 + 5, 100003})
+
+
+def _log_softmax64(z):
+    """log softmax in float64, as (z - m) - log(sum exp(z - m)): adding m back into a
+    log-sum-exp would cost eps * |m| (2e-12 at |z| ~ 1e4) in the reference itself."""
+    z = np.asarray(z, np.float64)
+    shifted = z - z.max(axis=1, keepdims=True)
+    return shifted - np.log(np.exp(shifted).sum(axis=1, keepdims=True))
+
+
+def _spread(z):
+    z = np.asarray(z, np.float64)
+    return z.max(axis=1, keepdims=True) - z.min(axis=1, keepdims=True)
+
+
+def _guarded(shape, dtype):
+    size = int(np.prod(shape))
+    buf = np.full(size + 2, np.nan, dtype)
+    return buf, buf[1:-1].reshape(shape)
+
+
+def _check(got, ref, bound, what):
+    got64 = np.asarray(got, np.float64)
+    assert np.isfinite(got64).all(), f"{what}: non-finite values"
+    err = np.abs(got64 - ref)
+    bad = ~(err <= bound)
+    if bad.any():
+        i = np.unravel_index(np.argmax(np.where(bad, err / np.maximum(bound, 1e-300), 0)),
+                             err.shape)
+        raise AssertionError(f"{what}: {int(bad.sum())} of {err.size} off; worst at {i}: got "
+                             f"{got64[i]!r}, expected {ref[i]!r}, bound {bound[i]:.3e}")
+
+
+def _labels_reference(z, labels, scale):
+    z64 = np.asarray(z, np.float64)
+    n, d = z64.shape
+    logp = _log_softmax64(z64)
+    p = np.exp(logp)
+    onehot = np.zeros((n, d))
+    onehot[np.arange(n), labels] = 1.0
+    loss = -logp[np.arange(n), labels]
+    return loss, scale * (p - onehot), p, onehot
+
+
+def _check_labels(z, labels, scale, grad, row_loss, total, dtype, what):
+    n, d = z.shape
+    loss_ref, grad_ref, p, onehot = _labels_reference(z, labels, scale)
+    r = _spread(z)
+    loss_bound = (2 * eps(dtype) * (r[:, 0] + 1)
+                  + 8 * (d + 2) * EPS64 * (1 + np.abs(loss_ref)))
+    _check(row_loss, loss_ref, loss_bound, f"{what} row_loss")
+    grad_bound = 2 * eps(dtype) * abs(scale) * ((r + 2) * p + onehot) + np.finfo(dtype).tiny
+    _check(grad, grad_ref, grad_bound, f"{what} grad")
+    # The returned total is the (double) sum of the per-row losses.
+    assert math.isclose(total, math.fsum(row_loss), rel_tol=(n + 2) * EPS64, abs_tol=1e-300), what
+    assert abs(total - loss_ref.sum()) <= loss_bound.sum() + (n + 2) * EPS64 * np.abs(
+        loss_ref).sum(), f"{what} total"
+
+
+# --------------------------------------------------------------------------------------------
+# Softmax cross-entropy with integer labels
+# --------------------------------------------------------------------------------------------
+
+def test_ce_labels_matches_reference(dtype, num_threads):
+    rng = np.random.default_rng(1)
+    for n, d in CE_SHAPES:
+        z = (3 * rng.standard_normal((n, d))).astype(dtype)
+        labels = rng.integers(0, d, n).astype(np.int64)
+        for scale in (1.0 / n, 1.0):
+            bufg, grad = _guarded((n, d), dtype)
+            row_loss = np.full(n, np.nan)
+            total = losses.softmax_cross_entropy_labels(readonly(z), readonly(labels), grad,
+                                                        row_loss, scale, num_threads)
+            _check_labels(z, labels, scale, grad, row_loss, total, dtype,
+                          f"labels {n}x{d} scale={scale}")
+            assert np.isnan(bufg[0]) and np.isnan(bufg[-1]), "grad written out of bounds"
+
+
+@pytest.mark.parametrize("magnitude", [1e2, 1e4])
+def test_ce_labels_large_logits_stable(dtype, num_threads, magnitude):
+    """|logits| ~ 1e4: exp(z) overflows in any precision, the kernel must stay finite and match
+    a float64 log-sum-exp."""
+    rng = np.random.default_rng(2)
+    n, d = 67, 17
+    z = (magnitude * rng.standard_normal((n, d))).astype(dtype)
+    labels = rng.integers(0, d, n).astype(np.int64)
+    z[0] = magnitude                               # constant row: loss = log d
+    z[1] = -magnitude
+    labels[2] = int(np.argmax(z[2]))               # label on the max: loss ~ 0
+    z[3, :] = magnitude
+    z[3, 4] = magnitude - 1                        # a near tie
+    labels[3] = 4
+    labels[4] = int(np.argmin(z[4]))               # label on the min: loss ~ 2 magnitude
+    scale = 1.0 / n
+    grad = np.empty((n, d), dtype)
+    row_loss = np.empty(n)
+    total = losses.softmax_cross_entropy_labels(z, labels, grad, row_loss, scale, num_threads)
+    assert np.isfinite(total) and np.isfinite(row_loss).all() and np.isfinite(grad).all()
+    _check_labels(z, labels, scale, grad, row_loss, total, dtype, f"labels |z|~{magnitude}")
+    tol = 8 * eps(dtype) * math.log(d)
+    assert abs(row_loss[0] - math.log(d)) <= tol and abs(row_loss[1] - math.log(d)) <= tol
+    assert row_loss[4] > magnitude / 10
+    # Gradient rows of softmax - onehot sum to zero.
+    assert np.all(np.abs(grad.astype(np.float64).sum(axis=1)) <= 4 * (d + 2) * eps(dtype) * scale)
+
+
+def test_ce_labels_same_result_for_any_thread_count(dtype):
+    rng = np.random.default_rng(3)
+    n, d = 3001, 17
+    z = (3 * rng.standard_normal((n, d))).astype(dtype)
+    labels = rng.integers(0, d, n).astype(np.int64)
+    results = []
+    for nt in (1, 2):
+        grad = np.empty((n, d), dtype)
+        row_loss = np.empty(n)
+        total = losses.softmax_cross_entropy_labels(z, labels, grad, row_loss, 1.0 / n, nt)
+        results.append((total, row_loss.tobytes(), grad.tobytes()))
+    assert results[0][0] == results[1][0], "summed loss differs between 1 and 2 threads"
+    assert results[0][1:] == results[1][1:]
+
+
+# --------------------------------------------------------------------------------------------
+# Softmax cross-entropy with probability targets
+# --------------------------------------------------------------------------------------------
+
+def _probs_reference(z, t, scale):
+    z64, t64 = np.asarray(z, np.float64), np.asarray(t, np.float64)
+    logp = _log_softmax64(z64)
+    p = np.exp(logp)
+    tsum = t64.sum(axis=1, keepdims=True)
+    loss = -(t64 * logp).sum(axis=1)
+    return loss, scale * (p * tsum - t64), p, tsum, logp
+
+
+def _check_probs(z, t, scale, grad, row_loss, total, dtype, what):
+    n, d = z.shape
+    loss_ref, grad_ref, p, tsum, logp = _probs_reference(z, t, scale)
+    r = _spread(z)
+    t64 = np.asarray(t, np.float64)
+    loss_bound = (2 * eps(dtype) * (r[:, 0] + 1) * tsum[:, 0]
+                  + 8 * (d + 2) * EPS64 * (1 + (t64 * np.abs(logp)).sum(axis=1)))
+    _check(row_loss, loss_ref, loss_bound, f"{what} row_loss")
+    grad_bound = (2 * eps(dtype) * abs(scale) * ((r + 2) * p * tsum + t64)
+                  + np.finfo(dtype).tiny)
+    _check(grad, grad_ref, grad_bound, f"{what} grad")
+    assert math.isclose(total, math.fsum(row_loss), rel_tol=(n + 2) * EPS64, abs_tol=1e-300), what
+
+
+@pytest.mark.parametrize("targets", ["normalised", "unnormalised", "onehot"])
+def test_ce_probs_matches_reference(dtype, num_threads, targets):
+    rng = np.random.default_rng(4)
+    for n, d in CE_SHAPES:
+        z = (3 * rng.standard_normal((n, d))).astype(dtype)
+        if targets == "onehot":
+            t = np.zeros((n, d), dtype)
+            t[np.arange(n), rng.integers(0, d, n)] = 1
+        else:
+            t = rng.random((n, d)) + 0.01
+            if targets == "normalised":
+                t /= t.sum(axis=1, keepdims=True)
+            else:
+                t *= rng.uniform(0.2, 3.0, (n, 1))    # rows sum to anything: grad = p sum(t) - t
+            t = t.astype(dtype)
+        scale = 1.0 / n
+        bufg, grad = _guarded((n, d), dtype)
+        row_loss = np.full(n, np.nan)
+        total = losses.softmax_cross_entropy_probs(readonly(z), readonly(t), grad, row_loss,
+                                                   scale, num_threads)
+        _check_probs(z, t, scale, grad, row_loss, total, dtype, f"probs {targets} {n}x{d}")
+        assert np.isnan(bufg[0]) and np.isnan(bufg[-1]), "grad written out of bounds"
+
+
+def test_ce_probs_onehot_agrees_with_labels(dtype, num_threads):
+    rng = np.random.default_rng(5)
+    n, d = 129, 33
+    z = (3 * rng.standard_normal((n, d))).astype(dtype)
+    labels = rng.integers(0, d, n).astype(np.int64)
+    t = np.zeros((n, d), dtype)
+    t[np.arange(n), labels] = 1
+    g1, g2 = np.empty((n, d), dtype), np.empty((n, d), dtype)
+    l1, l2 = np.empty(n), np.empty(n)
+    s1 = losses.softmax_cross_entropy_labels(z, labels, g1, l1, 0.5, num_threads)
+    s2 = losses.softmax_cross_entropy_probs(z, t, g2, l2, 0.5, num_threads)
+    np.testing.assert_allclose(l2, l1, rtol=4 * EPS64, atol=4 * EPS64)
+    assert math.isclose(s1, s2, rel_tol=(n + 4) * EPS64)
+    np.testing.assert_allclose(g2, g1, rtol=0, atol=2 * eps(dtype) * 0.5)
+
+
+@pytest.mark.parametrize("magnitude", [1e2, 1e4])
+def test_ce_probs_large_logits_stable(dtype, num_threads, magnitude):
+    rng = np.random.default_rng(6)
+    n, d = 67, 17
+    z = (magnitude * rng.standard_normal((n, d))).astype(dtype)
+    z[0] = magnitude
+    t = (rng.random((n, d)) + 0.01)
+    t = (t / t.sum(axis=1, keepdims=True)).astype(dtype)
+    grad = np.empty((n, d), dtype)
+    row_loss = np.empty(n)
+    total = losses.softmax_cross_entropy_probs(z, t, grad, row_loss, 1.0 / n, num_threads)
+    assert np.isfinite(total) and np.isfinite(row_loss).all() and np.isfinite(grad).all()
+    _check_probs(z, t, 1.0 / n, grad, row_loss, total, dtype, f"probs |z|~{magnitude}")
+
+
+def test_ce_probs_same_result_for_any_thread_count(dtype):
+    rng = np.random.default_rng(7)
+    n, d = 3001, 17
+    z = (3 * rng.standard_normal((n, d))).astype(dtype)
+    t = rng.random((n, d)).astype(dtype)
+    results = []
+    for nt in (1, 2):
+        grad = np.empty((n, d), dtype)
+        row_loss = np.empty(n)
+        total = losses.softmax_cross_entropy_probs(z, t, grad, row_loss, 1.0 / n, nt)
+        results.append((total, row_loss.tobytes(), grad.tobytes()))
+    assert results[0][0] == results[1][0], "summed loss differs between 1 and 2 threads"
+    assert results[0][1:] == results[1][1:]
+
+
+def test_ce_empty_batch(dtype):
+    z = np.empty((0, 5), dtype)
+    assert losses.softmax_cross_entropy_labels(z, np.empty(0, np.int64), np.empty((0, 5), dtype),
+                                               np.empty(0), 1.0, 2) == 0.0
+    assert losses.softmax_cross_entropy_probs(z, z, np.empty((0, 5), dtype), np.empty(0),
+                                              1.0, 2) == 0.0
+
+
+# --------------------------------------------------------------------------------------------
+# MSE
+# --------------------------------------------------------------------------------------------
+
+def test_mse_matches_reference(dtype, num_threads):
+    rng = np.random.default_rng(8)
+    for n in MSE_LENGTHS:
+        pred = rng.standard_normal(n).astype(dtype)
+        target = rng.standard_normal(n).astype(dtype)
+        diff = pred.astype(np.float64) - target.astype(np.float64)
+        sq = diff * diff
+        ref_sum = math.fsum(sq)
+        for scale in (1.0, 1.0 / n):
+            buf, grad = _guarded(n, dtype)
+            total = losses.mse(readonly(pred), readonly(target), grad, num_threads, scale)
+            # Summed in double: for float32 inputs the differences are exact, so only the n
+            # double additions (and, for float64, the rounded difference) contribute.
+            assert abs(total - ref_sum) <= (n + 4) * EPS64 * ref_sum, (
+                f"mse n={n}: sum {total!r}, expected {ref_sum!r}")
+            ref_grad = 2 * scale * diff
+            _check(grad, ref_grad,
+                   2 * eps(dtype) * np.abs(ref_grad) + np.finfo(dtype).tiny, f"mse grad n={n}")
+            assert np.isnan(buf[0]) and np.isnan(buf[-1]), "grad written out of bounds"
+
+
+def test_mse_sums_in_double():
+    """A float32 accumulator over 100k terms is off by ~1e-4 relative; double is not."""
+    rng = np.random.default_rng(9)
+    n = 100003
+    pred = (rng.standard_normal(n) + 3).astype(np.float32)
+    target = np.zeros(n, np.float32)
+    total = losses.mse(pred, target, np.empty(n, np.float32), 2, 1.0)
+    exact = math.fsum(pred.astype(np.float64) ** 2)
+    assert abs(total - exact) <= 4 * n * EPS64 * exact
+
+
+def test_mse_same_result_for_any_thread_count(dtype):
+    rng = np.random.default_rng(10)
+    n = 5 * 4096 + 17
+    pred = rng.standard_normal(n).astype(dtype)
+    target = rng.standard_normal(n).astype(dtype)
+    out = []
+    for nt in (1, 2):
+        grad = np.empty(n, dtype)
+        total = losses.mse(pred, target, grad, nt, 0.25)
+        out.append((total, grad.tobytes()))
+    assert out[0][0] == out[1][0], f"mse sum {out[0][0]!r} (1 thread) vs {out[1][0]!r}"
+    assert out[0][1] == out[1][1]
+
+
+def test_mse_empty(dtype):
+    e = np.empty(0, dtype)
+    assert losses.mse(e, e, np.empty(0, dtype), 2, 1.0) == 0.0

@@ -1,0 +1,274 @@
+"""Optimizer update kernels against torch.optim (SGD, Adam, AdamW) and a NumPy reference.
+
+Each test runs 10 steps with a fresh random gradient per step and compares parameters and state
+after every step. Tolerances are relative to the largest magnitude of the compared array:
+1e-12 for float64, 1e-5 for float32 (the two implementations round in different places).
+"""
+import numpy as np
+import pytest
+
+from conftest import AWKWARD, readonly
+from ranvier._kernels import optimizers as opt
+
+STEPS = 10
+SIZES = [1, 17, 257, 4099]
+# Awkward lengths for the NumPy reference: SIMD remainders of every width, one to a few vectors.
+REF_SIZES = [n for n in AWKWARD if n in (1, 2, 7, 16, 17, 65, 257)] + [4099]
+RTOL = {np.dtype(np.float32): 1e-5, np.dtype(np.float64): 1e-12}
+
+SGD_CONFIGS = {
+    "plain": dict(lr=0.1),
+    "momentum": dict(lr=0.05, momentum=0.9),
+    "dampening": dict(lr=0.05, momentum=0.9, dampening=0.3),
+    "nesterov": dict(lr=0.05, momentum=0.9, nesterov=True),
+    "weight_decay": dict(lr=0.1, weight_decay=0.01),
+    "momentum_weight_decay": dict(lr=0.05, momentum=0.8, dampening=0.1, weight_decay=0.05),
+    "nesterov_weight_decay": dict(lr=0.05, momentum=0.9, nesterov=True, weight_decay=0.05),
+}
+ADAM_CONFIGS = {
+    "adam": ("Adam", dict(lr=1e-2)),
+    "adam_betas_eps": ("Adam", dict(lr=3e-2, betas=(0.8, 0.99), eps=1e-6)),
+    "adam_weight_decay": ("Adam", dict(lr=1e-2, weight_decay=0.1)),
+    "adamw": ("AdamW", dict(lr=1e-2, weight_decay=0.01)),
+    "adamw_strong_decay": ("AdamW", dict(lr=3e-2, betas=(0.85, 0.995), weight_decay=0.5)),
+}
+
+
+def _assert_close(got, ref, dtype, what):
+    got = np.asarray(got, np.float64)
+    ref = np.asarray(ref, np.float64)
+    assert np.isfinite(got).all(), f"{what}: non-finite values"
+    scale = max(np.abs(ref).max(), np.finfo(dtype).tiny)
+    err = np.abs(got - ref).max()
+    assert err <= RTOL[np.dtype(dtype)] * scale, (
+        f"{what}: max |err| {err:.3e} > {RTOL[np.dtype(dtype)]:.0e} * max|ref| {scale:.3e}")
+
+
+def _sgd_kernel_args(cfg):
+    return (cfg["lr"], cfg.get("momentum", 0.0), cfg.get("dampening", 0.0),
+            cfg.get("weight_decay", 0.0), cfg.get("nesterov", False))
+
+
+def _adam_kernel_args(kind, cfg):
+    b1, b2 = cfg.get("betas", (0.9, 0.999))
+    wd = cfg.get("weight_decay", 0.0)
+    return cfg["lr"], b1, b2, cfg.get("eps", 1e-8), wd, kind == "AdamW"
+
+
+# --------------------------------------------------------------------------------------------
+# Against torch.optim
+# --------------------------------------------------------------------------------------------
+
+def _torch_dtype(torch, dtype):
+    return {np.dtype(np.float32): torch.float32, np.dtype(np.float64): torch.float64}[dtype]
+
+
+@pytest.mark.parametrize("config", list(SGD_CONFIGS))
+def test_sgd_matches_torch(torch, dtype, num_threads, config):
+    cfg = SGD_CONFIGS[config]
+    lr, momentum, dampening, wd, nesterov = _sgd_kernel_args(cfg)
+    rng = np.random.default_rng(1)
+    for n in SIZES:
+        p0 = rng.standard_normal(n).astype(dtype)
+        param = p0.copy()
+        buf = np.full(n, np.nan, dtype)       # first_step must not read the buffer
+        tparam = torch.tensor(p0.copy(), dtype=_torch_dtype(torch, dtype), requires_grad=True)
+        topt = torch.optim.SGD([tparam], **cfg)
+        for step in range(STEPS):
+            g = rng.standard_normal(n).astype(dtype)
+            tparam.grad = torch.from_numpy(g.copy())
+            topt.step()
+            opt.sgd_step(param, readonly(g), buf, lr, momentum, dampening, wd, nesterov,
+                         step == 0, num_threads)
+            what = f"SGD {config} {dtype.name} n={n} step {step + 1}"
+            _assert_close(param, tparam.detach().numpy(), dtype, what)
+            if momentum != 0.0:
+                _assert_close(buf, topt.state[tparam]["momentum_buffer"].numpy(), dtype,
+                              what + " momentum_buffer")
+        assert not np.array_equal(param, p0)
+
+
+@pytest.mark.parametrize("config", list(ADAM_CONFIGS))
+def test_adam_matches_torch(torch, dtype, num_threads, config):
+    kind, cfg = ADAM_CONFIGS[config]
+    lr, b1, b2, adam_eps, wd, decoupled = _adam_kernel_args(kind, cfg)
+    rng = np.random.default_rng(2)
+    for n in SIZES:
+        p0 = rng.standard_normal(n).astype(dtype)
+        param = p0.copy()
+        exp_avg = np.zeros(n, dtype)
+        exp_avg_sq = np.zeros(n, dtype)
+        tparam = torch.tensor(p0.copy(), dtype=_torch_dtype(torch, dtype), requires_grad=True)
+        topt = getattr(torch.optim, kind)([tparam], **cfg)
+        for step in range(1, STEPS + 1):
+            # Gradients of varying scale, so that eps and the bias corrections both matter.
+            g = (rng.standard_normal(n) * 10.0 ** rng.uniform(-3, 1, n)).astype(dtype)
+            tparam.grad = torch.from_numpy(g.copy())
+            topt.step()
+            opt.adam_step(param, readonly(g), exp_avg, exp_avg_sq, lr, b1, b2, adam_eps, wd, step,
+                          decoupled, num_threads)
+            what = f"{kind} {config} {dtype.name} n={n} step {step}"
+            state = topt.state[tparam]
+            _assert_close(param, tparam.detach().numpy(), dtype, what)
+            _assert_close(exp_avg, state["exp_avg"].numpy(), dtype, what + " exp_avg")
+            _assert_close(exp_avg_sq, state["exp_avg_sq"].numpy(), dtype, what + " exp_avg_sq")
+        assert not np.array_equal(param, p0)
+
+
+# --------------------------------------------------------------------------------------------
+# Against a NumPy reference (no torch needed): PyTorch's documented update rules in float64
+# --------------------------------------------------------------------------------------------
+
+def _sgd_reference(p, grads, lr, momentum, dampening, wd, nesterov):
+    p = p.astype(np.float64)
+    buf = None
+    for g in grads:
+        g = g.astype(np.float64)
+        if wd:
+            g = g + wd * p
+        if momentum:
+            buf = g.copy() if buf is None else momentum * buf + (1 - dampening) * g
+            g = g + momentum * buf if nesterov else buf
+        p = p - lr * g
+    return p, buf
+
+
+def _adam_reference(p, grads, lr, b1, b2, adam_eps, wd, decoupled):
+    p = p.astype(np.float64)
+    m = np.zeros_like(p)
+    v = np.zeros_like(p)
+    for t, g in enumerate(grads, start=1):
+        g = g.astype(np.float64)
+        if wd:
+            if decoupled:
+                p = p * (1 - lr * wd)
+            else:
+                g = g + wd * p
+        m = b1 * m + (1 - b1) * g
+        v = b2 * v + (1 - b2) * g * g
+        m_hat = m / (1 - b1 ** t)
+        v_hat = v / (1 - b2 ** t)
+        p = p - lr * m_hat / (np.sqrt(v_hat) + adam_eps)
+    return p, m, v
+
+
+@pytest.mark.parametrize("config", list(SGD_CONFIGS))
+def test_sgd_matches_numpy_reference(dtype, num_threads, config):
+    lr, momentum, dampening, wd, nesterov = _sgd_kernel_args(SGD_CONFIGS[config])
+    rng = np.random.default_rng(3)
+    for n in REF_SIZES:
+        p0 = rng.standard_normal(n).astype(dtype)
+        grads = [rng.standard_normal(n).astype(dtype) for _ in range(STEPS)]
+        param, buf = p0.copy(), np.full(n, np.nan, dtype)
+        for step, g in enumerate(grads):
+            opt.sgd_step(param, g, buf, lr, momentum, dampening, wd, nesterov, step == 0,
+                         num_threads)
+        ref_p, ref_buf = _sgd_reference(p0, grads, lr, momentum, dampening, wd, nesterov)
+        what = f"SGD {config} {dtype.name} n={n}"
+        _assert_close(param, ref_p, dtype, what)
+        if momentum:
+            _assert_close(buf, ref_buf, dtype, what + " momentum_buffer")
+
+
+@pytest.mark.parametrize("config", list(ADAM_CONFIGS))
+def test_adam_matches_numpy_reference(dtype, num_threads, config):
+    kind, cfg = ADAM_CONFIGS[config]
+    lr, b1, b2, adam_eps, wd, decoupled = _adam_kernel_args(kind, cfg)
+    rng = np.random.default_rng(4)
+    for n in REF_SIZES:
+        p0 = rng.standard_normal(n).astype(dtype)
+        grads = [(rng.standard_normal(n) * 10.0 ** rng.uniform(-3, 1, n)).astype(dtype)
+                 for _ in range(STEPS)]
+        param, m, v = p0.copy(), np.zeros(n, dtype), np.zeros(n, dtype)
+        for step, g in enumerate(grads, start=1):
+            opt.adam_step(param, g, m, v, lr, b1, b2, adam_eps, wd, step, decoupled, num_threads)
+        ref_p, ref_m, ref_v = _adam_reference(p0, grads, lr, b1, b2, adam_eps, wd, decoupled)
+        what = f"{kind} {config} {dtype.name} n={n}"
+        _assert_close(param, ref_p, dtype, what)
+        _assert_close(m, ref_m, dtype, what + " exp_avg")
+        _assert_close(v, ref_v, dtype, what + " exp_avg_sq")
+
+
+@pytest.mark.parametrize("beta2", [0.99, 0.999, 0.9999])
+def test_adam_first_step_state_is_accurate(dtype, num_threads, beta2):
+    """From zero state, one step gives exp_avg = (1 - beta1) g and exp_avg_sq = (1 - beta2) g^2,
+    each a couple of roundings from exact. 1 - beta2 must not be formed in float32 from a beta2
+    already rounded to float32: 1 - float32(0.999) is 1.3e-5 (~100 ulps) away from 0.001."""
+    rng = np.random.default_rng(8)
+    n = 65
+    g = rng.standard_normal(n).astype(dtype)
+    p = rng.standard_normal(n).astype(dtype)
+    m, v = np.zeros(n, dtype), np.zeros(n, dtype)
+    opt.adam_step(p, g, m, v, 1e-3, 0.9, beta2, 1e-8, 0.0, 1, False, num_threads)
+    g64 = g.astype(np.float64)
+    tol = 4 * float(np.finfo(dtype).eps)
+    np.testing.assert_allclose(m, (1 - 0.9) * g64, rtol=tol, atol=0, err_msg="exp_avg")
+    np.testing.assert_allclose(v, (1 - beta2) * g64 * g64, rtol=tol, atol=0,
+                               err_msg=f"exp_avg_sq with beta2={beta2}")
+
+
+def test_adam_late_step_bias_correction(dtype, num_threads):
+    """At step 5000 the bias corrections are ~1 (beta2 ** 5000 ~ 0.007): one step from a given
+    state against the closed form."""
+    rng = np.random.default_rng(5)
+    n = 257
+    p = rng.standard_normal(n).astype(dtype)
+    m = (0.1 * rng.standard_normal(n)).astype(dtype)
+    v = (0.01 * rng.random(n) + 1e-4).astype(dtype)
+    g = rng.standard_normal(n).astype(dtype)
+    lr, b1, b2, e, step = 1e-3, 0.9, 0.999, 1e-8, 5000
+    p64, m64, v64, g64 = (x.astype(np.float64) for x in (p, m, v, g))
+    m_ref = b1 * m64 + (1 - b1) * g64
+    v_ref = b2 * v64 + (1 - b2) * g64 * g64
+    p_ref = p64 - lr * (m_ref / (1 - b1 ** step)) / (np.sqrt(v_ref / (1 - b2 ** step)) + e)
+    opt.adam_step(p, g, m, v, lr, b1, b2, e, 0.0, step, False, num_threads)
+    _assert_close(m, m_ref, dtype, "exp_avg")
+    _assert_close(v, v_ref, dtype, "exp_avg_sq")
+    _assert_close(p, p_ref, dtype, "param")
+    if dtype == np.float64:
+        # The update itself (p - p0, ~1e-3), so the check is not diluted by |p| ~ 1.
+        _assert_close(p - p64, p_ref - p64, dtype, "update")
+
+
+# --------------------------------------------------------------------------------------------
+# Properties
+# --------------------------------------------------------------------------------------------
+
+def test_sgd_without_momentum_ignores_buffer(dtype, num_threads):
+    rng = np.random.default_rng(6)
+    n = 33
+    p = rng.standard_normal(n).astype(dtype)
+    g = rng.standard_normal(n).astype(dtype)
+    expected = p.astype(np.float64) - 0.1 * (g + 0.01 * p.astype(np.float64))
+    for first_step in (True, False):
+        q = p.copy()
+        buf = np.full(n, np.nan, dtype)
+        opt.sgd_step(q, g, buf, 0.1, 0.0, 0.0, 0.01, False, first_step, num_threads)
+        _assert_close(q, expected, dtype, f"plain SGD first_step={first_step}")
+
+
+@pytest.mark.parametrize("which", ["sgd", "adam", "adamw"])
+def test_optimizer_same_bits_for_any_thread_count(dtype, which):
+    rng = np.random.default_rng(7)
+    n = 100003
+    p0 = rng.standard_normal(n).astype(dtype)
+    grads = [rng.standard_normal(n).astype(dtype) for _ in range(3)]
+    finals = []
+    for nt in (1, 2):
+        p = p0.copy()
+        s1, s2 = np.zeros(n, dtype), np.zeros(n, dtype)
+        for step, g in enumerate(grads, start=1):
+            if which == "sgd":
+                opt.sgd_step(p, g, s1, 0.05, 0.9, 0.1, 0.01, False, step == 1, nt)
+            else:
+                opt.adam_step(p, g, s1, s2, 1e-2, 0.9, 0.999, 1e-8, 0.01, step, which == "adamw",
+                              nt)
+        finals.append((p.tobytes(), s1.tobytes(), s2.tobytes()))
+    assert finals[0] == finals[1]
+
+
+def test_optimizers_empty(dtype):
+    e = np.empty(0, dtype)
+    opt.sgd_step(e, e, np.empty(0, dtype), 0.1, 0.9, 0.0, 0.0, False, True, 2)
+    opt.adam_step(e, e, np.empty(0, dtype), np.empty(0, dtype), 0.1, 0.9, 0.999, 1e-8, 0.0, 1,
+                  False, 2)
