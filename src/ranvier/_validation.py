@@ -73,9 +73,21 @@ def check_features(x, name, dtype, n_features=None, check_finite=True):
         raise ValueError(f"{name} has {arr.shape[1]} features per sample, but the model expects "
                          f"{n_features} (shape {arr.shape})")
     arr = np.ascontiguousarray(arr, dtype=dtype)
-    if check_finite and arr.dtype.kind == "f" and not np.isfinite(arr).all():
+    if check_finite and not all_finite(arr):
         raise ValueError(f"{name} contains NaN or infinity")
     return arr
+
+
+def all_finite(arr):
+    """True when no element is NaN or infinite. A finite sum proves it without a temporary the
+    size of the array; only when the sum is not finite (a NaN, an inf, or overflow) is each
+    element checked."""
+    if arr.dtype.kind != "f":
+        return True
+    with np.errstate(over="ignore", invalid="ignore"):
+        if np.isfinite(np.sum(arr, dtype=np.float64)):
+            return True
+    return bool(np.isfinite(arr).all())
 
 
 def check_batch_match(n_x, n_y, x_name="X", y_name="y"):
@@ -95,7 +107,7 @@ def check_labels(y, name, n_samples=None, n_classes=None):
     if n_samples is not None and arr.shape[0] != n_samples:
         raise ValueError(f"{name} has {arr.shape[0]} labels but there are {n_samples} samples")
     if arr.dtype.kind == "f":
-        if not np.isfinite(arr).all():
+        if not all_finite(arr):
             raise ValueError(f"{name} contains NaN or infinity")
         if not np.all(arr == np.round(arr)):
             raise ValueError(f"{name} must hold integer class labels; found non-integer values")

@@ -55,6 +55,8 @@ class Sequential:
         self.loss = None
         self.optimizer = None
         self.training = True
+        self._plan = (None, None)  # (key, blocks): the training plan, kept across fit calls
+        self._gather = {}          # reused mini-batch buffers, by shape and dtype
         for layer in layers:
             self.add(layer)
         if dtype is not None:
@@ -253,12 +255,10 @@ class Sequential:
         self._flatten_parameters()
         classifier = self._is_classifier(loss_fn)
         labels = (y if y.ndim == 1 else np.argmax(y, axis=1)) if classifier else None
-        blocks = _plan.build_plan(self._training_layers(loss_fn))
+        blocks = self._training_plan(loss_fn)
         rng = np.random.default_rng(seed)
         n = X.shape[0]
         history = History()
-        # Mini-batches are gathered into reused buffers (np.take with out=): no per-step copies.
-        gather = {}
         self.train()
         for epoch in range(epochs):
             t0 = time.perf_counter()
@@ -267,13 +267,11 @@ class Sequential:
             for b, start in enumerate(range(0, n, batch_size)):
                 idx = order[start:start + batch_size]
                 m = len(idx)
-                bufs = gather.get(m)
-                if bufs is None:
-                    bufs = gather[m] = (np.empty((m,) + X.shape[1:], X.dtype),
-                                        np.empty((m,) + y.shape[1:], y.dtype))
-                xb, yb = bufs
-                np.take(X, idx, axis=0, out=xb)
-                np.take(y, idx, axis=0, out=yb)
+                xb, yb = self._batch_buffers(m, X, y)
+                # mode="clip": indices come from a permutation; the default mode="raise" would
+                # gather into a hidden temporary and copy it (a batch-sized allocation per step).
+                np.take(X, idx, axis=0, out=xb, mode="clip")
+                np.take(y, idx, axis=0, out=yb, mode="clip")
                 out = _plan.run_forward(blocks, xb)
                 batch_loss, hits = loss_fn._train_forward(out, yb)
                 if not np.isfinite(batch_loss):
@@ -299,6 +297,26 @@ class Sequential:
         self.eval()
         self.history = history
         return history
+
+    def _training_plan(self, loss_fn):
+        """Fused blocks for training (see _plan), rebuilt only when the layers or dtype change,
+        so their buffers survive from one fit call to the next."""
+        layers = self._training_layers(loss_fn)
+        key = (tuple(map(id, layers)), self.dtype)
+        if self._plan[0] != key:
+            self._plan = (key, _plan.build_plan(layers))
+        return self._plan[1]
+
+    def _batch_buffers(self, m, X, y):
+        """Buffers that mini-batches of size m are gathered into (np.take with out=)."""
+        key = (m, X.shape[1:], X.dtype, y.shape[1:], y.dtype)
+        bufs = self._gather.get(key)
+        if bufs is None:
+            if len(self._gather) > 4:
+                self._gather.clear()
+            bufs = self._gather[key] = (np.empty((m,) + X.shape[1:], X.dtype),
+                                        np.empty((m,) + y.shape[1:], y.dtype))
+        return bufs
 
     def _forward_batches(self, X, batch_size, layers):
         batch_size = check_positive_int(batch_size, "batch_size")

@@ -1,0 +1,138 @@
+"""Fused Dense kernels (GEMM + bias + activation epilogue; activation gradient + bias gradient +
+two GEMMs) against a float64 NumPy reference and against the unfused path; the training plan
+against layer-by-layer training; no array allocation per training step."""
+import tracemalloc
+
+import numpy as np
+import pytest
+from conftest import eps, readonly
+
+import ranvier as rv
+from ranvier import _plan
+from ranvier._kernels import matmul as mm
+
+ACTS = {"none": mm.ACT_NONE, "relu": mm.ACT_RELU, "sigmoid": mm.ACT_SIGMOID, "tanh": mm.ACT_TANH}
+SHAPES = [(1, 1, 1), (7, 5, 3), (33, 17, 31), (32, 64, 10), (65, 129, 33), (129, 257, 64)]
+
+
+def _act_ref(z, name):
+    return {"none": z, "relu": np.maximum(z, 0), "sigmoid": 1 / (1 + np.exp(-z)),
+            "tanh": np.tanh(z)}[name]
+
+
+def _act_grad_ref(y, name):
+    return {"none": np.ones_like(y), "relu": (y > 0).astype(float), "sigmoid": y * (1 - y),
+            "tanh": 1 - y * y}[name]
+
+
+def _bound(a, b, k, dtype):
+    """Elementwise error bound of a k-term dot product computed in dtype: ~k eps |a| @ |b|."""
+    return 4 * (k + 2) * eps(dtype) * (np.abs(a) @ np.abs(b)) + 10 * eps(dtype)
+
+
+@pytest.mark.parametrize("n,fin,fout", SHAPES)
+@pytest.mark.parametrize("act", list(ACTS))
+def test_dense_forward_matches_reference(rng, dtype, isa, n, fin, fout, act):
+    x = rng.standard_normal((n, fin)).astype(dtype)
+    w = rng.standard_normal((fout, fin)).astype(dtype)
+    b = rng.standard_normal(fout).astype(dtype)
+    for nt in (1, 2):
+        out = np.full((n, fout), np.nan, dtype)  # must be overwritten, never read
+        mm.dense_forward(readonly(x), readonly(w), readonly(b), out, ACTS[act], nt)
+        z = x.astype(np.float64) @ w.T.astype(np.float64) + b
+        tol = _bound(np.c_[x, np.ones(n)], np.r_[w.T, b[None]], fin + 1, dtype)
+        # the activations are 1-Lipschitz, so the pre-activation bound carries over
+        np.testing.assert_array_less(np.abs(out - _act_ref(z, act)), tol + 4 * eps(dtype))
+
+
+@pytest.mark.parametrize("n,fin,fout", SHAPES)
+@pytest.mark.parametrize("act", list(ACTS))
+def test_dense_backward_matches_reference(rng, dtype, isa, n, fin, fout, act):
+    x = rng.standard_normal((n, fin)).astype(dtype)
+    w = rng.standard_normal((fout, fin)).astype(dtype)
+    y = _act_ref(rng.standard_normal((n, fout)), act).astype(dtype)
+    dy = rng.standard_normal((n, fout)).astype(dtype)
+    g = dy.astype(np.float64) * _act_grad_ref(y.astype(np.float64), act)
+    results = []
+    for nt in (1, 2):
+        dz = np.full((n, fout), np.nan, dtype)
+        dw = np.full((fout, fin), np.nan, dtype)
+        db = np.full(fout, np.nan, dtype)
+        dx = np.full((n, fin), np.nan, dtype)
+        mm.dense_backward(readonly(x), readonly(w), readonly(y), readonly(dy), dz, dw, db, dx,
+                          ACTS[act], nt)
+        np.testing.assert_array_less(np.abs(dw - g.T @ x), _bound(g.T, x, n, dtype))
+        np.testing.assert_array_less(np.abs(dx - g @ w), _bound(g, w, fout, dtype))
+        np.testing.assert_array_less(np.abs(db - g.sum(0)),
+                                     4 * (n + 2) * eps(dtype) * np.abs(g).sum(0) + 10 * eps(dtype))
+        results.append((dw.copy(), db.copy(), dx.copy()))
+    for a, b in zip(*results):  # fixed partitioning: the thread count does not change a bit
+        np.testing.assert_array_equal(a, b)
+
+
+def test_dense_backward_without_input_grad_or_bias(rng, dtype):
+    x = rng.standard_normal((9, 4)).astype(dtype)
+    w = rng.standard_normal((3, 4)).astype(dtype)
+    dy = rng.standard_normal((9, 3)).astype(dtype)
+    dw = np.empty((3, 4), dtype)
+    mm.dense_backward(x, w, dy, dy, None, dw, None, None, mm.ACT_NONE, 1)
+    np.testing.assert_allclose(dw, dy.T.astype(float) @ x, rtol=50 * eps(dtype))
+
+
+def test_dense_kernels_reject_mismatched_shapes():
+    x = np.ones((4, 3), np.float32)
+    w = np.ones((2, 5), np.float32)
+    with pytest.raises(ValueError, match="do not agree"):
+        mm.dense_forward(x, w, None, np.empty((4, 2), np.float32))
+    with pytest.raises(ValueError, match="bias"):
+        mm.dense_forward(x, np.ones((2, 3), np.float32), np.ones(3, np.float32),
+                         np.empty((4, 2), np.float32))
+
+
+def _mlp(dtype, act_layer, seed=0):
+    rng = np.random.default_rng(seed)
+    return rv.Sequential([rv.Dense(12, 16, seed=rng, dtype=dtype), act_layer(),
+                          rv.Dense(16, 8, seed=rng, dtype=dtype), act_layer(),
+                          rv.Dense(8, 4, seed=rng, dtype=dtype)])
+
+
+@pytest.mark.parametrize("act_layer", [rv.ReLU, rv.Sigmoid, rv.Tanh])
+def test_fused_plan_matches_layer_by_layer(rng, dtype, act_layer):
+    """One fused step (plan) gives the same outputs and gradients as the unfused layers."""
+    x = rng.standard_normal((23, 12)).astype(dtype)
+    labels = rng.integers(0, 4, 23)
+    fused, plain = _mlp(dtype, act_layer), _mlp(dtype, act_layer)
+    loss_a, loss_b = rv.CrossEntropyLoss(), rv.CrossEntropyLoss()
+    blocks = _plan.build_plan(fused.layers)
+    assert len(blocks) == 3 and all(isinstance(b, _plan.DenseBlock) for b in blocks)
+    out_a = _plan.run_forward(blocks, x)
+    la, _ = loss_a._train_forward(out_a, labels)
+    _plan.run_backward(blocks, loss_a.backward())
+    out_b = plain.forward(x)
+    lb = loss_b.forward(out_b, labels)
+    plain.backward(loss_b.backward())
+    tol = 1e-5 if dtype == np.float32 else 1e-12
+    np.testing.assert_allclose(out_a, out_b, rtol=tol, atol=tol)
+    assert la == pytest.approx(lb, rel=tol)
+    for (name, pa), (_, pb) in zip(fused.named_parameters(), plain.named_parameters()):
+        np.testing.assert_allclose(pa.grad, pb.grad, rtol=tol, atol=tol, err_msg=name)
+
+
+def test_training_step_allocates_no_arrays_after_first_batch(rng):
+    """Once the first batch has run, a training step allocates no array memory: batches are
+    gathered into reused buffers and every block and loss writes into its own workspace, kept
+    across fit calls. Batch-sized arrays here are >= 2 MB, so a single per-step allocation would
+    lift the traced peak past the 1 MB left for per-fit and per-epoch bookkeeping."""
+    X = rng.standard_normal((4096, 256)).astype(np.float32)
+    y = rng.integers(0, 4, 4096)
+    model = rv.Sequential([rv.Dense(256, 512, seed=1), rv.ReLU(), rv.Dense(512, 4, seed=2)])
+    for opt in (rv.SGD(model.parameters(), lr=0.01, momentum=0.9), rv.Adam(model.parameters())):
+        model.fit(X, y, optimizer=opt, epochs=1, batch_size=2048, verbose=0)  # first batch
+        tracemalloc.start()
+        try:
+            base = tracemalloc.get_traced_memory()[0]
+            model.fit(X, y, optimizer=opt, epochs=2, batch_size=2048, verbose=0)
+            peak = tracemalloc.get_traced_memory()[1]
+        finally:
+            tracemalloc.stop()
+        assert peak - base < 1 << 20, f"{type(opt).__name__}: peak grew by {peak - base} bytes"
