@@ -24,9 +24,10 @@ demo: install
 test: install
 	$(BIN)/python -m pytest tests
 
+# ranvier vs NumPy, PyTorch and scikit-learn side by side; writes benchmarks/results/.
 bench: EXTRAS = test,bench
 bench: install
-	$(BIN)/python benchmarks/bench_digits_epoch.py
+	$(BIN)/python benchmarks/run_all.py
 
 clean:
 	rm -rf build dist $(VENV) src/*.egg-info
