@@ -13,6 +13,8 @@ from .losses import CrossEntropyLoss, Loss, MSELoss  # noqa: E402
 from .model import History, Sequential  # noqa: E402
 from .optim import SGD, Adam, AdamW, Optimizer  # noqa: E402
 from . import datasets  # noqa: E402
+from .callbacks import Callback, EarlyStopping, ModelCheckpoint, TerminateOnNaN  # noqa: E402
+from .io import load  # noqa: E402
 
 from ._config import _apply_isa_from_env  # noqa: E402
 
@@ -24,5 +26,6 @@ __all__ = [
     "Parameter", "Layer", "Dense", "ReLU", "Sigmoid", "Tanh", "Softmax",
     "Loss", "CrossEntropyLoss", "MSELoss",
     "Optimizer", "SGD", "Adam", "AdamW",
-    "Sequential", "History", "datasets",
+    "Sequential", "History", "datasets", "load",
+    "Callback", "EarlyStopping", "ModelCheckpoint", "TerminateOnNaN",
 ]

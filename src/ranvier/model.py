@@ -11,8 +11,9 @@ import time
 import numpy as np
 
 from . import _plan
-from ._validation import (as_dtype, check_batch_match, check_features, check_labels,
-                          check_positive_int, is_integer_labels)
+from ._validation import (as_dtype, check_batch_match, check_features, check_float,
+                          check_labels, check_positive_int, is_integer_labels)
+from ._progress import EpochProgress
 from .layers import Layer, Softmax
 from .losses import CrossEntropyLoss, get_loss
 from .optim import Adam, get_optimizer
@@ -55,6 +56,9 @@ class Sequential:
         self.loss = None
         self.optimizer = None
         self.training = True
+        self.history = None
+        self.epoch = 0              # epochs trained so far (restored from checkpoints)
+        self.stop_training = False  # set by callbacks to end fit early
         self._plan = (None, None)  # (key, blocks): the training plan, kept across fit calls
         self._gather = {}          # reused mini-batch buffers, by shape and dtype
         for layer in layers:
@@ -137,6 +141,57 @@ class Sequential:
                 return layer.in_features
         return None
 
+    # -- state and files ----------------------------------------------------------------------
+    def state_dict(self):
+        """Copies of every parameter and buffer under PyTorch's names (``0.weight`` as (out, in),
+        ``0.bias``, ...): the same keys and shapes as a ``torch.nn.Sequential`` of the same layers."""
+        from .io import model_state
+
+        return {k: np.array(v, copy=True) for k, v in model_state(self).items()}
+
+    def load_state_dict(self, state_dict, strict=True):
+        """Copy arrays into the model's parameters and buffers (cast to the model's dtype). Missing or
+        unexpected keys (with ``strict``) and shape mismatches raise ValueError."""
+        from .io import model_state
+
+        if not isinstance(state_dict, dict):
+            raise TypeError(f"state_dict must be a dict of arrays, got {type(state_dict).__name__}")
+        own = model_state(self)
+        missing = [k for k in own if k not in state_dict]
+        unexpected = [k for k in state_dict if k not in own]
+        if strict and (missing or unexpected):
+            raise ValueError(f"state_dict does not match the model: missing keys {missing}, "
+                             f"unexpected keys {unexpected}")
+        for key, target in own.items():
+            if key not in state_dict:
+                continue
+            value = np.asarray(state_dict[key])
+            if value.dtype.kind not in "biuf":
+                raise TypeError(f"state_dict[{key!r}] must be numeric, got dtype {value.dtype}")
+            if value.shape != target.shape:
+                raise ValueError(f"state_dict[{key!r}] has shape {value.shape}, the model expects "
+                                 f"{target.shape}")
+            if value.dtype.kind == "f" and not np.isfinite(value).all():
+                raise ValueError(f"state_dict[{key!r}] contains NaN or infinity")
+        for key, target in own.items():
+            if key in state_dict:
+                target[...] = np.asarray(state_dict[key])
+        return self
+
+    def save(self, path, include_optimizer=False, epoch=None):
+        """Write the model to a .safetensors file (never pickle): weights under PyTorch's names,
+        architecture and dtype in the metadata; with ``include_optimizer`` a resumable checkpoint
+        (optimizer state, and ``epoch``). The write is atomic. Rebuild with ``ranvier.load``."""
+        from . import io
+
+        io.save(self, path, optimizer=self.optimizer if include_optimizer else None, epoch=epoch)
+
+    def load_weights(self, path, strict=True):
+        """Load weights from a safetensors file (ranvier's, or PyTorch's ``state_dict``)."""
+        from . import io
+
+        return io.load_weights(self, path, strict=strict)
+
     def train(self, mode=True):
         self.training = bool(mode)
         for layer in self.layers:
@@ -193,24 +248,25 @@ class Sequential:
             return self.layers[:-1]
         return self.layers
 
-    def _prepare_xy(self, X, y, loss):
+    def _prepare_xy(self, X, y, loss, names=("X", "y")):
+        x_name, y_name = names
         self._check_dtypes()
         if not self.layers:
             raise ValueError("the model has no layers")
-        X = check_features(X, "X", self.dtype, self.n_features_in)
+        X = check_features(X, x_name, self.dtype, self.n_features_in)
         n_out = self._n_outputs()
         if isinstance(loss, CrossEntropyLoss):
             y_arr = np.asarray(y)
             if y_arr.ndim == 2 and n_out is not None and y_arr.shape[1] == n_out and n_out > 1:
-                y = check_features(y_arr, "y", self.dtype, n_out)  # one-hot / probabilities
+                y = check_features(y_arr, y_name, self.dtype, n_out)  # one-hot / probabilities
             else:
-                y = check_labels(y_arr, "y", n_samples=None, n_classes=n_out)
+                y = check_labels(y_arr, y_name, n_samples=None, n_classes=n_out)
         else:
             y_arr = np.asarray(y)
             if y_arr.ndim == 1:
                 y_arr = y_arr.reshape(-1, 1)
-            y = check_features(y_arr, "y", self.dtype, n_out)
-        check_batch_match(X.shape[0], y.shape[0])
+            y = check_features(y_arr, y_name, self.dtype, n_out)
+        check_batch_match(X.shape[0], y.shape[0], x_name, y_name)
         return X, y
 
     def _n_outputs(self):
@@ -230,17 +286,30 @@ class Sequential:
 
     # -- fit / evaluate / predict ----------------------------------------------------------------
     def fit(self, X, y, *, loss=None, optimizer=None, epochs=10, batch_size=32, shuffle=True,
-            seed=None, verbose=1):
+            seed=None, verbose=1, validation_data=None, validation_split=0.0, callbacks=None,
+            initial_epoch=0):
         """Train on (X, y) for ``epochs`` passes over the data in shuffled mini-batches.
 
         loss: a Loss or name; defaults to the compiled one, else cross-entropy for integer labels
             (MSE otherwise). optimizer: an Optimizer or name; defaults to the compiled one, else
-            Adam(lr=1e-3). Returns a History with the mean loss (and accuracy) per epoch.
+            Adam(lr=1e-3). validation_data=(X_val, y_val), or validation_split: the last fraction of
+            (X, y), held out before shuffling (Keras' rule); adds "val_loss" (and
+            "val_accuracy"). callbacks: EarlyStopping, ModelCheckpoint, TerminateOnNaN, ... .
+            verbose: 0 silent, 1 progress bar, 2 one line per epoch. initial_epoch: resume numbering.
+        Returns a History with the mean loss (and accuracy) per epoch. A NaN or infinite loss
+        raises FloatingPointError naming the epoch and batch (TerminateOnNaN stops quietly instead).
         """
+        from .callbacks import Callback, TerminateOnNaN
+
         epochs = check_positive_int(epochs, "epochs")
         batch_size = check_positive_int(batch_size, "batch_size")
+        initial_epoch = check_positive_int(initial_epoch, "initial_epoch", minimum=0)
         if verbose not in (0, 1, 2, False, True):
             raise ValueError(f"verbose must be 0, 1 or 2, got {verbose!r}")
+        callbacks = list(callbacks or [])
+        for cb in callbacks:
+            if not isinstance(cb, Callback):
+                raise TypeError(f"callbacks must be ranvier Callbacks, got {type(cb).__name__}")
         loss_fn = self._resolve_loss(loss, y)
         if optimizer is not None:
             opt = get_optimizer(optimizer, self.parameters())
@@ -249,6 +318,10 @@ class Sequential:
         else:
             opt = Adam(self.parameters())
         X, y = self._prepare_xy(X, y, loss_fn)
+        validation = self._validation_set(validation_data, validation_split, X, y, loss_fn)
+        if validation_data is None and validation is not None:
+            n_train = X.shape[0] - validation[0].shape[0]
+            X, y = X[:n_train], y[:n_train]
         self.loss = loss_fn
         if optimizer is None and self.optimizer is None:
             self.optimizer = opt
@@ -258,45 +331,96 @@ class Sequential:
         blocks = self._training_plan(loss_fn)
         rng = np.random.default_rng(seed)
         n = X.shape[0]
+        steps = -(-n // batch_size)
         history = History()
-        self.train()
-        for epoch in range(epochs):
-            t0 = time.perf_counter()
-            order = rng.permutation(n) if shuffle else np.arange(n)
-            loss_sum, correct = 0.0, 0
-            for b, start in enumerate(range(0, n, batch_size)):
-                idx = order[start:start + batch_size]
-                m = len(idx)
-                xb, yb = self._batch_buffers(m, X, y)
-                # mode="clip": indices come from a permutation; the default mode="raise" would
-                # gather into a hidden temporary and copy it (a batch-sized allocation per step).
-                np.take(X, idx, axis=0, out=xb, mode="clip")
-                np.take(y, idx, axis=0, out=yb, mode="clip")
-                out = _plan.run_forward(blocks, xb)
-                batch_loss, hits = loss_fn._train_forward(out, yb)
-                if not np.isfinite(batch_loss):
-                    raise FloatingPointError(
-                        f"training diverged: the loss is {batch_loss} at epoch {epoch + 1}, "
-                        f"batch {b + 1}; lower the learning rate or check the data")
-                _plan.run_backward(blocks, loss_fn.backward())
-                opt.step()
-                loss_sum += batch_loss * m
-                if classifier:
-                    if hits is None:
-                        hits = int(np.count_nonzero(out.argmax(axis=1) == labels[idx]))
-                    correct += hits
-            metrics = {"loss": loss_sum / n}
-            if classifier:
-                metrics["accuracy"] = correct / n
-            seconds = time.perf_counter() - t0
-            history._record(epoch, seconds, **metrics)
-            if verbose:
-                shown = " - ".join(f"{k}: {v:.4f}" for k, v in metrics.items())
-                print(f"Epoch {epoch + 1}/{epochs} - {seconds:.2f}s - {shown}", file=sys.stdout,
-                      flush=True)
-        self.eval()
         self.history = history
+        self.stop_training = False
+        stop_on_nan = any(isinstance(cb, TerminateOnNaN) for cb in callbacks)
+        batch_cbs = [cb for cb in callbacks if type(cb).on_batch_end is not Callback.on_batch_end]
+        for cb in callbacks:
+            cb.set_model(self)
+            cb.on_train_begin()
+        self.train()
+        try:
+            for epoch in range(initial_epoch, initial_epoch + epochs):
+                for cb in callbacks:
+                    cb.on_epoch_begin(epoch)
+                t0 = time.perf_counter()
+                progress = EpochProgress(verbose, epoch, initial_epoch + epochs, steps)
+                order = rng.permutation(n) if shuffle else np.arange(n)
+                loss_sum, correct, seen = 0.0, 0, 0
+                for b, start in enumerate(range(0, n, batch_size)):
+                    idx = order[start:start + batch_size]
+                    m = len(idx)
+                    xb, yb = self._batch_buffers(m, X, y)
+                    # mode="clip": indices come from a permutation; the default mode="raise"
+                    # would gather into a hidden temporary (a batch-sized allocation per step).
+                    np.take(X, idx, axis=0, out=xb, mode="clip")
+                    np.take(y, idx, axis=0, out=yb, mode="clip")
+                    out = _plan.run_forward(blocks, xb)
+                    batch_loss, hits = loss_fn._train_forward(out, yb)
+                    if not np.isfinite(batch_loss):
+                        if not stop_on_nan:
+                            raise FloatingPointError(
+                                f"training diverged: the loss is {batch_loss} at epoch "
+                                f"{epoch + 1}, batch {b + 1}; lower the learning rate or check "
+                                "the data")
+                        for cb in batch_cbs:
+                            cb.on_batch_end(b, {"loss": batch_loss})
+                        break
+                    _plan.run_backward(blocks, loss_fn.backward())
+                    opt.step()
+                    loss_sum += batch_loss * m
+                    seen += m
+                    if classifier:
+                        if hits is None:
+                            hits = int(np.count_nonzero(out.argmax(axis=1) == labels[idx]))
+                        correct += hits
+                    progress.update(batch_loss)
+                    for cb in batch_cbs:
+                        cb.on_batch_end(b, {"loss": batch_loss})
+                    if self.stop_training:
+                        break
+                if seen == 0:
+                    progress.close(time.perf_counter() - t0, {})
+                    break
+                metrics = {"loss": loss_sum / seen}
+                if classifier:
+                    metrics["accuracy"] = correct / seen
+                if validation is not None:
+                    val = self._evaluate_checked(validation[0], validation[1], loss_fn)
+                    metrics.update({f"val_{k}": v for k, v in val.items()})
+                seconds = time.perf_counter() - t0
+                history._record(epoch, seconds, **metrics)
+                progress.close(seconds, metrics)
+                for cb in callbacks:
+                    cb.on_epoch_end(epoch, dict(metrics))
+                self.epoch = epoch + 1
+                if self.stop_training:
+                    break
+        finally:
+            self.eval()
+        for cb in callbacks:
+            cb.on_train_end()
         return history
+
+    def _validation_set(self, validation_data, validation_split, X, y, loss_fn):
+        if validation_data is not None:
+            if validation_split:
+                raise ValueError("pass validation_data or validation_split, not both")
+            if not isinstance(validation_data, (tuple, list)) or len(validation_data) != 2:
+                raise ValueError("validation_data must be a pair (X_val, y_val)")
+            Xv, yv = self._prepare_xy(validation_data[0], validation_data[1], loss_fn,
+                                      names=("validation_data[0]", "validation_data[1]"))
+            return Xv, yv
+        split = check_float(validation_split, "validation_split", minimum=0.0, maximum=1.0)
+        if split == 0.0:
+            return None
+        n_val = int(X.shape[0] * split)
+        if not 0 < n_val < X.shape[0]:
+            raise ValueError(f"validation_split={split} leaves {n_val} of {X.shape[0]} samples for "
+                             "validation; need at least one for each of training and validation")
+        return X[-n_val:], y[-n_val:]
 
     def _training_plan(self, loss_fn):
         """Fused blocks for training (see _plan), rebuilt only when the layers or dtype change,
@@ -353,8 +477,11 @@ class Sequential:
         """Mean loss (and accuracy for classifiers) on (X, y), as a dict."""
         loss_fn = self._resolve_loss(None, y)
         X, y = self._prepare_xy(X, y, loss_fn)
-        layers = self._training_layers(loss_fn)
-        out = self._forward_batches(X, batch_size, layers)
+        return self._evaluate_checked(X, y, loss_fn, batch_size)
+
+    def _evaluate_checked(self, X, y, loss_fn, batch_size=1024):
+        """evaluate() on already validated arrays (fit's validation set)."""
+        out = self._forward_batches(X, batch_size, self._training_layers(loss_fn))
         result = {"loss": float(loss_fn.forward(out, y))}
         if self._is_classifier(loss_fn):
             labels = y if y.ndim == 1 else np.argmax(y, axis=1)
