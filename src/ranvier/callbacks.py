@@ -105,7 +105,7 @@ class EarlyStopping(_Monitor):
                 self._best_weights = self.model.state_dict()
             return
         self._wait += 1
-        if self._wait > self.patience:
+        if self._wait >= self.patience:  # Keras: stop after `patience` epochs without progress
             self.stopped_epoch = epoch
             self.model.stop_training = True
 
