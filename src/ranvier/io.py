@@ -208,6 +208,7 @@ def load(path):
         _restore_optimizer(model, tensors, json.loads(meta["optimizer"]))
     if "epoch" in meta:
         model.epoch = int(meta["epoch"])
+    model.metadata = json.loads(meta["extra"]) if "extra" in meta else {}
     return model
 
 
