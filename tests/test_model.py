@@ -50,8 +50,9 @@ def test_fit_returns_history_with_decreasing_loss(digits, capsys):
 
 
 def test_fit_verbose_prints_one_line_per_epoch(digits, capsys):
+    """verbose=2 (Keras): one line per epoch; verbose=1 is a progress bar (test_callbacks)."""
     X, y = digits
-    mlp().fit(X[:64], y[:64], epochs=3, verbose=1, seed=0)
+    mlp().fit(X[:64], y[:64], epochs=3, verbose=2, seed=0)
     lines = [ln for ln in capsys.readouterr().out.splitlines() if ln.strip()]
     assert len(lines) == 3
     assert lines[0].startswith("Epoch 1/3") and "loss:" in lines[0] and "accuracy:" in lines[0]
