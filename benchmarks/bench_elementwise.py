@@ -1,0 +1,256 @@
+"""Elementwise and fused kernels: ranvier vs NumPy (ufuncs with out= buffers) vs PyTorch.
+
+Operations (float32, as a Dense/activation layer runs them in training):
+  bias+relu fwd   z += b (in place, as after the GEMM); y = relu(z)
+  relu bwd        dx = dy * (y > 0)
+  sigmoid fwd     y = 1 / (1 + exp(-x))
+  tanh fwd        y = tanh(x)
+  softmax-CE      per-row loss and grad = (softmax(z) - onehot) / n from logits and int labels
+at a batch-sized shape and a large one. GB/s counts the bytes the operation must move at least
+(each input read once, each output written once; the bias and labels are negligible), the same
+count for every library, so GB/s ratios are time ratios. The machine's copy bandwidth is measured
+the same way (``np.copyto`` of an array of the same shape: 2 x size bytes) for the "% of copy"
+column.
+
+NumPy's ufuncs run on one thread whatever the limit; ranvier uses ``threads_for(size)`` threads
+(one below its parallel threshold, as its layers do); PyTorch uses ``torch.set_num_threads``.
+
+    python benchmarks/bench_elementwise.py [--quick] [--threads 1,2]
+"""
+import argparse
+import os
+import sys
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from _common import fair_blas_env  # noqa: E402
+
+fair_blas_env()
+
+import numpy as np  # noqa: E402
+
+from _common import (RESULTS_DIR, Threads, machine_record, optional_import, settle,  # noqa: E402
+                     time_calls, versions, write_json)
+
+LIBS = ("ranvier", "numpy", "torch")
+OPS = ("bias+relu fwd", "relu bwd", "sigmoid fwd", "tanh fwd", "softmax-CE")
+
+
+def _entry(fused, dtype):
+    try:
+        return fused["float" if dtype == np.float32 else "double"]
+    except (TypeError, KeyError):
+        return fused
+
+
+def _threads_for(size, n):
+    try:
+        from ranvier._config import threads_for
+
+        return threads_for(size)
+    except ImportError:
+        return n
+
+
+def _fused_bias_relu(matmul, activations):
+    """A purely elementwise fused bias + ReLU kernel, if ranvier has one by now (name-based)."""
+    for mod in (activations, matmul):
+        for name in dir(mod):
+            low = name.lower()
+            if "bias" in low and "relu" in low and "backward" not in low and "grad" not in low:
+                return f"{mod.__name__.rsplit('.', 1)[-1]}.{name}", getattr(mod, name)
+    return None, None
+
+
+def make_ops(shape, dtype, n_threads, rng, torch):
+    """{op: (bytes, {lib: callable})} on shared arrays; plus the ranvier path used per op."""
+    from ranvier._kernels import activations, losses, matmul
+
+    rows, cols = shape
+    size = rows * cols
+    isz = np.dtype(dtype).itemsize
+    nt = _threads_for(size, n_threads)
+    x = rng.uniform(-4, 4, shape).astype(dtype)
+    z = x.copy()
+    b = (rng.uniform(-1, 1, cols) * 1e-6).astype(dtype)  # tiny: repeated in-place adds stay put
+    y = np.empty_like(x)
+    dy = rng.standard_normal(shape).astype(dtype)
+    dx = np.empty_like(x)
+    labels = rng.integers(0, cols, rows).astype(np.int64)
+    grad = np.empty_like(x)
+    row_loss = np.empty(rows, np.float64)
+    scale = 1.0 / rows
+    x1, z1, y1, dy1, dx1 = (a.reshape(-1) for a in (x, z, y, dy, dx))
+    relu_f = _entry(activations.relu_forward, dtype)
+    relu_b = _entry(activations.relu_backward, dtype)
+    sig_f = _entry(activations.sigmoid_forward, dtype)
+    tanh_f = _entry(activations.tanh_forward, dtype)
+    bias_add = _entry(matmul.bias_add, dtype)
+    sce = _entry(losses.softmax_cross_entropy_labels, dtype)
+    relu_f(x1, y1, nt)  # y = relu(x): the saved output relu bwd reads
+    paths = {}
+
+    fused_name, fused = _fused_bias_relu(matmul, activations)
+    rv_bias_relu = None
+    if fused is not None:
+        fused = _entry(fused, dtype)
+        for call in (lambda: fused(z, b, y, num_threads=nt), lambda: fused(z, b, y, nt)):
+            try:
+                call()
+                rv_bias_relu = call
+                paths["bias+relu fwd"] = f"fused {fused_name}"
+                break
+            except Exception:
+                continue
+    if rv_bias_relu is None:
+        def rv_bias_relu():
+            bias_add(z, b, nt)
+            relu_f(z1, y1, nt)
+        paths["bias+relu fwd"] = "matmul.bias_add + activations.relu_forward"
+
+    def np_bias_relu():
+        np.add(z, b, out=z)
+        np.maximum(z, 0, out=y)
+
+    # NumPy sigmoid as written by hand: 1 / (1 + exp(-x)) through one out= buffer.
+    def np_sigmoid():
+        np.negative(x, out=y)
+        np.exp(y, out=y)
+        np.add(y, 1, out=y)
+        np.reciprocal(y, out=y)
+
+    ar = np.arange(rows)
+    mx = np.empty((rows, 1), dtype)
+    sm = np.empty((rows, 1), dtype)
+
+    def np_sce():
+        np.max(x, axis=1, keepdims=True, out=mx)
+        np.subtract(x, mx, out=grad)
+        np.exp(grad, out=grad)
+        np.sum(grad, axis=1, keepdims=True, out=sm)
+        np.divide(grad, sm, out=grad)
+        row_loss[:] = -np.log(grad[ar, labels])
+        grad[ar, labels] -= 1
+        np.multiply(grad, scale, out=grad)
+        return row_loss.sum()
+
+    ops = {
+        "bias+relu fwd": (2 * size * isz, {"ranvier": rv_bias_relu, "numpy": np_bias_relu}),
+        "relu bwd": (3 * size * isz, {"ranvier": lambda: relu_b(y1, dy1, dx1, nt),
+                                      "numpy": lambda: np.multiply(dy, y > 0, out=dx)}),
+        "sigmoid fwd": (2 * size * isz, {"ranvier": lambda: sig_f(x1, y1, nt),
+                                         "numpy": np_sigmoid}),
+        "tanh fwd": (2 * size * isz, {"ranvier": lambda: tanh_f(x1, y1, nt),
+                                      "numpy": lambda: np.tanh(x, out=y)}),
+        "softmax-CE": (2 * size * isz, {"ranvier": lambda: sce(x, labels, grad, row_loss, scale,
+                                                               nt),
+                                        "numpy": np_sce}),
+    }
+    paths["softmax-CE"] = "losses.softmax_cross_entropy_labels (loss + grad, one pass)"
+    if torch is not None:
+        tx, tz, tb, ty, tdy, tdx = (torch.from_numpy(a) for a in (x, z, b, y, dy, dx))
+        tl = torch.from_numpy(labels)
+        F = torch.nn.functional
+
+        def t_bias_relu():
+            torch.add(tz, tb, out=tz)
+            torch.clamp_min(tz, 0, out=ty)
+
+        def t_relu_bwd():
+            # what autograd's ReLU backward runs: threshold_backward(grad, output, 0)
+            torch.ops.aten.threshold_backward(tdy, ty, 0, grad_input=tdx)
+
+        def t_sce():
+            # what a training step runs: cross_entropy forward + its backward (autograd)
+            logits = tx.detach().requires_grad_()
+            loss = F.cross_entropy(logits, tl, reduction="mean")
+            loss.backward()
+            return loss
+
+        try:
+            t_relu_bwd()
+        except Exception:
+            def t_relu_bwd():
+                torch.mul(tdy, ty > 0, out=tdx)
+
+        ops["bias+relu fwd"][1]["torch"] = t_bias_relu
+        ops["relu bwd"][1]["torch"] = t_relu_bwd
+        ops["sigmoid fwd"][1]["torch"] = lambda: torch.sigmoid(tx, out=ty)
+        ops["tanh fwd"][1]["torch"] = lambda: torch.tanh(tx, out=ty)
+        ops["softmax-CE"][1]["torch"] = t_sce
+    copy_dst = np.empty_like(x)
+    copy = (2 * size * isz, lambda: np.copyto(copy_dst, x))
+    return ops, copy, paths, nt
+
+
+def run(quick=False, threads=(1, 2), repeats=None, target_s=None, settle_s=None, log=print):
+    torch = optional_import("torch")
+    repeats = repeats or (3 if quick else 7)
+    target_s = target_s or (0.003 if quick else 0.03)
+    settle_s = (0.0 if quick else 0.15) if settle_s is None else settle_s
+    shapes = ((32, 256), (1024, 1024)) if quick else ((32, 256), (4096, 4096))
+    dtype = np.float32
+    tc = Threads()
+    rows, copies, notes, paths = [], [], [], {}
+    if torch is None:
+        notes.append("PyTorch is not installed: its column is skipped.")
+    prev_lib = None
+    for nt in threads:
+        tc.set(nt)
+        for shape in shapes:
+            rng = np.random.default_rng(0)
+            ops, (copy_bytes, copy_fn), paths, rv_nt = make_ops(shape, dtype, nt, rng, torch)
+            settle(settle_s if nt > 1 else 0)
+            tcopy = time_calls(copy_fn, repeats=repeats, target_s=target_s)
+            copy_gbs = copy_bytes / tcopy["median"] / 1e9
+            copies.append({"shape": list(shape), "threads": nt, "bytes": copy_bytes,
+                           "time": tcopy, "gbs": copy_gbs})
+            for op in OPS:
+                nbytes, calls = ops[op]
+                row = {"op": op, "shape": list(shape), "dtype": np.dtype(dtype).name,
+                       "threads": nt, "ranvier_threads_used": rv_nt, "bytes": nbytes,
+                       "copy_gbs": copy_gbs}
+                for lib in LIBS:
+                    if lib not in calls:
+                        row[lib] = None
+                        continue
+                    if lib != prev_lib and nt > 1:
+                        settle(settle_s)
+                    prev_lib = lib
+                    t = time_calls(calls[lib], repeats=repeats, target_s=target_s)
+                    t["gbs"] = nbytes / t["median"] / 1e9
+                    t["gbs_min"] = nbytes / t["max"] / 1e9
+                    t["gbs_max"] = nbytes / t["min"] / 1e9
+                    row[lib] = t
+                for lib in LIBS[1:]:
+                    if row.get(lib):
+                        row[f"ratio_vs_{lib}"] = row["ranvier"]["gbs"] / row[lib]["gbs"]
+                row["ranvier_pct_of_copy"] = 100 * row["ranvier"]["gbs"] / copy_gbs
+                rows.append(row)
+                log(f"  elementwise t={nt} {str(shape):12s} {op:14s} "
+                    + "  ".join(f"{lib} {row[lib]['gbs']:7.1f} GB/s" for lib in LIBS
+                                if row.get(lib))
+                    + f"  (copy {copy_gbs:.1f} GB/s)")
+    notes.append("GB/s = minimal bytes moved (inputs read once + outputs written once) / median "
+                 "seconds; the same byte count for every library.")
+    notes.append("PyTorch softmax-CE runs F.cross_entropy forward + backward through autograd "
+                 "(what "
+                 "its training step executes, allocations included); ranvier and NumPy write into "
+                 "preallocated buffers.")
+    notes.append("NumPy ufuncs are single-threaded: its 2-thread numbers measure the same code.")
+    return {"rows": rows, "copy": copies, "ranvier_paths": paths, "repeats": repeats,
+            "target_s": target_s, "notes": notes}
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--quick", action="store_true")
+    ap.add_argument("--threads", default="1,2")
+    ap.add_argument("--out", default=os.path.join(RESULTS_DIR, "elementwise.json"))
+    args = ap.parse_args()
+    res = run(quick=args.quick, threads=[int(t) for t in args.threads.split(",")])
+    write_json(args.out, {"machine": dict(machine_record(), versions=versions()),
+                          "elementwise": res})
+
+
+if __name__ == "__main__":
+    main()
