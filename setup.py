@@ -5,8 +5,9 @@ Everything that is not plain metadata lives here:
 - OpenMP detection per compiler (gcc/clang ``-fopenmp``, MSVC ``/openmp``, Apple clang with libomp),
   falling back to a serial build with a warning (``RANVIER_NO_OPENMP=1`` forces it,
   ``RANVIER_REQUIRE_OPENMP=1`` turns the fallback into an error);
-- per-file ISA flags for the GEMM micro-kernels: each ``csrc/gemm_<isa>.c`` is compiled with its own
-  flags and the best one is picked at run time, so one binary runs on every x86-64 CPU.
+- per-file ISA flags: each ``csrc/gemm_<isa>.c`` (GEMM micro-kernels) and ``csrc/elementwise_<isa>.c``
+  (activations) is compiled with its own flags and the best one is picked at run time, so one
+  binary runs on every x86-64 CPU.
 """
 
 import os
@@ -25,10 +26,10 @@ from setuptools.command.build_ext import build_ext
 CSRC = "csrc"
 IS_X86_64 = platform.machine().lower() in ("x86_64", "amd64", "x64")
 
-# GEMM translation units: (name, gcc/clang flags, MSVC flags). Only x86-64 gets the SIMD ones.
-GEMM_ISA_UNITS = [("generic", [], [])]
+# Per-ISA translation units: (name, gcc/clang flags, MSVC flags). Only x86-64 gets the SIMD ones.
+ISA_UNITS = [("generic", [], [])]
 if IS_X86_64:
-    GEMM_ISA_UNITS += [
+    ISA_UNITS += [
         ("avx2", ["-mavx2", "-mfma"], ["/arch:AVX2"]),
         ("avx512", ["-mavx512f", "-mavx512dq", "-mavx512vl", "-mavx2", "-mfma"], ["/arch:AVX512"]),
     ]
@@ -49,7 +50,7 @@ class RanvierBuildExt(build_ext):
         if not self._msvc:
             base += ["-Wno-unused-function", "-Wno-unknown-pragmas"]
         openmp_macro = [("RANVIER_HAVE_OPENMP", "1" if self._omp_compile else "0")]
-        self._isa_objects = None
+        self._isa_objects = {}
         for ext in self.extensions:
             ext.extra_compile_args = base + self._omp_compile + ext.extra_compile_args
             ext.extra_link_args = self._omp_link + ext.extra_link_args
@@ -57,26 +58,29 @@ class RanvierBuildExt(build_ext):
                 ("RANVIER_HAVE_X86_SIMD", "1" if IS_X86_64 else "0"),
                 ("NPY_NO_DEPRECATED_API", "NPY_1_9_API_VERSION"),
             ]
-            if ext.name.rsplit(".", 1)[-1] in GEMM_USERS:
-                ext.extra_objects = list(ext.extra_objects or []) + self._gemm_objects(base, openmp_macro)
+            for family in ISA_FAMILIES.get(ext.name.rsplit(".", 1)[-1], ()):
+                ext.extra_objects = list(ext.extra_objects or []) + self._isa_family_objects(
+                    family, base, openmp_macro)
         super().build_extensions()
 
-    # -- GEMM objects, one per ISA, compiled once and linked into the extensions that need them --
-    def _gemm_objects(self, base, macros):
-        if self._isa_objects is None:
+    # -- per-ISA objects (csrc/<family>_<isa>.c), compiled once and linked where needed --
+    def _isa_family_objects(self, family, base, macros):
+        if family not in self._isa_objects:
             objects = []
-            for isa, gnu_flags, msvc_flags in GEMM_ISA_UNITS:
+            headers = [os.path.join(CSRC, f) for f in os.listdir(CSRC) if f.endswith(".h")]
+            x86 = [("RANVIER_HAVE_X86_SIMD", "1" if IS_X86_64 else "0")]
+            for isa, gnu_flags, msvc_flags in ISA_UNITS:
                 flags = base + self._omp_compile + (msvc_flags if self._msvc else gnu_flags)
                 objects += self.compiler.compile(
-                    [os.path.join(CSRC, f"gemm_{isa}.c")],
+                    [os.path.join(CSRC, f"{family}_{isa}.c")],
                     output_dir=self.build_temp,
-                    macros=macros,
+                    macros=macros + x86,
                     include_dirs=[CSRC],
                     extra_postargs=flags,
-                    depends=[os.path.join(CSRC, "gemm_template.h"), os.path.join(CSRC, "gemm.h")],
+                    depends=headers,
                 )
-            self._isa_objects = objects
-        return self._isa_objects
+            self._isa_objects[family] = objects
+        return self._isa_objects[family]
 
     # -- OpenMP detection: try the compiler's flags on a tiny program that calls the runtime --
     def _detect_openmp(self):
@@ -131,8 +135,8 @@ class RanvierBuildExt(build_ext):
             shutil.rmtree(tmp, ignore_errors=True)
 
 
-# Extensions that link the per-ISA GEMM objects.
-GEMM_USERS = {"matmul"}
+# Which per-ISA object families each extension links.
+ISA_FAMILIES = {"matmul": ("gemm",), "activations": ("elementwise",)}
 
 
 def kernel_extension(name, c_sources=()):
@@ -147,9 +151,10 @@ def kernel_extension(name, c_sources=()):
 extensions = [
     kernel_extension("_runtime", ["runtime.c"]),
     kernel_extension("matmul", ["runtime.c", "gemm.c"]),
-    kernel_extension("activations"),
+    kernel_extension("activations", ["runtime.c", "elementwise.c"]),
     kernel_extension("losses"),
     kernel_extension("optimizers"),
+    kernel_extension("norm"),
 ]
 
 setup(

@@ -9,6 +9,7 @@ __version__ = "0.1.0"
 from ._config import (get_isa, get_num_threads, set_isa, set_num_threads,  # noqa: E402
                       show_config)
 from .layers import Dense, Layer, Parameter, ReLU, Sigmoid, Softmax, Tanh  # noqa: E402
+from .layers import ELU, GELU, BatchNorm1d, Dropout, Flatten, LeakyReLU  # noqa: E402
 from .losses import CrossEntropyLoss, Loss, MSELoss  # noqa: E402
 from .model import History, Sequential  # noqa: E402
 from .optim import SGD, Adam, AdamW, Optimizer  # noqa: E402
@@ -24,6 +25,7 @@ del _apply_isa_from_env
 __all__ = [
     "__version__", "show_config", "set_num_threads", "get_num_threads", "get_isa", "set_isa",
     "Parameter", "Layer", "Dense", "ReLU", "Sigmoid", "Tanh", "Softmax",
+    "LeakyReLU", "GELU", "ELU", "Dropout", "BatchNorm1d", "Flatten",
     "Loss", "CrossEntropyLoss", "MSELoss",
     "Optimizer", "SGD", "Adam", "AdamW",
     "Sequential", "History", "datasets", "load",

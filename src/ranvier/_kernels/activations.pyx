@@ -1,11 +1,14 @@
-"""Activation functions, forward and backward.
+"""Activation functions, forward and backward, and dropout's mask.
 
 Elementwise kernels work on flat C-contiguous 1-D views (the layer passes ``x.reshape(-1)``).
-Backward kernels take the forward *output* y, from which each derivative follows cheaply:
-relu' = (y > 0), sigmoid' = y (1 - y), tanh' = 1 - y^2. Softmax works row by row.
+Backward kernels of ReLU, sigmoid and tanh take the forward *output* y, from which each derivative
+follows cheaply: relu' = (y > 0), sigmoid' = y (1 - y), tanh' = 1 - y^2. LeakyReLU, GELU and ELU
+take the forward *input* x (their derivatives are not functions of y alone for every slope/alpha,
+and GELU's is not invertible). Softmax works row by row. Dropout keeps element i when the uniform
+draw u[i] >= p and scales it by 1 / (1 - p); the same kernel masks the gradient.
 """
 from cython.parallel cimport prange
-from libc.math cimport exp, expf, tanh, tanhf
+from libc.math cimport erf, erff, exp, expf, expm1, expm1f, tanh, tanhf
 
 ctypedef fused real:
     float
@@ -28,43 +31,109 @@ cdef inline real _sigmoid(real x) noexcept nogil:
     return e / (1 + e)
 
 
+cdef extern from "elementwise.h":
+    # C kernels compiled once per instruction set (generic / AVX2 / AVX-512), picked at run time.
+    void ranvier_act_forward_f32(int act, const float *x, float *y, Py_ssize_t n) nogil
+    void ranvier_act_forward_f64(int act, const double *x, double *y, Py_ssize_t n) nogil
+    void ranvier_act_backward_f32(int act, const float *y, const float *dy, float *dx,
+                                  Py_ssize_t n) nogil
+    void ranvier_act_backward_f64(int act, const double *y, const double *dy, double *dx,
+                                  Py_ssize_t n) nogil
+    int ranvier_elementwise_get_isa() nogil
+    int ranvier_elementwise_set_isa(int isa) nogil
+
+cdef extern from "gemm.h":
+    enum:
+        RANVIER_ACT_RELU
+        RANVIER_ACT_SIGMOID
+        RANVIER_ACT_TANH
+
+cdef enum:
+    CHUNK = 16384   # elements per task: whole cache lines per thread, few enough tasks to balance
+
+
+def get_isa():
+    """Instruction set of the elementwise kernels in use ('generic', 'avx2', 'avx512')."""
+    return ("generic", "avx2", "avx512")[ranvier_elementwise_get_isa()]
+
+
+def set_isa(name):
+    isas = ("generic", "avx2", "avx512")
+    if name not in isas or ranvier_elementwise_set_isa(isas.index(name)) != 0:
+        raise ValueError(f"elementwise ISA {name!r} is not supported here")
+
+
+cdef inline void _fwd_chunk(int act, const real *x, real *y, Py_ssize_t n) noexcept nogil:
+    if real is float:
+        ranvier_act_forward_f32(act, x, y, n)
+    else:
+        ranvier_act_forward_f64(act, x, y, n)
+
+
+cdef inline void _bwd_chunk(int act, const real *y, const real *dy, real *dx,
+                            Py_ssize_t n) noexcept nogil:
+    if real is float:
+        ranvier_act_backward_f32(act, y, dy, dx, n)
+    else:
+        ranvier_act_backward_f64(act, y, dy, dx, n)
+
+
+cdef void _forward(int act, const real[::1] x, real[::1] out, int num_threads) except *:
+    cdef Py_ssize_t n = x.shape[0], c, nchunks = (n + CHUNK - 1) // CHUNK, lo, m
+    if out.shape[0] != n:
+        raise ValueError(f"out has {out.shape[0]} elements, x has {n}")
+    if n == 0:
+        return
+    if nchunks == 1:
+        with nogil:
+            _fwd_chunk(act, &x[0], &out[0], n)
+        return
+    for c in prange(nchunks, nogil=True, schedule="static", num_threads=num_threads):
+        lo = c * CHUNK
+        m = n - lo if n - lo < CHUNK else CHUNK
+        _fwd_chunk(act, &x[lo], &out[lo], m)
+
+
+cdef void _backward(int act, const real[::1] y, const real[::1] dy, real[::1] dx,
+                    int num_threads) except *:
+    cdef Py_ssize_t n = y.shape[0], c, nchunks = (n + CHUNK - 1) // CHUNK, lo, m
+    if dy.shape[0] != n or dx.shape[0] != n:
+        raise ValueError(f"y, dy and dx must have the same length ({n}, {dy.shape[0]}, "
+                         f"{dx.shape[0]})")
+    if n == 0:
+        return
+    if nchunks == 1:
+        with nogil:
+            _bwd_chunk(act, &y[0], &dy[0], &dx[0], n)
+        return
+    for c in prange(nchunks, nogil=True, schedule="static", num_threads=num_threads):
+        lo = c * CHUNK
+        m = n - lo if n - lo < CHUNK else CHUNK
+        _bwd_chunk(act, &y[lo], &dy[lo], &dx[lo], m)
+
+
 def relu_forward(const real[::1] x, real[::1] out, int num_threads=1):
-    cdef Py_ssize_t i, n = x.shape[0]
-    for i in prange(n, nogil=True, schedule="static", num_threads=num_threads):
-        out[i] = x[i] if x[i] > 0 else 0
+    _forward(RANVIER_ACT_RELU, x, out, num_threads)
 
 
 def relu_backward(const real[::1] y, const real[::1] dy, real[::1] dx, int num_threads=1):
-    cdef Py_ssize_t i, n = y.shape[0]
-    for i in prange(n, nogil=True, schedule="static", num_threads=num_threads):
-        dx[i] = dy[i] if y[i] > 0 else 0
+    _backward(RANVIER_ACT_RELU, y, dy, dx, num_threads)
 
 
 def sigmoid_forward(const real[::1] x, real[::1] out, int num_threads=1):
-    cdef Py_ssize_t i, n = x.shape[0]
-    for i in prange(n, nogil=True, schedule="static", num_threads=num_threads):
-        out[i] = _sigmoid(x[i])
+    _forward(RANVIER_ACT_SIGMOID, x, out, num_threads)
 
 
 def sigmoid_backward(const real[::1] y, const real[::1] dy, real[::1] dx, int num_threads=1):
-    cdef Py_ssize_t i, n = y.shape[0]
-    for i in prange(n, nogil=True, schedule="static", num_threads=num_threads):
-        dx[i] = dy[i] * y[i] * (1 - y[i])
+    _backward(RANVIER_ACT_SIGMOID, y, dy, dx, num_threads)
 
 
 def tanh_forward(const real[::1] x, real[::1] out, int num_threads=1):
-    cdef Py_ssize_t i, n = x.shape[0]
-    for i in prange(n, nogil=True, schedule="static", num_threads=num_threads):
-        if real is float:
-            out[i] = tanhf(x[i])
-        else:
-            out[i] = tanh(x[i])
+    _forward(RANVIER_ACT_TANH, x, out, num_threads)
 
 
 def tanh_backward(const real[::1] y, const real[::1] dy, real[::1] dx, int num_threads=1):
-    cdef Py_ssize_t i, n = y.shape[0]
-    for i in prange(n, nogil=True, schedule="static", num_threads=num_threads):
-        dx[i] = dy[i] * (1 - y[i] * y[i])
+    _backward(RANVIER_ACT_TANH, y, dy, dx, num_threads)
 
 
 cdef inline void _softmax_row(const real *x, real *out, Py_ssize_t d) noexcept nogil:
@@ -108,3 +177,86 @@ def softmax_backward(const real[:, ::1] y, const real[:, ::1] dy, real[:, ::1] d
         return
     for i in prange(n, nogil=True, schedule="static", num_threads=num_threads):
         _softmax_backward_row(&y[i, 0], &dy[i, 0], &dx[i, 0], d)
+
+
+# -- LeakyReLU, GELU, ELU: backward from the input x (as torch's autograd does) --------------------
+def leaky_relu_forward(const real[::1] x, real[::1] out, double negative_slope,
+                       int num_threads=1):
+    """out = x if x > 0 else negative_slope * x."""
+    cdef Py_ssize_t i, n = x.shape[0]
+    cdef real s = <real>negative_slope
+    for i in prange(n, nogil=True, schedule="static", num_threads=num_threads):
+        out[i] = x[i] if x[i] > 0 else x[i] * s
+
+
+def leaky_relu_backward(const real[::1] x, const real[::1] dy, real[::1] dx,
+                        double negative_slope, int num_threads=1):
+    cdef Py_ssize_t i, n = x.shape[0]
+    cdef real s = <real>negative_slope
+    for i in prange(n, nogil=True, schedule="static", num_threads=num_threads):
+        dx[i] = dy[i] if x[i] > 0 else dy[i] * s
+
+
+cdef inline real _erf(real x) noexcept nogil:
+    if real is float:
+        return erff(x)
+    else:
+        return erf(x)
+
+
+cdef inline real _expm1(real x) noexcept nogil:
+    if real is float:
+        return expm1f(x)
+    else:
+        return expm1(x)
+
+
+def gelu_forward(const real[::1] x, real[::1] out, int num_threads=1):
+    """Exact GELU: out = x * Phi(x) = 0.5 x (1 + erf(x / sqrt 2)) (torch's approximate='none')."""
+    cdef Py_ssize_t i, n = x.shape[0]
+    cdef real half = 0.5, one = 1, rsqrt2 = <real>0.70710678118654752440
+    for i in prange(n, nogil=True, schedule="static", num_threads=num_threads):
+        out[i] = half * x[i] * (one + _erf(x[i] * rsqrt2))
+
+
+def gelu_backward(const real[::1] x, const real[::1] dy, real[::1] dx, int num_threads=1):
+    """dx = dy * (Phi(x) + x phi(x)), phi the standard normal density."""
+    cdef Py_ssize_t i, n = x.shape[0]
+    cdef real half = 0.5, one = 1, rsqrt2 = <real>0.70710678118654752440
+    cdef real rsqrt2pi = <real>0.39894228040143267794
+    for i in prange(n, nogil=True, schedule="static", num_threads=num_threads):
+        dx[i] = dy[i] * (half * (one + _erf(x[i] * rsqrt2))
+                         + x[i] * rsqrt2pi * _exp(-half * x[i] * x[i]))
+
+
+def elu_forward(const real[::1] x, real[::1] out, double alpha, int num_threads=1):
+    """out = x if x > 0 else alpha * (exp(x) - 1), with expm1 so small |x| keeps its digits."""
+    cdef Py_ssize_t i, n = x.shape[0]
+    cdef real a = <real>alpha
+    for i in prange(n, nogil=True, schedule="static", num_threads=num_threads):
+        out[i] = x[i] if x[i] > 0 else a * _expm1(x[i])
+
+
+def elu_backward(const real[::1] x, const real[::1] dy, real[::1] dx, double alpha,
+                 int num_threads=1):
+    """dx = dy if x > 0 else dy * alpha * exp(x) (at x == 0 the left derivative, as torch)."""
+    cdef Py_ssize_t i, n = x.shape[0]
+    cdef real a = <real>alpha
+    for i in prange(n, nogil=True, schedule="static", num_threads=num_threads):
+        dx[i] = dy[i] if x[i] > 0 else dy[i] * a * _exp(x[i])
+
+
+# -- Dropout ---------------------------------------------------------------------------------------
+def dropout_apply(const real[::1] x, const float[::1] u, double p, double scale, real[::1] out,
+                  int num_threads=1):
+    """out[i] = x[i] * scale where u[i] >= p, else 0. ``u`` holds uniform [0, 1) draws (float32
+    for both dtypes, so a seed gives the same mask in float32 and float64). Used for the forward
+    pass (x = input) and the backward pass (x = grad_output) with the same u."""
+    cdef Py_ssize_t i, n = x.shape[0]
+    cdef float pf = <float>p
+    cdef real s = <real>scale, zero = 0
+    if u.shape[0] != n or out.shape[0] != n:
+        raise ValueError(f"dropout_apply: x, u and out must have the same length, got "
+                         f"{n}, {u.shape[0]}, {out.shape[0]}")
+    for i in prange(n, nogil=True, schedule="static", num_threads=num_threads):
+        out[i] = x[i] * s if u[i] >= pf else zero

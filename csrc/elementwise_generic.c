@@ -1,0 +1,3 @@
+/* Activation kernels compiled for the generic instruction set (see elementwise_impl.h). */
+#define EW_ISA generic
+#include "elementwise_impl.h"

@@ -1,0 +1,204 @@
+"""Batch normalisation over the rows of a (batch, features) array, forward and backward.
+
+Statistics are per column (feature). The work is split into blocks of ``BN_BLOCK`` adjacent
+columns, and each block is done start to finish by one thread, walking the rows in order and
+accumulating in double. A column's sums are therefore computed in the same order whatever the
+thread count, so results are bit-for-bit identical for 1, 2 or more threads. Each block reads a
+row's few contiguous columns per step, so the row-major input streams through the cache.
+
+Training forward (biased variance, as torch normalises):
+    mean = sum(x) / n,  var = sum((x - mean)^2) / n   (corrected two-pass: no cancellation)
+    out  = (x - mean) * invstd * weight + bias,        invstd = 1 / sqrt(var + eps)
+Backward with xhat = (x - mean) * invstd, both sums per column in double:
+    dbias = sum(dy),  dweight = sum(dy * xhat)
+    dx    = weight * invstd * (dy - dbias / n - xhat * dweight / n)     (batch statistics)
+    dx    = weight * invstd * dy                                         (fixed statistics)
+"""
+from cython.parallel cimport prange
+from libc.math cimport sqrt
+
+ctypedef fused real:
+    float
+    double
+
+cdef enum:
+    BN_BLOCK = 16   # columns per block: a fixed split, so sums never depend on the thread count
+
+
+cdef inline void _forward_train_block(const real *x, Py_ssize_t n, Py_ssize_t c, Py_ssize_t j0,
+                                      Py_ssize_t w, const real *weight, const real *bias,
+                                      double eps, double *mean, double *var, double *invstd,
+                                      real *out) noexcept nogil:
+    cdef double acc[BN_BLOCK]
+    cdef double acc2[BN_BLOCK]
+    cdef double m[BN_BLOCK]
+    cdef double k[BN_BLOCK]
+    cdef double b[BN_BLOCK]
+    cdef double d, v
+    cdef Py_ssize_t i, j
+    cdef const real *row
+    cdef real *orow
+    for j in range(w):
+        acc[j] = 0.0
+    for i in range(n):
+        row = x + i * c + j0
+        for j in range(w):
+            acc[j] += row[j]
+    for j in range(w):
+        m[j] = acc[j] / n
+        acc[j] = 0.0
+        acc2[j] = 0.0
+    # Second pass about the first estimate m0: the corrected two-pass algorithm. sum(x - m0) is
+    # the rounding error of the first pass (tiny), so mean = m0 + sum(x - m0) / n is accurate to
+    # a few ulps of |mean| even when |mean| >> std, and var = (sum(d^2) - sum(d)^2 / n) / n.
+    for i in range(n):
+        row = x + i * c + j0
+        for j in range(w):
+            d = row[j] - m[j]
+            acc[j] += d
+            acc2[j] += d * d
+    for j in range(w):
+        v = (acc2[j] - acc[j] * acc[j] / n) / n
+        if v < 0.0:
+            v = 0.0
+        m[j] = m[j] + acc[j] / n
+        mean[j0 + j] = m[j]
+        var[j0 + j] = v
+        invstd[j0 + j] = 1.0 / sqrt(v + eps)
+        k[j] = invstd[j0 + j] * (weight[j0 + j] if weight != NULL else 1.0)
+        b[j] = bias[j0 + j] if bias != NULL else 0.0
+    for i in range(n):
+        row = x + i * c + j0
+        orow = out + i * c + j0
+        for j in range(w):
+            orow[j] = <real>((row[j] - m[j]) * k[j] + b[j])
+
+
+def batchnorm_forward_train(const real[:, ::1] x, const real[::1] weight, const real[::1] bias,
+                            double eps, double[::1] mean, double[::1] var, double[::1] invstd,
+                            real[:, ::1] out, int num_threads=1):
+    """Normalise with the batch's statistics. Writes the per-column mean, biased variance and
+    1 / sqrt(var + eps) (double, length c) and out (n, c). weight/bias may be None
+    (affine=False)."""
+    cdef Py_ssize_t n = x.shape[0], c = x.shape[1], nb, blk, j0, w
+    if out.shape[0] != n or out.shape[1] != c:
+        raise ValueError(f"batchnorm_forward_train: out has shape {(out.shape[0], out.shape[1])}, "
+                         f"expected {(n, c)}")
+    for name, arr in (("mean", mean), ("var", var), ("invstd", invstd)):
+        if arr.shape[0] != c:
+            raise ValueError(f"batchnorm_forward_train: {name} has {arr.shape[0]} entries, "
+                             f"expected {c}")
+    if (weight is not None and weight.shape[0] != c) or (bias is not None and bias.shape[0] != c):
+        raise ValueError(f"batchnorm_forward_train: weight and bias must have {c} entries")
+    if n == 0:
+        raise ValueError("batchnorm_forward_train: the batch is empty")
+    if c == 0:
+        return
+    cdef const real *px = &x[0, 0]
+    cdef const real *pw = &weight[0] if weight is not None else NULL
+    cdef const real *pb = &bias[0] if bias is not None else NULL
+    cdef real *po = &out[0, 0]
+    nb = (c + BN_BLOCK - 1) // BN_BLOCK
+    for blk in prange(nb, nogil=True, schedule="static", num_threads=num_threads):
+        j0 = blk * BN_BLOCK
+        w = c - j0 if c - j0 < BN_BLOCK else BN_BLOCK
+        _forward_train_block(px, n, c, j0, w, pw, pb, eps, &mean[0], &var[0], &invstd[0], po)
+
+
+def batchnorm_forward_apply(const real[:, ::1] x, const double[::1] mean,
+                            const double[::1] scale, const double[::1] shift, real[:, ::1] out,
+                            int num_threads=1):
+    """out = (x - mean) * scale + shift per column, in double (fixed statistics: evaluation
+    mode, where scale = weight / sqrt(running_var + eps) and shift = bias)."""
+    cdef Py_ssize_t i, j, n = x.shape[0], c = x.shape[1]
+    if out.shape[0] != n or out.shape[1] != c:
+        raise ValueError(f"batchnorm_forward_apply: out has shape {(out.shape[0], out.shape[1])}, "
+                         f"expected {(n, c)}")
+    if mean.shape[0] != c or scale.shape[0] != c or shift.shape[0] != c:
+        raise ValueError(f"batchnorm_forward_apply: mean, scale and shift must have {c} entries")
+    for i in prange(n, nogil=True, schedule="static", num_threads=num_threads):
+        for j in range(c):
+            out[i, j] = <real>((x[i, j] - mean[j]) * scale[j] + shift[j])
+
+
+cdef inline void _backward_block(const real *x, const real *dy, Py_ssize_t n, Py_ssize_t c,
+                                 Py_ssize_t j0, Py_ssize_t w, const double *mean,
+                                 const double *invstd, const real *weight, bint batch_stats,
+                                 real *dweight, real *dbias, real *dx) noexcept nogil:
+    cdef double sdy[BN_BLOCK]
+    cdef double sdyx[BN_BLOCK]
+    cdef double m[BN_BLOCK]
+    cdef double k[BN_BLOCK]
+    cdef double c1[BN_BLOCK]
+    cdef double c2[BN_BLOCK]
+    cdef Py_ssize_t i, j
+    cdef const real *row
+    cdef const real *drow
+    cdef real *orow
+    for j in range(w):
+        sdy[j] = 0.0
+        sdyx[j] = 0.0
+        m[j] = mean[j0 + j]
+    for i in range(n):
+        row = x + i * c + j0
+        drow = dy + i * c + j0
+        for j in range(w):
+            sdy[j] += drow[j]
+            sdyx[j] += drow[j] * (row[j] - m[j])
+    for j in range(w):
+        sdyx[j] = sdyx[j] * invstd[j0 + j]          # sum(dy * xhat)
+        if dbias != NULL:
+            dbias[j0 + j] = <real>sdy[j]
+        if dweight != NULL:
+            dweight[j0 + j] = <real>sdyx[j]
+        k[j] = invstd[j0 + j] * (weight[j0 + j] if weight != NULL else 1.0)
+        if batch_stats:
+            c1[j] = sdy[j] / n
+            c2[j] = sdyx[j] * invstd[j0 + j] / n
+        else:
+            c1[j] = 0.0
+            c2[j] = 0.0
+    if dx == NULL:
+        return
+    for i in range(n):
+        row = x + i * c + j0
+        drow = dy + i * c + j0
+        orow = dx + i * c + j0
+        for j in range(w):
+            orow[j] = <real>(k[j] * (drow[j] - c1[j] - (row[j] - m[j]) * c2[j]))
+
+
+def batchnorm_backward(const real[:, ::1] x, const real[:, ::1] dy, const double[::1] mean,
+                       const double[::1] invstd, const real[::1] weight, bint batch_stats,
+                       real[::1] dweight, real[::1] dbias, real[:, ::1] dx, int num_threads=1):
+    """Gradients of batch norm given the forward's input x, the statistics it used (mean,
+    invstd: double, length c) and dy. ``batch_stats``: the statistics were the batch's own
+    (training), so they depend on x; otherwise they were fixed (running statistics).
+    weight, dweight, dbias and dx may each be None (no affine parameters / no input gradient)."""
+    cdef Py_ssize_t n = x.shape[0], c = x.shape[1], nb, blk, j0, w
+    if dy.shape[0] != n or dy.shape[1] != c:
+        raise ValueError(f"batchnorm_backward: dy has shape {(dy.shape[0], dy.shape[1])}, "
+                         f"expected {(n, c)}")
+    if dx is not None and (dx.shape[0] != n or dx.shape[1] != c):
+        raise ValueError(f"batchnorm_backward: dx has shape {(dx.shape[0], dx.shape[1])}, "
+                         f"expected {(n, c)}")
+    if mean.shape[0] != c or invstd.shape[0] != c:
+        raise ValueError(f"batchnorm_backward: mean and invstd must have {c} entries")
+    for name, arr in (("weight", weight), ("dweight", dweight), ("dbias", dbias)):
+        if arr is not None and arr.shape[0] != c:
+            raise ValueError(f"batchnorm_backward: {name} has {arr.shape[0]} entries, "
+                             f"expected {c}")
+    if n == 0 or c == 0:
+        return
+    cdef const real *px = &x[0, 0]
+    cdef const real *pdy = &dy[0, 0]
+    cdef const real *pw = &weight[0] if weight is not None else NULL
+    cdef real *pdw = &dweight[0] if dweight is not None else NULL
+    cdef real *pdb = &dbias[0] if dbias is not None else NULL
+    cdef real *pdx = &dx[0, 0] if dx is not None else NULL
+    nb = (c + BN_BLOCK - 1) // BN_BLOCK
+    for blk in prange(nb, nogil=True, schedule="static", num_threads=num_threads):
+        j0 = blk * BN_BLOCK
+        w = c - j0 if c - j0 < BN_BLOCK else BN_BLOCK
+        _backward_block(px, pdy, n, c, j0, w, &mean[0], &invstd[0], pw, batch_stats, pdw, pdb,
+                        pdx)
