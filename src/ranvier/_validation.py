@@ -51,19 +51,31 @@ def check_float(value, name, minimum=None, maximum=None, min_inclusive=True):
     return value
 
 
-def check_features(x, name, dtype, n_features=None, check_finite=True):
+def check_features(x, name, dtype, n_features=None, check_finite=True, allow_nd=False):
     """A 2-D (n_samples, n_features) C-contiguous float array of ``dtype``.
 
     Numeric inputs (ints, uint8 images, the other float type) are converted to the model's dtype;
     anything else is a TypeError. Empty, non-2-D, wrong-width and non-finite inputs are ValueErrors.
     """
     arr = _as_numeric_array(x, name)
+    if allow_nd and arr.ndim > 2:  # e.g. images before a Flatten layer
+        width = int(np.prod(arr.shape[1:]))
+        if arr.shape[0] == 0 or width == 0:
+            raise ValueError(f"{name} is empty (shape {arr.shape})")
+        if n_features is not None and width != n_features:
+            raise ValueError(f"{name} has {width} values per sample (shape {arr.shape}), but the "
+                             f"model expects {n_features}")
+        arr = np.ascontiguousarray(arr, dtype=dtype)
+        if check_finite and not all_finite(arr):
+            raise ValueError(f"{name} contains NaN or infinity")
+        return arr
     if arr.ndim != 2:
         hint = ""
         if arr.ndim == 1:
             hint = "; for a single sample use x.reshape(1, -1)"
         elif arr.ndim > 2:
-            hint = "; flatten each sample first, e.g. x.reshape(len(x), -1)"
+            hint = ("; flatten each sample first, e.g. x.reshape(len(x), -1), or start the model "
+                    "with a Flatten layer")
         raise ValueError(f"{name} must be 2-D (n_samples, n_features), got shape {arr.shape}{hint}")
     if arr.shape[0] == 0:
         raise ValueError(f"{name} is empty: it has 0 samples (shape {arr.shape})")

@@ -293,7 +293,8 @@ class Sequential:
         self._check_dtypes()
         if not self.layers:
             raise ValueError("the model has no layers")
-        X = check_features(X, x_name, self.dtype, self.n_features_in)
+        X = check_features(X, x_name, self.dtype, self.n_features_in,
+                           allow_nd=self._starts_with_flatten())
         n_out = self._n_outputs()
         if isinstance(loss, CrossEntropyLoss):
             y_arr = np.asarray(y)
@@ -494,7 +495,13 @@ class Sequential:
         self._check_dtypes()
         if not self.layers:
             raise ValueError("the model has no layers")
-        return check_features(X, "X", self.dtype, self.n_features_in)
+        return check_features(X, "X", self.dtype, self.n_features_in,
+                              allow_nd=self._starts_with_flatten())
+
+    def _starts_with_flatten(self):
+        from .layers import Flatten
+
+        return bool(self.layers) and isinstance(self.layers[0], Flatten)
 
     def predict_proba(self, X, batch_size=1024):
         """Class probabilities, shape (n_samples, n_classes): the softmax of the outputs (the
