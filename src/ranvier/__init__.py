@@ -10,7 +10,8 @@ from ._config import (get_isa, get_num_threads, set_isa, set_num_threads,  # noq
                       show_config)
 from .layers import Dense, Layer, Parameter, ReLU, Sigmoid, Softmax, Tanh  # noqa: E402
 from .layers import ELU, GELU, BatchNorm1d, Dropout, Flatten, LeakyReLU  # noqa: E402
-from .losses import CrossEntropyLoss, Loss, MSELoss  # noqa: E402
+from .losses import (BCELoss, BCEWithLogitsLoss, CrossEntropyLoss, HuberLoss,  # noqa: E402
+                     L1Loss, Loss, MSELoss)
 from .model import History, Sequential  # noqa: E402
 from .optim import SGD, Adam, AdamW, Optimizer  # noqa: E402
 from . import datasets  # noqa: E402
@@ -26,7 +27,7 @@ __all__ = [
     "__version__", "show_config", "set_num_threads", "get_num_threads", "get_isa", "set_isa",
     "Parameter", "Layer", "Dense", "ReLU", "Sigmoid", "Tanh", "Softmax",
     "LeakyReLU", "GELU", "ELU", "Dropout", "BatchNorm1d", "Flatten",
-    "Loss", "CrossEntropyLoss", "MSELoss",
+    "Loss", "CrossEntropyLoss", "MSELoss", "BCEWithLogitsLoss", "BCELoss", "HuberLoss", "L1Loss",
     "Optimizer", "SGD", "Adam", "AdamW",
     "Sequential", "History", "datasets", "load",
     "Callback", "EarlyStopping", "ModelCheckpoint", "TerminateOnNaN",

@@ -11,9 +11,11 @@ import sys
 
 from ._kernels import _runtime, matmul
 
-# Below this many elements (or multiply-adds for GEMM) a kernel runs on one thread: waking a team
-# costs a few microseconds, more than small kernels take. PyTorch uses 32768 for elementwise ops.
-PARALLEL_MIN_WORK = 32768
+# Below this many elements an elementwise kernel runs on one thread: waking a team costs a few
+# microseconds (and, on a busy machine, a wait for a descheduled thread), more than ~10 us of
+# streaming work gains. PyTorch uses 32768; ranvier's kernels stream at ~4 elements/ns, so the
+# break-even sits higher. GEMM has its own threshold (csrc/gemm.h).
+PARALLEL_MIN_WORK = 131072
 
 _num_threads = None  # set by set_num_threads(); None: follow the OpenMP runtime
 

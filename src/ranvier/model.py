@@ -15,7 +15,7 @@ from ._validation import (as_dtype, check_batch_match, check_features, check_flo
                           check_labels, check_positive_int, is_integer_labels)
 from ._progress import EpochProgress
 from .layers import Layer, Softmax
-from .losses import CrossEntropyLoss, get_loss
+from .losses import CrossEntropyLoss, _BinaryLoss, get_loss
 from .optim import Adam, get_optimizer
 
 __all__ = ["Sequential", "History"]
@@ -279,7 +279,7 @@ class Sequential:
     def _is_classifier(self, loss=None):
         loss = loss if loss is not None else self.loss
         last_softmax = bool(self.layers) and isinstance(self.layers[-1], Softmax)
-        return isinstance(loss, CrossEntropyLoss) or (loss is None and last_softmax)
+        return isinstance(loss, (CrossEntropyLoss, _BinaryLoss)) or (loss is None and last_softmax)
 
     def _training_layers(self, loss):
         """Layers to run while training: all but a final Softmax when the loss is fused with it."""
@@ -307,6 +307,8 @@ class Sequential:
             if y_arr.ndim == 1:
                 y_arr = y_arr.reshape(-1, 1)
             y = check_features(y_arr, y_name, self.dtype, n_out)
+            if isinstance(loss, _BinaryLoss):
+                loss._check_target(y, y_name)  # BCE targets must lie in [0, 1]
         check_batch_match(X.shape[0], y.shape[0], x_name, y_name)
         return X, y
 
@@ -504,18 +506,28 @@ class Sequential:
         return bool(self.layers) and isinstance(self.layers[0], Flatten)
 
     def predict_proba(self, X, batch_size=1024):
-        """Class probabilities, shape (n_samples, n_classes): the softmax of the outputs (the
-        outputs themselves when the last layer is Softmax)."""
+        """Class probabilities: the softmax of the outputs, shape (n_samples, n_classes) (the
+        outputs themselves when the last layer is Softmax); for a binary loss, the probability of
+        the positive class per output: sigmoid of the logits (BCEWithLogitsLoss) or the outputs
+        (BCELoss)."""
+        from .layers import Sigmoid
+        from .losses import BCEWithLogitsLoss
+
         X = self._check_X(X)
+        out = self._forward_batches(X, batch_size, self.layers)
+        if isinstance(self.loss, _BinaryLoss):
+            return Sigmoid().forward(out) if isinstance(self.loss, BCEWithLogitsLoss) else out
         if self.layers and isinstance(self.layers[-1], Softmax):
-            return self._forward_batches(X, batch_size, self.layers)
-        logits = self._forward_batches(X, batch_size, self.layers)
-        return Softmax().forward(logits)
+            return out
+        return Softmax().forward(out)
 
     def predict(self, X, batch_size=1024):
         """Class labels for a classifier (cross-entropy loss or Softmax output), else the outputs."""
         X = self._check_X(X)
         out = self._forward_batches(X, batch_size, self.layers)
+        if isinstance(self.loss, _BinaryLoss):  # 0/1 per output; 1-D for a single output
+            labels = self.loss._decide(out).astype(np.int64)
+            return labels[:, 0] if labels.shape[1] == 1 else labels
         if self._is_classifier():
             return out.argmax(axis=1)
         return out
@@ -530,7 +542,9 @@ class Sequential:
         """evaluate() on already validated arrays (fit's validation set)."""
         out = self._forward_batches(X, batch_size, self._training_layers(loss_fn))
         result = {"loss": float(loss_fn.forward(out, y))}
-        if self._is_classifier(loss_fn):
+        if isinstance(loss_fn, _BinaryLoss):
+            result["accuracy"] = float(np.mean(loss_fn._decide(out) == (y > 0.5)))
+        elif self._is_classifier(loss_fn):
             labels = y if y.ndim == 1 else np.argmax(y, axis=1)
             result["accuracy"] = float(np.mean(out.argmax(axis=1) == labels))
         return result

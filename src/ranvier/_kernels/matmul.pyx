@@ -230,7 +230,7 @@ def dense_backward(const real[:, ::1] x, const real[:, ::1] w, const real[:, ::1
         return
     cdef const real *g = &dy[0, 0]
     cdef real *pdb = &db[0] if db is not None else NULL
-    cdef int nt = num_threads if n * fout >= 32768 else 1
+    cdef int nt = num_threads if n * fout >= 131072 else 1
     if act != RANVIER_ACT_NONE:
         for blk in prange(nblocks, nogil=True, schedule="static", num_threads=nt):
             j1 = (blk + 1) * COLSUM_BLOCK
