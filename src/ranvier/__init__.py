@@ -13,7 +13,10 @@ from .layers import ELU, GELU, BatchNorm1d, Dropout, Flatten, LeakyReLU  # noqa:
 from .losses import (BCELoss, BCEWithLogitsLoss, CrossEntropyLoss, HuberLoss,  # noqa: E402
                      L1Loss, Loss, MSELoss)
 from .model import History, Sequential  # noqa: E402
-from .optim import SGD, Adam, AdamW, Optimizer  # noqa: E402
+from .optim import (SGD, Adagrad, Adam, AdamW, Optimizer, RMSprop,  # noqa: E402
+                    clip_grad_norm)
+from .schedulers import (CosineAnnealingLR, ExponentialLR, LinearLR, LRScheduler,  # noqa: E402
+                         ReduceLROnPlateau, SequentialLR, StepLR)
 from . import datasets  # noqa: E402
 from .callbacks import Callback, EarlyStopping, ModelCheckpoint, TerminateOnNaN  # noqa: E402
 from .io import load  # noqa: E402
@@ -28,7 +31,9 @@ __all__ = [
     "Parameter", "Layer", "Dense", "ReLU", "Sigmoid", "Tanh", "Softmax",
     "LeakyReLU", "GELU", "ELU", "Dropout", "BatchNorm1d", "Flatten",
     "Loss", "CrossEntropyLoss", "MSELoss", "BCEWithLogitsLoss", "BCELoss", "HuberLoss", "L1Loss",
-    "Optimizer", "SGD", "Adam", "AdamW",
+    "Optimizer", "SGD", "Adam", "AdamW", "RMSprop", "Adagrad", "clip_grad_norm",
+    "LRScheduler", "StepLR", "ExponentialLR", "CosineAnnealingLR", "LinearLR", "SequentialLR",
+    "ReduceLROnPlateau",
     "Sequential", "History", "datasets", "load",
     "Callback", "EarlyStopping", "ModelCheckpoint", "TerminateOnNaN",
 ]

@@ -1,13 +1,43 @@
 """Optimizer updates: one native pass over (param, grad, state), PyTorch's formulas.
 
-Each works on flat C-contiguous 1-D views of one parameter tensor and its state buffers.
+Each works on flat C-contiguous 1-D views of one parameter tensor (or of a whole flat parameter
+group) and its state buffers. Constants such as ``1 - beta`` are formed in double, then rounded to
+the parameter's type. Also: the gradient-norm reduction and in-place scale behind
+``clip_grad_norm``.
 """
 from cython.parallel cimport prange
-from libc.math cimport sqrt
+from libc.math cimport fabs, pow, sqrt
 
 ctypedef fused real:
     float
     double
+
+cdef enum:
+    NORM_CHUNK = 4096   # elements per partial sum; fixed, so the sum order does not follow threads
+
+
+cdef inline int _check_len(Py_ssize_t n, Py_ssize_t m, str name) except -1:
+    if m != n:
+        raise ValueError(f"{name} has {m} elements, the parameter has {n}")
+    return 0
+
+
+cdef inline real _sqrt(real v) noexcept nogil:
+    # float: the double square root rounded once more is still the correctly rounded float one.
+    if real is float:
+        return <real>sqrt(<double>v)
+    else:
+        return sqrt(v)
+
+
+cdef inline real _decayed(real g, real p, real wd) noexcept nogil:
+    # g + wd * p with one rounding for float (as PyTorch's fused multiply-add): the float product
+    # is exact in double. Where g and wd * p nearly cancel, rounding wd * p first would leave
+    # ~1e-3 relative error in the sum, which RMSprop and Adagrad pass on through g / sqrt(...).
+    if real is float:
+        return <float>(<double>g + <double>wd * <double>p)
+    else:
+        return g + wd * p
 
 
 def sgd_step(real[::1] param, const real[::1] grad, real[::1] momentum_buf, double lr,
@@ -17,16 +47,19 @@ def sgd_step(real[::1] param, const real[::1] grad, real[::1] momentum_buf, doub
         g = grad + weight_decay * p
         buf = g (first step) or momentum * buf + (1 - dampening) * g
         p -= lr * (g + momentum * buf if nesterov else buf)      (p -= lr * g without momentum)
-    """
+    Without momentum ``momentum_buf`` is not touched (it may be empty)."""
     cdef Py_ssize_t i, n = param.shape[0]
     cdef real g, b
     cdef real rlr = <real>lr, rmom = <real>momentum, rdamp = <real>(1.0 - dampening)
     cdef real rwd = <real>weight_decay
     cdef bint use_momentum = momentum != 0.0
+    _check_len(n, grad.shape[0], "grad")
+    if use_momentum:
+        _check_len(n, momentum_buf.shape[0], "momentum_buf")
     for i in prange(n, nogil=True, schedule="static", num_threads=num_threads):
         g = grad[i]
         if rwd != 0:
-            g = g + rwd * param[i]
+            g = _decayed(g, param[i], rwd)
         if use_momentum:
             if first_step:
                 b = g
@@ -42,9 +75,12 @@ def sgd_step(real[::1] param, const real[::1] grad, real[::1] momentum_buf, doub
 
 def adam_step(real[::1] param, const real[::1] grad, real[::1] exp_avg, real[::1] exp_avg_sq,
               double lr, double beta1, double beta2, double eps, double weight_decay, long step,
-              bint decoupled=False, int num_threads=1):
+              bint decoupled=False, int num_threads=1, real[::1] max_exp_avg_sq=None):
     """torch.optim.Adam (decoupled=False: L2 added to the gradient) or AdamW (decoupled=True:
-    p *= 1 - lr * weight_decay first), for one tensor at step ``step`` (1-based)."""
+    p *= 1 - lr * weight_decay first), for one tensor at step ``step`` (1-based).
+
+    With ``max_exp_avg_sq`` (AMSGrad): max_exp_avg_sq = max(max_exp_avg_sq, exp_avg_sq) and the
+    denominator uses it instead of exp_avg_sq."""
     cdef Py_ssize_t i, n = param.shape[0]
     cdef double bc1 = 1.0 - beta1 ** step, bc2 = 1.0 - beta2 ** step
     cdef real step_size = <real>(lr / bc1), inv_sqrt_bc2 = <real>(1.0 / sqrt(bc2))
@@ -52,20 +88,183 @@ def adam_step(real[::1] param, const real[::1] grad, real[::1] exp_avg, real[::1
     cdef real b1 = <real>beta1, b2 = <real>beta2, reps = <real>eps, rwd = <real>weight_decay
     cdef real omb1 = <real>(1.0 - beta1), omb2 = <real>(1.0 - beta2)
     cdef real decay = <real>(1.0 - lr * weight_decay)
-    cdef real g, m, v, denom
+    cdef real g, m, v, vmax, denom
+    cdef bint amsgrad = max_exp_avg_sq is not None
+    _check_len(n, grad.shape[0], "grad")
+    _check_len(n, exp_avg.shape[0], "exp_avg")
+    _check_len(n, exp_avg_sq.shape[0], "exp_avg_sq")
+    if amsgrad:
+        _check_len(n, max_exp_avg_sq.shape[0], "max_exp_avg_sq")
     for i in prange(n, nogil=True, schedule="static", num_threads=num_threads):
         g = grad[i]
         if rwd != 0:
             if decoupled:
                 param[i] = param[i] * decay
             else:
-                g = g + rwd * param[i]
+                g = _decayed(g, param[i], rwd)
         m = b1 * exp_avg[i] + omb1 * g
         v = b2 * exp_avg_sq[i] + omb2 * g * g
         exp_avg[i] = m
         exp_avg_sq[i] = v
-        if real is float:
-            denom = <real>sqrt(<double>v) * inv_sqrt_bc2 + reps
-        else:
-            denom = sqrt(v) * inv_sqrt_bc2 + reps
+        if amsgrad:
+            vmax = max_exp_avg_sq[i]
+            if not (vmax >= v):      # torch.maximum: a NaN wins
+                vmax = v
+            max_exp_avg_sq[i] = vmax
+            v = vmax
+        denom = _sqrt(v) * inv_sqrt_bc2 + reps
         param[i] = param[i] - step_size * m / denom
+
+
+def rmsprop_step(real[::1] param, const real[::1] grad, real[::1] square_avg,
+                 real[::1] grad_avg, real[::1] momentum_buf, double lr, double alpha, double eps,
+                 double weight_decay=0.0, double momentum=0.0, bint centered=False,
+                 int num_threads=1):
+    """torch.optim.RMSprop for one tensor:
+        g = grad + weight_decay * p
+        square_avg = alpha * square_avg + (1 - alpha) * g^2
+        centered:  grad_avg = lerp(grad_avg, g, 1 - alpha)
+                   avg = sqrt(square_avg - grad_avg^2) + eps
+        else:      avg = sqrt(square_avg) + eps
+        momentum > 0:  buf = momentum * buf + g / avg;  p -= lr * buf
+        else:          p -= lr * g / avg
+    ``grad_avg`` is only touched when centered, ``momentum_buf`` only with momentum (else they may
+    be empty)."""
+    cdef Py_ssize_t i, n = param.shape[0]
+    cdef real rlr = <real>lr, ralpha = <real>alpha, reps = <real>eps, rwd = <real>weight_decay
+    cdef real oma = <real>(1.0 - alpha), rmom = <real>momentum
+    # torch's lerp: self + w * (end - self) for |w| < 0.5, else end - (end - self) * (1 - w)
+    cdef bint lerp_small = (1.0 - alpha) < 0.5
+    cdef real lerp_w = <real>(1.0 - alpha), lerp_1mw = <real>alpha
+    cdef bint use_momentum = momentum > 0.0
+    cdef real g, sa, ga, avg, b
+    _check_len(n, grad.shape[0], "grad")
+    _check_len(n, square_avg.shape[0], "square_avg")
+    if centered:
+        _check_len(n, grad_avg.shape[0], "grad_avg")
+    if use_momentum:
+        _check_len(n, momentum_buf.shape[0], "momentum_buf")
+    for i in prange(n, nogil=True, schedule="static", num_threads=num_threads):
+        g = grad[i]
+        if rwd != 0:
+            g = _decayed(g, param[i], rwd)
+        sa = ralpha * square_avg[i]
+        sa = sa + oma * g * g
+        square_avg[i] = sa
+        if centered:
+            ga = grad_avg[i]
+            if lerp_small:
+                ga = ga + lerp_w * (g - ga)
+            else:
+                ga = g - (g - ga) * lerp_1mw
+            grad_avg[i] = ga
+            avg = _sqrt(sa - ga * ga) + reps
+        else:
+            avg = _sqrt(sa) + reps
+        if use_momentum:
+            b = rmom * momentum_buf[i]
+            b = b + g / avg
+            momentum_buf[i] = b
+            param[i] = param[i] - rlr * b
+        else:
+            param[i] = param[i] - rlr * (g / avg)
+
+
+def adagrad_step(real[::1] param, const real[::1] grad, real[::1] state_sum, double clr,
+                 double weight_decay=0.0, double eps=1e-10, int num_threads=1):
+    """torch.optim.Adagrad for one tensor, with the step's decayed rate
+    ``clr = lr / (1 + (step - 1) * lr_decay)`` already formed:
+        g = grad + weight_decay * p;  sum += g^2;  p -= clr * g / (sqrt(sum) + eps)"""
+    cdef Py_ssize_t i, n = param.shape[0]
+    cdef real rclr = <real>clr, rwd = <real>weight_decay, reps = <real>eps
+    cdef real g, s
+    _check_len(n, grad.shape[0], "grad")
+    _check_len(n, state_sum.shape[0], "state_sum")
+    for i in prange(n, nogil=True, schedule="static", num_threads=num_threads):
+        g = grad[i]
+        if rwd != 0:
+            g = _decayed(g, param[i], rwd)
+        s = state_sum[i] + g * g
+        state_sum[i] = s
+        param[i] = param[i] - rclr * (g / (_sqrt(s) + reps))
+
+
+# -- gradient norm (clip_grad_norm) ------------------------------------------------------------
+cdef enum:
+    NORM_L2 = 0
+    NORM_L1 = 1
+    NORM_INF = 2
+    NORM_P = 3
+
+
+cdef inline double _norm_chunk(const real *x, Py_ssize_t n, int kind, double p) noexcept nogil:
+    cdef Py_ssize_t j
+    cdef double s = 0.0, a
+    if kind == NORM_L2:
+        for j in range(n):
+            a = <double>x[j]
+            s += a * a
+    elif kind == NORM_L1:
+        for j in range(n):
+            s += fabs(<double>x[j])
+    elif kind == NORM_INF:
+        for j in range(n):
+            a = fabs(<double>x[j])
+            if a > s or a != a:     # a NaN is kept: later comparisons with it are false
+                s = a
+                if a != a:
+                    break
+    else:
+        for j in range(n):
+            s += pow(fabs(<double>x[j]), p)
+    return s
+
+
+def norm_accumulate(const real[::1] x, double norm_type, int num_threads=1):
+    """The reduction behind a p-norm, in double: sum(x^2) for p = 2, sum|x| for p = 1, max|x| for
+    p = inf, sum|x|^p otherwise (the caller combines arrays and takes the root). Partial sums over
+    fixed chunks of NORM_CHUNK elements are added serially, so the result is the same for any
+    thread count. A NaN element gives NaN."""
+    cdef Py_ssize_t n = x.shape[0], nchunks = (n + NORM_CHUNK - 1) // NORM_CHUNK, c, c0, c1
+    cdef double total = 0.0, v
+    cdef double[::1] partial
+    cdef int kind
+    if norm_type == 2.0:
+        kind = NORM_L2
+    elif norm_type == 1.0:
+        kind = NORM_L1
+    elif norm_type == float("inf"):
+        kind = NORM_INF
+    elif norm_type > 0.0 and norm_type == norm_type:
+        kind = NORM_P
+    else:
+        raise ValueError(f"norm_type must be > 0 (or inf), got {norm_type}")
+    if n == 0:
+        return 0.0
+    import numpy as np
+    partial = np.empty(nchunks)
+    for c in prange(nchunks, nogil=True, schedule="static", num_threads=num_threads):
+        c0 = c * NORM_CHUNK
+        c1 = c0 + NORM_CHUNK
+        if c1 > n:
+            c1 = n
+        partial[c] = _norm_chunk(&x[c0], c1 - c0, kind, norm_type)
+    if kind == NORM_INF:
+        for c in range(nchunks):
+            v = partial[c]
+            if v > total or v != v:
+                total = v
+                if v != v:
+                    break
+    else:
+        for c in range(nchunks):
+            total += partial[c]
+    return total
+
+
+def scale_inplace(real[::1] x, double factor, int num_threads=1):
+    """x *= factor (factor rounded once to x's type)."""
+    cdef Py_ssize_t i, n = x.shape[0]
+    cdef real f = <real>factor
+    for i in prange(n, nogil=True, schedule="static", num_threads=num_threads):
+        x[i] = x[i] * f
