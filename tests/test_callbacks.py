@@ -177,3 +177,20 @@ def test_verbose_modes(digits, capsys, monkeypatch):
     _model().fit(X, y, epochs=1, verbose=1)
     out = capsys.readouterr().out
     assert out.startswith("Epoch 1/1 - ") and "accuracy:" in out  # plain line without tqdm
+
+
+def test_learning_rate_scheduler_steps_once_per_epoch(digits):
+    X, y = digits
+    model = _model()
+    opt = rv.SGD(model.parameters(), lr=0.1, momentum=0.9)
+    sched = rv.StepLR(opt, step_size=1, gamma=0.5)
+    model.fit(X, y, optimizer=opt, epochs=3, callbacks=[rv.LearningRateScheduler(sched)],
+              verbose=0)
+    assert opt.param_groups[0]["lr"] == pytest.approx(0.1 * 0.5 ** 3)
+    plateau = rv.ReduceLROnPlateau(opt, patience=0, factor=0.1)
+    cb = rv.LearningRateScheduler(plateau, monitor="accuracy")
+    with pytest.raises(ValueError, match="val_loss"):
+        rv.LearningRateScheduler(plateau).on_epoch_end(0, {"loss": 1.0})
+    model.fit(X, y, optimizer=opt, epochs=2, callbacks=[cb], verbose=0)
+    with pytest.raises(TypeError, match="scheduler"):
+        rv.LearningRateScheduler(opt)

@@ -18,7 +18,8 @@ from .optim import (SGD, Adagrad, Adam, AdamW, Optimizer, RMSprop,  # noqa: E402
 from .schedulers import (CosineAnnealingLR, ExponentialLR, LinearLR, LRScheduler,  # noqa: E402
                          ReduceLROnPlateau, SequentialLR, StepLR)
 from . import datasets  # noqa: E402
-from .callbacks import Callback, EarlyStopping, ModelCheckpoint, TerminateOnNaN  # noqa: E402
+from .callbacks import (Callback, EarlyStopping, LearningRateScheduler,  # noqa: E402
+                        ModelCheckpoint, TerminateOnNaN)
 from .io import load  # noqa: E402
 
 from ._config import _apply_isa_from_env  # noqa: E402
@@ -35,5 +36,5 @@ __all__ = [
     "LRScheduler", "StepLR", "ExponentialLR", "CosineAnnealingLR", "LinearLR", "SequentialLR",
     "ReduceLROnPlateau",
     "Sequential", "History", "datasets", "load",
-    "Callback", "EarlyStopping", "ModelCheckpoint", "TerminateOnNaN",
+    "Callback", "EarlyStopping", "ModelCheckpoint", "TerminateOnNaN", "LearningRateScheduler",
 ]

@@ -13,7 +13,8 @@ import numpy as np
 
 from ._validation import check_float, check_positive_int
 
-__all__ = ["Callback", "EarlyStopping", "ModelCheckpoint", "TerminateOnNaN"]
+__all__ = ["Callback", "EarlyStopping", "ModelCheckpoint", "TerminateOnNaN",
+           "LearningRateScheduler"]
 
 
 class Callback:
@@ -166,3 +167,30 @@ class TerminateOnNaN(Callback):
         if loss is not None and not np.isfinite(loss):
             print(f"Batch {batch + 1}: invalid loss {loss}, terminating training")
             self.model.stop_training = True
+
+
+class LearningRateScheduler(Callback):
+    """Step a learning-rate schedule (``ranvier.StepLR``, ``CosineAnnealingLR``, ...) at the end
+    of every epoch of ``fit``; ``ReduceLROnPlateau`` is given the epoch's ``monitor`` value."""
+
+    def __init__(self, scheduler, monitor="val_loss"):
+        from .schedulers import LRScheduler, ReduceLROnPlateau
+
+        if not isinstance(scheduler, (LRScheduler, ReduceLROnPlateau)):
+            raise TypeError(f"scheduler must be a ranvier LR scheduler, got "
+                            f"{type(scheduler).__name__}")
+        self.scheduler = scheduler
+        self.monitor = monitor
+        self._plateau = isinstance(scheduler, ReduceLROnPlateau)
+
+    def on_epoch_end(self, epoch, logs=None):
+        logs = logs if logs is not None else {}
+        if self._plateau:
+            value = logs.get(self.monitor)
+            if value is None:
+                raise ValueError(f"LearningRateScheduler: ReduceLROnPlateau monitors "
+                                 f"{self.monitor!r}, which fit did not produce "
+                                 f"(available: {', '.join(sorted(logs)) or 'none'})")
+            self.scheduler.step(value)
+        else:
+            self.scheduler.step()
