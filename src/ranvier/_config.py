@@ -6,7 +6,6 @@ work is too small to pay for a parallel region run on one thread (``threads_for`
 """
 import numbers
 import os
-import platform
 import sys
 
 from ._kernels import _runtime, matmul
@@ -71,6 +70,8 @@ def _compiler_info():
 
 
 def config_dict():
+    import platform  # only here: it costs ~9 ms at import
+
     from . import __version__
 
     return {

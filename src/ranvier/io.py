@@ -10,11 +10,8 @@ Writes are atomic: the bytes go to a temporary file in the same folder, are flus
 replace the target with ``os.replace``. A save interrupted half way leaves the previous file whole.
 Nothing in a file is ever executed: layer types are looked up among ranvier's own layer classes.
 """
-import hashlib
-import inspect
 import json
 import os
-import tempfile
 
 import numpy as np
 
@@ -33,6 +30,8 @@ def _check_path(path, name="path"):
 
 def _atomic_write(path, data):
     """Write ``data`` to ``path`` so that a reader sees the old file or the new one, never a part."""
+    import tempfile  # imported here, not at `import ranvier` (start-up time)
+
     folder = os.path.dirname(os.path.abspath(path))
     fd, tmp = tempfile.mkstemp(prefix=".ranvier-", suffix=".tmp", dir=folder)
     try:
@@ -121,6 +120,8 @@ def save(model, path, *, optimizer=None, epoch=None, extra=None):
 def _content_hash(tensors):
     """SHA-256 over names, dtypes, shapes and bytes of every tensor, in name order: safetensors has
     no checksum of its own, and a flipped byte in the data would otherwise load silently."""
+    import hashlib
+
     h = hashlib.sha256()
     for name in sorted(tensors):
         a = np.ascontiguousarray(tensors[name])
@@ -175,6 +176,8 @@ def read_file(path):
 def load(path):
     """Rebuild a model saved by ``model.save`` (architecture, dtype, weights). When the file is a
     training checkpoint, ``model.optimizer`` is restored too and ``model.epoch`` is set."""
+    import inspect
+
     from .model import Sequential
 
     tensors, meta = read_file(path)
