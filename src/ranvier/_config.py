@@ -46,6 +46,18 @@ def threads_for(work):
     return get_num_threads()
 
 
+def _after_fork_in_child():
+    """A forked child cannot use the parent's OpenMP thread pool (libgomp: GCC bug 60035; the
+    child would wait forever on threads that were not copied). Run its kernels on one thread;
+    set_num_threads() in the child is at the user's risk, spawn/forkserver are the safe choice."""
+    global _num_threads
+    _num_threads = 1
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_after_fork_in_child)
+
+
 def _apply_isa_from_env():
     isa = os.environ.get("RANVIER_ISA", "").strip().lower()
     if isa:
