@@ -54,3 +54,45 @@ def readonly(a):
 @pytest.fixture
 def torch():
     return pytest.importorskip("torch", reason="PyTorch not installed (pip install torch==2.13.0)")
+
+
+# Finite differences, shared by the layer tests.
+FD_STEP = 1e-6  # central-difference step (float64)
+FD_MAX_COORDS = 120  # coordinates checked one by one; larger arrays get a random subset + directions
+FD_BIG_SUBSET = 40  # subset size past the parallel cut-off (each evaluation is a full forward)
+
+
+def check_gradient(objective, x, analytic, rng):
+    """Compare ``analytic`` (d objective / d x) with central differences: every coordinate for
+    small arrays, else a random subset of coordinates plus random directional derivatives.
+    ``x`` is perturbed in place and restored."""
+    assert x.dtype == np.float64 and analytic.shape == x.shape
+    f0 = objective(x)
+    atol = 1e-7 * (1.0 + abs(f0))  # rounding of the difference quotient is ~1e-10 * |f|
+    flat, gflat = x.reshape(-1), analytic.reshape(-1)
+    if x.size <= FD_MAX_COORDS:
+        idx = np.arange(x.size)
+    else:
+        k = FD_MAX_COORDS if x.size < 32768 else FD_BIG_SUBSET
+        idx = rng.choice(x.size, k, replace=False)
+    num = np.empty(len(idx))
+    for k, i in enumerate(idx):
+        old = flat[i]
+        flat[i] = old + FD_STEP
+        fp = objective(x)
+        flat[i] = old - FD_STEP
+        fm = objective(x)
+        flat[i] = old
+        num[k] = (fp - fm) / (2 * FD_STEP)
+    np.testing.assert_allclose(gflat[idx], num, rtol=1e-6, atol=atol)
+    if x.size > FD_MAX_COORDS:
+        for _ in range(3):
+            v = rng.standard_normal(x.shape)
+            x0 = x.copy()
+            x[...] = x0 + FD_STEP * v
+            fp = objective(x)
+            x[...] = x0 - FD_STEP * v
+            fm = objective(x)
+            x[...] = x0
+            np.testing.assert_allclose(np.vdot(analytic, v), (fp - fm) / (2 * FD_STEP), rtol=1e-6,
+                                       atol=atol * np.sqrt(x.size))

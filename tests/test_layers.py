@@ -4,11 +4,8 @@ import numpy as np
 import pytest
 
 import ranvier as rv
-from conftest import AWKWARD, eps, readonly
+from conftest import AWKWARD, check_gradient, eps, readonly
 
-H = 1e-6  # central-difference step (float64)
-MAX_COORDS = 120  # coordinates checked one by one; larger arrays get a random subset + directions
-BIG_SUBSET = 40  # subset size past the parallel cut-off (each evaluation is a full forward)
 
 # (batch, in_features, out_features) drawn from the awkward sizes (1, primes, block edges +- 1)
 DENSE_SIZES = [(1, 1, 1), (2, 5, 7), (7, 15, 16), (17, 31, 33), (5, 63, 65), (2, 127, 129),
@@ -37,42 +34,6 @@ def _act_input(name, rng, shape, dtype=np.float64):
     if name == "ReLU":  # keep every element at least 0.05 away from the kink at 0
         x = np.sign(x) * (0.05 + np.abs(x))
     return x.astype(dtype)
-
-
-def check_gradient(objective, x, analytic, rng):
-    """Compare ``analytic`` (d objective / d x) with central differences: every coordinate for
-    small arrays, else a random subset of coordinates plus random directional derivatives.
-    ``x`` is perturbed in place and restored."""
-    assert x.dtype == np.float64 and analytic.shape == x.shape
-    f0 = objective(x)
-    atol = 1e-7 * (1.0 + abs(f0))  # rounding of the difference quotient is ~1e-10 * |f|
-    flat, gflat = x.reshape(-1), analytic.reshape(-1)
-    if x.size <= MAX_COORDS:
-        idx = np.arange(x.size)
-    else:
-        k = MAX_COORDS if x.size < 32768 else BIG_SUBSET
-        idx = rng.choice(x.size, k, replace=False)
-    num = np.empty(len(idx))
-    for k, i in enumerate(idx):
-        old = flat[i]
-        flat[i] = old + H
-        fp = objective(x)
-        flat[i] = old - H
-        fm = objective(x)
-        flat[i] = old
-        num[k] = (fp - fm) / (2 * H)
-    np.testing.assert_allclose(gflat[idx], num, rtol=1e-6, atol=atol)
-    if x.size > MAX_COORDS:
-        for _ in range(3):
-            v = rng.standard_normal(x.shape)
-            x0 = x.copy()
-            x[...] = x0 + H * v
-            fp = objective(x)
-            x[...] = x0 - H * v
-            fm = objective(x)
-            x[...] = x0
-            np.testing.assert_allclose(np.vdot(analytic, v), (fp - fm) / (2 * H), rtol=1e-6,
-                                       atol=atol * np.sqrt(x.size))
 
 
 # -- finite differences ---------------------------------------------------------------------------
