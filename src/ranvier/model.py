@@ -5,7 +5,6 @@ When the last layer is ``Softmax`` and the loss is ``CrossEntropyLoss``, trainin
 the fused softmax + cross-entropy kernel (stable, one pass) and the Softmax layer is used only for
 prediction, as Keras users expect from a softmax output with a cross-entropy loss.
 """
-import sys
 import time
 
 import numpy as np
