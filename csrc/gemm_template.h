@@ -4,9 +4,6 @@
  *   GEMM_NAME       the exported function name
  *   MR, NR          register tile (rows of A, columns of B), compile-time constants
  *   MC, KC, NC      cache blocks: A block MC x KC sits in L2, B panel KC x NC in L3
- *   UKERNEL         optional: a static function (kc, const REAL *a, const REAL *b, REAL *ab)
- *                   computing the full MR x NR tile ab = A~ B~ (row-major, leading dim NR); without
- *                   it a portable C kernel the compiler vectorises is used.
  *
  * Loops, outermost first: jc over NC column panels of B and C, pc over KC slices of k (each packs
  * B~), ic over MC row blocks of A (each packs A~), then the MR x NR tiles. Packing zero-pads edge
@@ -52,26 +49,88 @@ static void rv_aligned_free(void *p)
 static ptrdiff_t rv_min(ptrdiff_t a, ptrdiff_t b) { return a < b ? a : b; }
 #endif
 
-#ifndef UKERNEL
-/* Portable micro-kernel: KC rank-1 updates of an MR x NR accumulator the compiler keeps in
- * registers (fixed trip counts, so the i/j loops unroll and the j loop vectorises). */
-static void FN(ukernel_c)(ptrdiff_t kc, const REAL *restrict a, const REAL *restrict b,
-                          REAL *restrict ab)
-{
-    REAL acc[MR * NR];
-    for (int t = 0; t < MR * NR; ++t) acc[t] = 0;
-    for (ptrdiff_t p = 0; p < kc; ++p) {
-        const REAL *ap = a + p * MR, *bp = b + p * NR;
-        for (int i = 0; i < MR; ++i) {
-            const REAL ai = ap[i];
-#pragma omp simd
-            for (int j = 0; j < NR; ++j) acc[i * NR + j] += ai * bp[j];
-        }
+/* Micro-kernels: kc rank-1 updates of an R x C accumulator the compiler keeps in registers
+ * (fixed trip counts, so the i/j loops unroll and the j loop vectorises for the unit's ISA), then
+ * the R x C block is written (or, with ``accumulate``, added) to dst with leading dimension ld:
+ * straight into C when the tile is full width and needs no scaling, else into a scratch tile that
+ * store_tile then applies. The packed panels always hold MR rows and NR
+ * columns; edge tiles run a kernel with only the rows that exist (R < MR) and, when at most NR/2
+ * columns exist, half the width. A 10-wide output layer thus costs 16 lanes instead of 32, and the
+ * 2 leftover rows of a 10-row product cost 2 broadcasts instead of MR. */
+#ifndef RV_DEFINE_UKERNEL
+#define RV_DEFINE_UKERNEL(R, C)                                                                 \
+    static void FN(uk_##R##_##C)(ptrdiff_t kc, const REAL *restrict a, const REAL *restrict b, \
+                                 REAL *restrict dst, ptrdiff_t ld, int accumulate)             \
+    {                                                                                          \
+        REAL acc[R * C];                                                                       \
+        for (int t = 0; t < R * C; ++t) acc[t] = 0;                                            \
+        for (ptrdiff_t p = 0; p < kc; ++p) {                                                   \
+            const REAL *ap = a + p * MR, *bp = b + p * NR;                                     \
+            for (int i = 0; i < R; ++i) {                                                      \
+                const REAL ai = ap[i];                                                         \
+                RV_PRAGMA_SIMD                                                                 \
+                for (int j = 0; j < C; ++j) acc[i * C + j] += ai * bp[j];                      \
+            }                                                                                  \
+        }                                                                                      \
+        if (accumulate)                                                                        \
+            for (int i = 0; i < R; ++i)                                                        \
+                for (int j = 0; j < C; ++j) dst[i * ld + j] += acc[i * C + j];                 \
+        else                                                                                   \
+            for (int i = 0; i < R; ++i)                                                        \
+                for (int j = 0; j < C; ++j) dst[i * ld + j] = acc[i * C + j];                  \
     }
-    memcpy(ab, acc, sizeof acc);
-}
-#define UKERNEL FN(ukernel_c)
+#if defined(_OPENMP) || defined(__GNUC__)
+#define RV_PRAGMA_SIMD _Pragma("omp simd")
+#else
+#define RV_PRAGMA_SIMD
 #endif
+#endif
+
+/* One full-width and one half-width kernel per row count 1..MR (MR <= 8 in every unit). */
+#define RV_UKERNEL_PAIR(R) RV_DEFINE_UKERNEL(R, NR) RV_DEFINE_UKERNEL(R, NRH)
+#define NRH (NR / 2)
+RV_UKERNEL_PAIR(1)
+RV_UKERNEL_PAIR(2)
+RV_UKERNEL_PAIR(3)
+RV_UKERNEL_PAIR(4)
+#if MR >= 5
+RV_UKERNEL_PAIR(5)
+RV_UKERNEL_PAIR(6)
+#endif
+#if MR >= 7
+RV_UKERNEL_PAIR(7)
+RV_UKERNEL_PAIR(8)
+#endif
+#if MR != 4 && MR != 6 && MR != 8
+#error "gemm_template.h: MR must be 4, 6 or 8"
+#endif
+
+typedef void (*FN(ukernel_fn))(ptrdiff_t, const REAL *restrict, const REAL *restrict,
+                               REAL *restrict, ptrdiff_t, int);
+
+/* The kernel for a tile with ``rows`` (1..MR) rows and ``cols`` (1..NR) columns. */
+static FN(ukernel_fn) FN(pick_ukernel)(ptrdiff_t rows, ptrdiff_t cols)
+{
+    static const FN(ukernel_fn) full[] = {
+        FN(uk_1_NR), FN(uk_2_NR), FN(uk_3_NR), FN(uk_4_NR),
+#if MR >= 5
+        FN(uk_5_NR), FN(uk_6_NR),
+#endif
+#if MR >= 7
+        FN(uk_7_NR), FN(uk_8_NR),
+#endif
+    };
+    static const FN(ukernel_fn) half[] = {
+        FN(uk_1_NRH), FN(uk_2_NRH), FN(uk_3_NRH), FN(uk_4_NRH),
+#if MR >= 5
+        FN(uk_5_NRH), FN(uk_6_NRH),
+#endif
+#if MR >= 7
+        FN(uk_7_NRH), FN(uk_8_NRH),
+#endif
+    };
+    return (cols <= NRH ? half : full)[rows - 1];
+}
 
 /* dst[p * R + r] = src[r * ld + p] for r < rows, p < kc; rows rows..R-1 are zero. This is the
  * packing of an operand whose k index is the contiguous one (row-major A, or B = W.T as in
@@ -133,6 +192,10 @@ static void FN(pack_a)(ptrdiff_t mr, ptrdiff_t kc, const REAL *a, ptrdiff_t rsa,
         return;
     }
     if (mr < MR) memset(dst, 0, sizeof(REAL) * MR * kc);
+    if (rsa == 1) { /* columns contiguous (A = dY.T): a copy of mr values per k */
+        for (ptrdiff_t p = 0; p < kc; ++p) memcpy(dst + p * MR, a + p * csa, sizeof(REAL) * mr);
+        return;
+    }
     for (ptrdiff_t p = 0; p < kc; ++p) {
         const REAL *col = a + p * csa;
         for (ptrdiff_t i = 0; i < mr; ++i) dst[p * MR + i] = col[i * rsa];
@@ -148,6 +211,10 @@ static void FN(pack_b)(ptrdiff_t kc, ptrdiff_t nr, const REAL *b, ptrdiff_t rsb,
         return;
     }
     if (nr < NR) memset(dst, 0, sizeof(REAL) * NR * kc);
+    if (csb == 1) { /* rows contiguous (B = X or W): a copy of nr values per k */
+        for (ptrdiff_t p = 0; p < kc; ++p) memcpy(dst + p * NR, b + p * rsb, sizeof(REAL) * nr);
+        return;
+    }
     for (ptrdiff_t p = 0; p < kc; ++p) {
         const REAL *row = b + p * rsb;
         for (ptrdiff_t j = 0; j < nr; ++j) dst[p * NR + j] = row[j * csb];
@@ -214,6 +281,21 @@ static void FN(store_tile)(ptrdiff_t m, ptrdiff_t n, REAL alpha, const REAL *res
     }
 }
 
+/* The Dense epilogue on a tile already in C (unit column stride): + bias[j], then the activation. */
+static void FN(epilogue)(ptrdiff_t m, ptrdiff_t n, REAL *c, ptrdiff_t rsc, const REAL *bias,
+                         int act)
+{
+    for (ptrdiff_t i = 0; i < m; ++i) {
+        REAL *restrict ci = c + i * rsc;
+        if (bias)
+            for (ptrdiff_t j = 0; j < n; ++j) ci[j] += bias[j];
+        if (act == RANVIER_ACT_RELU)
+            for (ptrdiff_t j = 0; j < n; ++j) ci[j] = ci[j] > (REAL)0 ? ci[j] : (REAL)0;
+        else if (act != RANVIER_ACT_NONE)
+            for (ptrdiff_t j = 0; j < n; ++j) ci[j] = FN(activate)(ci[j], act);
+    }
+}
+
 /* C := act(beta * C + bias), used when there is nothing to multiply (k == 0 or alpha == 0). */
 static void FN(scale_c)(ptrdiff_t m, ptrdiff_t n, REAL beta, REAL *c, ptrdiff_t rsc, ptrdiff_t csc,
                         const REAL *bias, int act)
@@ -225,6 +307,69 @@ static void FN(scale_c)(ptrdiff_t m, ptrdiff_t n, REAL beta, REAL *c, ptrdiff_t 
             if (bias) v += bias[j];
             *cij = FN(activate)(v, act);
         }
+}
+
+/* The jc/pc/ic loops and the tile loop. Called inside a parallel region (its ``omp for`` loops
+ * then split the packing and the tiles among the team) or, for one thread, directly: an orphaned
+ * ``omp for`` runs serially, and no team is created (that costs about a microsecond per call,
+ * as much as a whole batch-sized product). */
+static void FN(gemm_loops)(ptrdiff_t m, ptrdiff_t n, ptrdiff_t k, REAL alpha, const REAL *a,
+                           ptrdiff_t rsa, ptrdiff_t csa, const REAL *b, ptrdiff_t rsb,
+                           ptrdiff_t csb, REAL beta, REAL *c, ptrdiff_t rsc, ptrdiff_t csc,
+                           const REAL *bias, int act, REAL *a_pack, REAL *b_pack)
+{
+    REAL ab[MR * NR]
+#if defined(__GNUC__) || defined(__clang__)
+        __attribute__((aligned(64)))
+#endif
+        ;
+    for (ptrdiff_t jc = 0; jc < n; jc += NC) {
+        const ptrdiff_t nc = rv_min(NC, n - jc);
+        const ptrdiff_t nb_panels = (nc + NR - 1) / NR;
+        for (ptrdiff_t pc = 0; pc < k; pc += KC) {
+            const ptrdiff_t kc = rv_min(KC, k - pc);
+            const REAL beta_pc = (pc == 0) ? beta : (REAL)1;
+            const int last = pc + kc >= k;
+            /* Write tiles straight from registers into C when no scaling is needed. */
+            const int direct = csc == 1 && alpha == (REAL)1 &&
+                               (beta_pc == (REAL)0 || beta_pc == (REAL)1);
+#pragma omp for schedule(static)
+            for (ptrdiff_t jp = 0; jp < nb_panels; ++jp) {
+                const ptrdiff_t j0 = jc + jp * NR;
+                FN(pack_b)(kc, rv_min(NR, n - j0), b + pc * rsb + j0 * csb, rsb, csb,
+                           b_pack + jp * NR * kc);
+            }
+            for (ptrdiff_t ic = 0; ic < m; ic += MC) {
+                const ptrdiff_t mc = rv_min(MC, m - ic);
+                const ptrdiff_t na_panels = (mc + MR - 1) / MR;
+#pragma omp for schedule(static)
+                for (ptrdiff_t ip = 0; ip < na_panels; ++ip) {
+                    const ptrdiff_t i0 = ic + ip * MR;
+                    FN(pack_a)(rv_min(MR, m - i0), kc, a + i0 * rsa + pc * csa, rsa, csa,
+                               a_pack + ip * MR * kc);
+                }
+                /* Tiles in column-panel-major order: neighbours share the B micro-panel. */
+                const ptrdiff_t ntiles = na_panels * nb_panels;
+#pragma omp for schedule(static)
+                for (ptrdiff_t t = 0; t < ntiles; ++t) {
+                    const ptrdiff_t jp = t / na_panels, ip = t % na_panels;
+                    const ptrdiff_t i0 = ic + ip * MR, j0 = jc + jp * NR;
+                    const ptrdiff_t rows = rv_min(MR, m - i0), cols = rv_min(NR, n - j0);
+                    const REAL *ap = a_pack + ip * MR * kc, *bp = b_pack + jp * NR * kc;
+                    REAL *ct = c + i0 * rsc + j0 * csc;
+                    if (direct && (cols == NR || cols == NRH)) {
+                        FN(pick_ukernel)(rows, cols)(kc, ap, bp, ct, rsc, beta_pc != (REAL)0);
+                        if (last && (bias || act != RANVIER_ACT_NONE))
+                            FN(epilogue)(rows, cols, ct, rsc, bias ? bias + j0 : NULL, act);
+                    } else {
+                        FN(pick_ukernel)(rows, cols)(kc, ap, bp, ab, NR, 0);
+                        FN(store_tile)(rows, cols, alpha, ab, beta_pc, ct, rsc, csc, last,
+                                       bias ? bias + j0 : NULL, act);
+                    }
+                }
+            }
+        }
+    }
 }
 
 int GEMM_NAME(ptrdiff_t m, ptrdiff_t n, ptrdiff_t k, REAL alpha, const REAL *a, ptrdiff_t rsa,
@@ -248,51 +393,13 @@ int GEMM_NAME(ptrdiff_t m, ptrdiff_t n, ptrdiff_t k, REAL alpha, const REAL *a, 
         rv_aligned_free(b_pack);
         return -1;
     }
-    if (nthreads < 1) nthreads = 1;
-
-#pragma omp parallel num_threads(nthreads) if (nthreads > 1)
-    {
-        REAL ab[MR * NR]
-#if defined(__GNUC__) || defined(__clang__)
-            __attribute__((aligned(64)))
-#endif
-            ;
-        for (ptrdiff_t jc = 0; jc < n; jc += NC) {
-            const ptrdiff_t nc = rv_min(NC, n - jc);
-            const ptrdiff_t nb_panels = (nc + NR - 1) / NR;
-            for (ptrdiff_t pc = 0; pc < k; pc += KC) {
-                const ptrdiff_t kc = rv_min(KC, k - pc);
-                const REAL beta_pc = (pc == 0) ? beta : (REAL)1;
-                const int last = pc + kc >= k;
-#pragma omp for schedule(static)
-                for (ptrdiff_t jp = 0; jp < nb_panels; ++jp) {
-                    const ptrdiff_t j0 = jc + jp * NR;
-                    FN(pack_b)(kc, rv_min(NR, n - j0), b + pc * rsb + j0 * csb, rsb, csb,
-                               b_pack + jp * NR * kc);
-                }
-                for (ptrdiff_t ic = 0; ic < m; ic += MC) {
-                    const ptrdiff_t mc = rv_min(MC, m - ic);
-                    const ptrdiff_t na_panels = (mc + MR - 1) / MR;
-#pragma omp for schedule(static)
-                    for (ptrdiff_t ip = 0; ip < na_panels; ++ip) {
-                        const ptrdiff_t i0 = ic + ip * MR;
-                        FN(pack_a)(rv_min(MR, m - i0), kc, a + i0 * rsa + pc * csa, rsa, csa,
-                                   a_pack + ip * MR * kc);
-                    }
-                    /* Tiles in column-panel-major order: neighbours share the B micro-panel. */
-                    const ptrdiff_t ntiles = na_panels * nb_panels;
-#pragma omp for schedule(static)
-                    for (ptrdiff_t t = 0; t < ntiles; ++t) {
-                        const ptrdiff_t jp = t / na_panels, ip = t % na_panels;
-                        const ptrdiff_t i0 = ic + ip * MR, j0 = jc + jp * NR;
-                        UKERNEL(kc, a_pack + ip * MR * kc, b_pack + jp * NR * kc, ab);
-                        FN(store_tile)(rv_min(MR, m - i0), rv_min(NR, n - j0), alpha, ab, beta_pc,
-                                       c + i0 * rsc + j0 * csc, rsc, csc, last,
-                                       bias ? bias + j0 : NULL, act);
-                    }
-                }
-            }
-        }
+    if (nthreads > 1) {
+#pragma omp parallel num_threads(nthreads)
+        FN(gemm_loops)(m, n, k, alpha, a, rsa, csa, b, rsb, csb, beta, c, rsc, csc, bias, act,
+                       a_pack, b_pack);
+    } else {
+        FN(gemm_loops)(m, n, k, alpha, a, rsa, csa, b, rsb, csb, beta, c, rsc, csc, bias, act,
+                       a_pack, b_pack);
     }
     rv_aligned_free(a_pack);
     rv_aligned_free(b_pack);
@@ -300,7 +407,7 @@ int GEMM_NAME(ptrdiff_t m, ptrdiff_t n, ptrdiff_t k, REAL alpha, const REAL *a, 
 }
 
 #undef FN
-#undef UKERNEL
+#undef NRH
 #undef REAL
 #undef REAL_IS_DOUBLE
 #undef TAG

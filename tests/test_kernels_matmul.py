@@ -499,3 +499,36 @@ def test_bias_grad_empty_batch(dtype):
 def test_bias_grad_rejects_wrong_length(dtype):
     with pytest.raises(ValueError):
         matmul.bias_grad(np.ones((3, 4), dtype), np.empty(5, dtype))
+
+
+# Register tiles per ISA (MR rows x NR columns; float, double). Edge tiles run narrower kernels:
+# one per leftover row count, and a half-width one when at most NR / 2 columns are left.
+TILES = {"generic": {4: (4, 8), 8: (4, 4)}, "avx2": {4: (6, 16), 8: (6, 8)},
+         "avx512": {4: (8, 32), 8: (8, 16)}}
+
+
+def _edge_sizes(tile):
+    """Every leftover 1..tile-1 plus exact multiples, for one and two whole tiles."""
+    return sorted({*range(1, 2 * tile + 2)})
+
+
+@pytest.mark.parametrize("beta", [0.0, 1.0, -0.5], ids=["beta0", "beta1", "beta-0.5"])
+def test_gemm_every_edge_tile(isa, dtype, beta):
+    """Each (leftover rows, leftover columns) tile kernel, on either side of the half-width
+    switch, with k on one and on two KC slices (the second slice accumulates into C)."""
+    mr, nr = TILES[isa][dtype.itemsize]
+    rng = np.random.default_rng(mr * nr + int(4 * beta))
+    ns = sorted({1, nr // 2 - 1, nr // 2, nr // 2 + 1, nr - 1, nr, nr + nr // 2, 2 * nr + 1} - {0})
+    for k in (3, 300):
+        for m in _edge_sizes(mr):
+            for n in ns:
+                for form in ("NN", "NT", "TN"):
+                    ta, tb = FORMS[form]
+                    a, b = _operands(rng, m, n, k, dtype, ta, tb)
+                    c0 = (_nan_out((m, n), dtype) if beta == 0.0
+                          else rng.standard_normal((m, n)).astype(dtype))
+                    out = c0.copy()
+                    matmul.gemm(a, b, out, trans_a=ta, trans_b=tb, beta=beta)
+                    ref, scale = _reference(a, b, ta, tb, 1.0, beta, c0)
+                    _assert_within_bound(out, ref, scale, k, dtype,
+                                         f"{isa} {form} beta={beta} {m}x{n}x{k}")
