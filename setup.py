@@ -5,8 +5,9 @@ Everything that is not plain metadata lives here:
 - OpenMP detection per compiler (gcc/clang ``-fopenmp``, MSVC ``/openmp``, Apple clang with libomp),
   falling back to a serial build with a warning (``RANVIER_NO_OPENMP=1`` forces it,
   ``RANVIER_REQUIRE_OPENMP=1`` turns the fallback into an error);
-- per-file ISA flags: each ``csrc/gemm_<isa>.c`` (GEMM micro-kernels) and ``csrc/elementwise_<isa>.c``
-  (activations) is compiled with its own flags and the best one is picked at run time, so one
+- per-file ISA flags: each ``csrc/gemm_<isa>.c`` (GEMM micro-kernels), ``csrc/elementwise_<isa>.c``
+  (activations) and ``csrc/optim_<isa>.c`` (SGD/Adam updates) is compiled with its own flags
+  and the best one is picked at run time, so one
   binary runs on every x86-64 CPU.
 """
 
@@ -136,7 +137,7 @@ class RanvierBuildExt(build_ext):
 
 
 # Which per-ISA object families each extension links.
-ISA_FAMILIES = {"matmul": ("gemm",), "activations": ("elementwise",)}
+ISA_FAMILIES = {"matmul": ("gemm",), "activations": ("elementwise",), "optimizers": ("optim",)}
 
 
 def kernel_extension(name, c_sources=()):
@@ -153,7 +154,7 @@ extensions = [
     kernel_extension("matmul", ["runtime.c", "gemm.c"]),
     kernel_extension("activations", ["runtime.c", "elementwise.c"]),
     kernel_extension("losses"),
-    kernel_extension("optimizers"),
+    kernel_extension("optimizers", ["runtime.c", "optim.c"]),
     kernel_extension("norm"),
 ]
 

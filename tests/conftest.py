@@ -30,15 +30,16 @@ def num_threads(request):
 
 @pytest.fixture(params=["generic", "avx2", "avx512"])
 def isa(request):
-    """Every GEMM micro-kernel this CPU can run; restores the best one after."""
+    """Every instruction set this CPU can run, for all kernel families at once (GEMM,
+    activations, optimizer updates); restores the best one after."""
     from ranvier._kernels import matmul
 
     if request.param not in matmul.supported_isas():
         pytest.skip(f"this CPU cannot run the {request.param} kernel")
     before = matmul.get_isa()
-    matmul.set_isa(request.param)
+    ranvier.set_isa(request.param)
     yield request.param
-    matmul.set_isa(before)
+    ranvier.set_isa(before)
 
 
 def eps(dtype):

@@ -110,9 +110,17 @@ def test_set_isa_rejects_unknown_name():
     assert rv.get_isa() == before
 
 
+def test_set_isa_switches_every_kernel_family(isa):
+    from ranvier._kernels import activations, matmul, optimizers
+
+    assert (matmul.get_isa(), activations.get_isa(), optimizers.get_isa()) == (isa, isa, isa)
+
+
 def test_ranvier_isa_environment_variable():
-    res = _child("import ranvier; print(ranvier.get_isa())", RANVIER_ISA="generic")
+    code = ("import ranvier; from ranvier._kernels import activations, optimizers; "
+            "print(ranvier.get_isa(), activations.get_isa(), optimizers.get_isa())")
+    res = _child(code, RANVIER_ISA="generic")
     assert res.returncode == 0, res.stderr
-    assert res.stdout.strip() == "generic"
+    assert res.stdout.strip() == "generic generic generic"
     res = _child("import ranvier", RANVIER_ISA="bogus")
     assert res.returncode != 0 and "ValueError" in res.stderr and "bogus" in res.stderr

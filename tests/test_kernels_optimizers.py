@@ -13,7 +13,8 @@ from ranvier._kernels import optimizers as opt
 STEPS = 10
 SIZES = [1, 17, 257, 4099]
 # Awkward lengths for the NumPy reference: SIMD remainders of every width, one to a few vectors.
-REF_SIZES = [n for n in AWKWARD if n in (1, 2, 7, 16, 17, 65, 257)] + [4099]
+# 40001 spans three 16384-element thread chunks (the last one partial).
+REF_SIZES = [n for n in AWKWARD if n in (1, 2, 7, 16, 17, 65, 257)] + [4099, 40001]
 RTOL = {np.dtype(np.float32): 1e-5, np.dtype(np.float64): 1e-12}
 
 SGD_CONFIGS = {
@@ -153,7 +154,7 @@ def _adam_reference(p, grads, lr, b1, b2, adam_eps, wd, decoupled):
 
 
 @pytest.mark.parametrize("config", list(SGD_CONFIGS))
-def test_sgd_matches_numpy_reference(dtype, num_threads, config):
+def test_sgd_matches_numpy_reference(dtype, num_threads, isa, config):
     lr, momentum, dampening, wd, nesterov = _sgd_kernel_args(SGD_CONFIGS[config])
     rng = np.random.default_rng(3)
     for n in REF_SIZES:
@@ -164,14 +165,14 @@ def test_sgd_matches_numpy_reference(dtype, num_threads, config):
             opt.sgd_step(param, g, buf, lr, momentum, dampening, wd, nesterov, step == 0,
                          num_threads)
         ref_p, ref_buf = _sgd_reference(p0, grads, lr, momentum, dampening, wd, nesterov)
-        what = f"SGD {config} {dtype.name} n={n}"
+        what = f"SGD {config} {dtype.name} {isa} n={n}"
         _assert_close(param, ref_p, dtype, what)
         if momentum:
             _assert_close(buf, ref_buf, dtype, what + " momentum_buffer")
 
 
 @pytest.mark.parametrize("config", list(ADAM_CONFIGS))
-def test_adam_matches_numpy_reference(dtype, num_threads, config):
+def test_adam_matches_numpy_reference(dtype, num_threads, isa, config):
     kind, cfg = ADAM_CONFIGS[config]
     lr, b1, b2, adam_eps, wd, decoupled = _adam_kernel_args(kind, cfg)
     rng = np.random.default_rng(4)
@@ -183,7 +184,7 @@ def test_adam_matches_numpy_reference(dtype, num_threads, config):
         for step, g in enumerate(grads, start=1):
             opt.adam_step(param, g, m, v, lr, b1, b2, adam_eps, wd, step, decoupled, num_threads)
         ref_p, ref_m, ref_v = _adam_reference(p0, grads, lr, b1, b2, adam_eps, wd, decoupled)
-        what = f"{kind} {config} {dtype.name} n={n}"
+        what = f"{kind} {config} {dtype.name} {isa} n={n}"
         _assert_close(param, ref_p, dtype, what)
         _assert_close(m, ref_m, dtype, what + " exp_avg")
         _assert_close(v, ref_v, dtype, what + " exp_avg_sq")

@@ -61,7 +61,7 @@ if hasattr(os, "register_at_fork"):
 def _apply_isa_from_env():
     isa = os.environ.get("RANVIER_ISA", "").strip().lower()
     if isa:
-        matmul.set_isa(isa)  # ValueError names the choices when this CPU cannot run it
+        set_isa(isa)  # ValueError names the choices when this CPU cannot run it
 
 
 def get_isa():
@@ -70,8 +70,13 @@ def get_isa():
 
 
 def set_isa(name):
-    """Force a GEMM micro-kernel (for tests and comparisons); ValueError if unsupported here."""
-    matmul.set_isa(name)
+    """Force one instruction set for every native kernel family (GEMM, activations, optimizer
+    updates), for tests and comparisons; ValueError if this CPU or build cannot run it."""
+    from ._kernels import activations, optimizers
+
+    matmul.set_isa(name)  # first: its error names the ISAs this CPU supports
+    activations.set_isa(name)
+    optimizers.set_isa(name)
 
 
 def _compiler_info():

@@ -12,8 +12,40 @@ ctypedef fused real:
     float
     double
 
+cdef extern from "optim.h":
+    # C loops compiled once per instruction set (generic / AVX2 / AVX-512), picked at run time.
+    ctypedef struct ranvier_sgd_params:
+        double lr, momentum, dampening, weight_decay
+        int nesterov, first_step
+    ctypedef struct ranvier_adam_params:
+        double beta1, beta2, one_minus_beta1, one_minus_beta2, eps, weight_decay, step_size
+        double inv_sqrt_bc2, decay
+        int decoupled
+    void ranvier_sgd_f32(const ranvier_sgd_params *h, float *p, const float *g, float *buf,
+                         Py_ssize_t n) nogil
+    void ranvier_sgd_f64(const ranvier_sgd_params *h, double *p, const double *g, double *buf,
+                         Py_ssize_t n) nogil
+    void ranvier_adam_f32(const ranvier_adam_params *h, float *p, const float *g, float *m,
+                          float *v, float *vmax, Py_ssize_t n) nogil
+    void ranvier_adam_f64(const ranvier_adam_params *h, double *p, const double *g, double *m,
+                          double *v, double *vmax, Py_ssize_t n) nogil
+    int ranvier_optim_get_isa() nogil
+    int ranvier_optim_set_isa(int isa) nogil
+
 cdef enum:
     NORM_CHUNK = 4096   # elements per partial sum; fixed, so the sum order does not follow threads
+    UPDATE_CHUNK = 16384  # elements per thread task of an elementwise update
+
+
+def get_isa():
+    """Instruction set of the SGD/Adam update loops in use ('generic', 'avx2', 'avx512')."""
+    return ("generic", "avx2", "avx512")[ranvier_optim_get_isa()]
+
+
+def set_isa(name):
+    isas = ("generic", "avx2", "avx512")
+    if name not in isas or ranvier_optim_set_isa(isas.index(name)) != 0:
+        raise ValueError(f"optimizer ISA {name!r} is not supported here")
 
 
 cdef inline int _check_len(Py_ssize_t n, Py_ssize_t m, str name) except -1:
@@ -40,6 +72,22 @@ cdef inline real _decayed(real g, real p, real wd) noexcept nogil:
         return g + wd * p
 
 
+cdef inline void _sgd_chunk(const ranvier_sgd_params *h, real *p, const real *g, real *buf,
+                            Py_ssize_t n) noexcept nogil:
+    if real is float:
+        ranvier_sgd_f32(h, p, g, buf, n)
+    else:
+        ranvier_sgd_f64(h, p, g, buf, n)
+
+
+cdef inline void _adam_chunk(const ranvier_adam_params *h, real *p, const real *g, real *m,
+                             real *v, real *vmax, Py_ssize_t n) noexcept nogil:
+    if real is float:
+        ranvier_adam_f32(h, p, g, m, v, vmax, n)
+    else:
+        ranvier_adam_f64(h, p, g, m, v, vmax, n)
+
+
 def sgd_step(real[::1] param, const real[::1] grad, real[::1] momentum_buf, double lr,
              double momentum=0.0, double dampening=0.0, double weight_decay=0.0,
              bint nesterov=False, bint first_step=False, int num_threads=1):
@@ -48,29 +96,27 @@ def sgd_step(real[::1] param, const real[::1] grad, real[::1] momentum_buf, doub
         buf = g (first step) or momentum * buf + (1 - dampening) * g
         p -= lr * (g + momentum * buf if nesterov else buf)      (p -= lr * g without momentum)
     Without momentum ``momentum_buf`` is not touched (it may be empty)."""
-    cdef Py_ssize_t i, n = param.shape[0]
-    cdef real g, b
-    cdef real rlr = <real>lr, rmom = <real>momentum, rdamp = <real>(1.0 - dampening)
-    cdef real rwd = <real>weight_decay
-    cdef bint use_momentum = momentum != 0.0
+    cdef Py_ssize_t c, lo, n = param.shape[0], nchunks
+    cdef ranvier_sgd_params h
+    h.lr, h.momentum, h.dampening, h.weight_decay = lr, momentum, dampening, weight_decay
+    h.nesterov, h.first_step = nesterov, first_step
     _check_len(n, grad.shape[0], "grad")
-    if use_momentum:
+    if momentum != 0.0:
         _check_len(n, momentum_buf.shape[0], "momentum_buf")
-    for i in prange(n, nogil=True, schedule="static", num_threads=num_threads):
-        g = grad[i]
-        if rwd != 0:
-            g = _decayed(g, param[i], rwd)
-        if use_momentum:
-            if first_step:
-                b = g
-            else:
-                b = rmom * momentum_buf[i] + rdamp * g
-            momentum_buf[i] = b
-            if nesterov:
-                g = g + rmom * b
-            else:
-                g = b
-        param[i] = param[i] - rlr * g
+    if n == 0:
+        return
+    cdef real *pbuf = &momentum_buf[0] if momentum != 0.0 else NULL
+    cdef real *pp = &param[0]
+    cdef const real *pg = &grad[0]
+    nchunks = (n + UPDATE_CHUNK - 1) // UPDATE_CHUNK
+    if num_threads <= 1 or nchunks == 1:  # no parallel region: a team costs ~1 us per call
+        with nogil:
+            _sgd_chunk(&h, pp, pg, pbuf, n)
+        return
+    for c in prange(nchunks, nogil=True, schedule="static", num_threads=num_threads):
+        lo = c * UPDATE_CHUNK
+        _sgd_chunk(&h, pp + lo, pg + lo, pbuf + lo if pbuf != NULL else NULL,
+                   min(<Py_ssize_t>UPDATE_CHUNK, n - lo))
 
 
 def adam_step(real[::1] param, const real[::1] grad, real[::1] exp_avg, real[::1] exp_avg_sq,
@@ -81,39 +127,35 @@ def adam_step(real[::1] param, const real[::1] grad, real[::1] exp_avg, real[::1
 
     With ``max_exp_avg_sq`` (AMSGrad): max_exp_avg_sq = max(max_exp_avg_sq, exp_avg_sq) and the
     denominator uses it instead of exp_avg_sq."""
-    cdef Py_ssize_t i, n = param.shape[0]
+    cdef Py_ssize_t c, lo, n = param.shape[0], nchunks
     cdef double bc1 = 1.0 - beta1 ** step, bc2 = 1.0 - beta2 ** step
-    cdef real step_size = <real>(lr / bc1), inv_sqrt_bc2 = <real>(1.0 / sqrt(bc2))
+    cdef ranvier_adam_params h
     # 1 - beta is formed in double, then rounded: 1 - float32(0.999) would be 1.3e-5 off.
-    cdef real b1 = <real>beta1, b2 = <real>beta2, reps = <real>eps, rwd = <real>weight_decay
-    cdef real omb1 = <real>(1.0 - beta1), omb2 = <real>(1.0 - beta2)
-    cdef real decay = <real>(1.0 - lr * weight_decay)
-    cdef real g, m, v, vmax, denom
+    h.beta1, h.beta2, h.one_minus_beta1, h.one_minus_beta2 = beta1, beta2, 1.0 - beta1, 1.0 - beta2
+    h.eps, h.weight_decay, h.decoupled = eps, weight_decay, decoupled
+    h.step_size, h.inv_sqrt_bc2, h.decay = lr / bc1, 1.0 / sqrt(bc2), 1.0 - lr * weight_decay
     cdef bint amsgrad = max_exp_avg_sq is not None
     _check_len(n, grad.shape[0], "grad")
     _check_len(n, exp_avg.shape[0], "exp_avg")
     _check_len(n, exp_avg_sq.shape[0], "exp_avg_sq")
     if amsgrad:
         _check_len(n, max_exp_avg_sq.shape[0], "max_exp_avg_sq")
-    for i in prange(n, nogil=True, schedule="static", num_threads=num_threads):
-        g = grad[i]
-        if rwd != 0:
-            if decoupled:
-                param[i] = param[i] * decay
-            else:
-                g = _decayed(g, param[i], rwd)
-        m = b1 * exp_avg[i] + omb1 * g
-        v = b2 * exp_avg_sq[i] + omb2 * g * g
-        exp_avg[i] = m
-        exp_avg_sq[i] = v
-        if amsgrad:
-            vmax = max_exp_avg_sq[i]
-            if not (vmax >= v):      # torch.maximum: a NaN wins
-                vmax = v
-            max_exp_avg_sq[i] = vmax
-            v = vmax
-        denom = _sqrt(v) * inv_sqrt_bc2 + reps
-        param[i] = param[i] - step_size * m / denom
+    if n == 0:
+        return
+    cdef real *pp = &param[0]
+    cdef const real *pg = &grad[0]
+    cdef real *pm = &exp_avg[0]
+    cdef real *pv = &exp_avg_sq[0]
+    cdef real *pvmax = &max_exp_avg_sq[0] if amsgrad else NULL
+    nchunks = (n + UPDATE_CHUNK - 1) // UPDATE_CHUNK
+    if num_threads <= 1 or nchunks == 1:
+        with nogil:
+            _adam_chunk(&h, pp, pg, pm, pv, pvmax, n)
+        return
+    for c in prange(nchunks, nogil=True, schedule="static", num_threads=num_threads):
+        lo = c * UPDATE_CHUNK
+        _adam_chunk(&h, pp + lo, pg + lo, pm + lo, pv + lo, pvmax + lo if pvmax != NULL else NULL,
+                    min(<Py_ssize_t>UPDATE_CHUNK, n - lo))
 
 
 def rmsprop_step(real[::1] param, const real[::1] grad, real[::1] square_avg,
