@@ -323,11 +323,14 @@ static void FN(gemm_loops)(ptrdiff_t m, ptrdiff_t n, ptrdiff_t k, REAL alpha, co
         __attribute__((aligned(64)))
 #endif
         ;
+    /* k in equal slices of at most KC: 784 = 4 x 196, not 3 x 256 + 16 (a 16-deep slice pays a
+     * whole pass over C for little work). */
+    const ptrdiff_t kslices = (k + KC - 1) / KC, kstep = (k + kslices - 1) / kslices;
     for (ptrdiff_t jc = 0; jc < n; jc += NC) {
         const ptrdiff_t nc = rv_min(NC, n - jc);
         const ptrdiff_t nb_panels = (nc + NR - 1) / NR;
-        for (ptrdiff_t pc = 0; pc < k; pc += KC) {
-            const ptrdiff_t kc = rv_min(KC, k - pc);
+        for (ptrdiff_t pc = 0; pc < k; pc += kstep) {
+            const ptrdiff_t kc = rv_min(kstep, k - pc);
             const REAL beta_pc = (pc == 0) ? beta : (REAL)1;
             const int last = pc + kc >= k;
             /* Write tiles straight from registers into C when no scaling is needed. */

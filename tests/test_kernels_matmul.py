@@ -532,3 +532,11 @@ def test_gemm_every_edge_tile(isa, dtype, beta):
                     ref, scale = _reference(a, b, ta, tb, 1.0, beta, c0)
                     _assert_within_bound(out, ref, scale, k, dtype,
                                          f"{isa} {form} beta={beta} {m}x{n}x{k}")
+
+
+def test_bias_add_rejects_wrong_length(dtype):
+    y = np.zeros((3, 4), dtype)
+    with pytest.raises(ValueError, match="bias"):
+        matmul.bias_add(y, np.ones(3, dtype))
+    with pytest.raises(ValueError, match="bias"):
+        matmul.bias_add(y, np.ones(5, dtype))

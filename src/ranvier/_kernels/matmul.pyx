@@ -109,6 +109,14 @@ cdef inline int _gemm(Py_ssize_t m, Py_ssize_t n, Py_ssize_t k, real alpha, cons
 def bias_add(real[:, ::1] y, const real[::1] bias, int num_threads=1):
     """y[i, :] += bias, in place."""
     cdef Py_ssize_t i, j, n = y.shape[0], d = y.shape[1]
+    if bias.shape[0] != d:
+        raise ValueError(f"bias_add: bias has {bias.shape[0]} entries, y has {d} columns")
+    if num_threads <= 1:  # no parallel region: creating a team costs ~1 us per call
+        with nogil:
+            for i in range(n):
+                for j in range(d):
+                    y[i, j] = y[i, j] + bias[j]
+        return
     for i in prange(n, nogil=True, schedule="static", num_threads=num_threads):
         for j in range(d):
             y[i, j] = y[i, j] + bias[j]
@@ -137,7 +145,7 @@ cdef inline void _colsum_block(const real *dy, Py_ssize_t n, Py_ssize_t ld, Py_s
 def bias_grad(const real[:, ::1] dy, real[::1] out, bint accumulate=False, int num_threads=1):
     """out[j] = sum_i dy[i, j] (or out[j] += ... with accumulate), summed in double. Threads split
     columns, so the order of the sums (and the result) is the same for any thread count."""
-    cdef Py_ssize_t n = dy.shape[0], d = dy.shape[1], blk, j1
+    cdef Py_ssize_t n = dy.shape[0], d = dy.shape[1], blk
     cdef Py_ssize_t nblocks = (d + COLSUM_BLOCK - 1) // COLSUM_BLOCK
     if out.shape[0] != d:
         raise ValueError(f"bias_grad: out has {out.shape[0]} entries, dy has {d} columns")
@@ -148,11 +156,15 @@ def bias_grad(const real[:, ::1] dy, real[::1] out, bint accumulate=False, int n
     if n == 0 and not accumulate:
         out[:] = 0
         return
+    if num_threads <= 1 or nblocks == 1:
+        with nogil:
+            for blk in range(nblocks):
+                _colsum_block(pdy, n, d, blk * COLSUM_BLOCK, min((blk + 1) * COLSUM_BLOCK, d),
+                              pout, accumulate)
+        return
     for blk in prange(nblocks, nogil=True, schedule="static", num_threads=num_threads):
-        j1 = (blk + 1) * COLSUM_BLOCK
-        if j1 > d:
-            j1 = d
-        _colsum_block(pdy, n, d, blk * COLSUM_BLOCK, j1, pout, accumulate)
+        _colsum_block(pdy, n, d, blk * COLSUM_BLOCK, min((blk + 1) * COLSUM_BLOCK, d), pout,
+                      accumulate)
 
 
 # -- Dense layer --------------------------------------------------------------------------------
@@ -208,6 +220,16 @@ cdef inline void _act_grad_colsum_block(const real *y, const real *dy, real *dz,
             db[j] = <real>acc[j - j0]
 
 
+cdef inline void _grad_block(const real *y, const real *dy, real *dz, Py_ssize_t n,
+                             Py_ssize_t d, Py_ssize_t blk, real *db, int act) noexcept nogil:
+    # Column block blk of the fused pass: dz = dy * act'(y) and db, or db alone without dz.
+    cdef Py_ssize_t j0 = blk * COLSUM_BLOCK, j1 = min((blk + 1) * COLSUM_BLOCK, d)
+    if dz != NULL:
+        _act_grad_colsum_block(y, dy, dz, n, d, j0, j1, db, act)
+    else:
+        _colsum_block(dy, n, d, j0, j1, db, False)
+
+
 def dense_backward(const real[:, ::1] x, const real[:, ::1] w, const real[:, ::1] y,
                    const real[:, ::1] dy, real[:, ::1] dz, real[:, ::1] dw, real[::1] db,
                    real[:, ::1] dx, int act=RANVIER_ACT_NONE, int num_threads=1):
@@ -216,7 +238,7 @@ def dense_backward(const real[:, ::1] x, const real[:, ::1] w, const real[:, ::1
         dw = dz.T @ x,  dx = dz @ w               (dx may be None for a first layer)
     Column sums are taken in double, by column blocks, so they do not depend on thread count."""
     cdef Py_ssize_t n = x.shape[0], fin = x.shape[1], fout = w.shape[0], rc = 0
-    cdef Py_ssize_t nblocks = (fout + COLSUM_BLOCK - 1) // COLSUM_BLOCK, blk, j1
+    cdef Py_ssize_t nblocks = (fout + COLSUM_BLOCK - 1) // COLSUM_BLOCK, blk
     if (w.shape[1] != fin or dy.shape[0] != n or dy.shape[1] != fout or dw.shape[0] != fout
             or dw.shape[1] != fin or y.shape[0] != n or y.shape[1] != fout):
         raise ValueError("dense_backward: shapes do not agree")
@@ -230,21 +252,19 @@ def dense_backward(const real[:, ::1] x, const real[:, ::1] w, const real[:, ::1
         return
     cdef const real *g = &dy[0, 0]
     cdef real *pdb = &db[0] if db is not None else NULL
-    cdef int nt = num_threads if n * fout >= 131072 else 1
-    if act != RANVIER_ACT_NONE:
-        for blk in prange(nblocks, nogil=True, schedule="static", num_threads=nt):
-            j1 = (blk + 1) * COLSUM_BLOCK
-            if j1 > fout:
-                j1 = fout
-            _act_grad_colsum_block(&y[0, 0], &dy[0, 0], &dz[0, 0], n, fout, blk * COLSUM_BLOCK,
-                                   j1, pdb, act)
-        g = &dz[0, 0]
-    elif pdb != NULL:
-        for blk in prange(nblocks, nogil=True, schedule="static", num_threads=nt):
-            j1 = (blk + 1) * COLSUM_BLOCK
-            if j1 > fout:
-                j1 = fout
-            _colsum_block(g, n, fout, blk * COLSUM_BLOCK, j1, pdb, False)
+    # Threads only pay off on large activations, and a parallel region costs ~1 us even for one.
+    cdef bint parallel = num_threads > 1 and nblocks > 1 and n * fout >= 131072
+    cdef real *pdz = &dz[0, 0] if act != RANVIER_ACT_NONE else NULL
+    if act != RANVIER_ACT_NONE or pdb != NULL:
+        if parallel:
+            for blk in prange(nblocks, nogil=True, schedule="static", num_threads=num_threads):
+                _grad_block(&y[0, 0], g, pdz, n, fout, blk, pdb, act)
+        else:
+            with nogil:
+                for blk in range(nblocks):
+                    _grad_block(&y[0, 0], g, pdz, n, fout, blk, pdb, act)
+    if pdz != NULL:
+        g = pdz
     with nogil:
         # dw (fout, fin) = g.T @ x: A = g transposed (row stride 1, column stride fout).
         rc = _gemm(fout, fin, n, 1, g, 1, fout, &x[0, 0], fin, 1, 0, &dw[0, 0], fin, 1, NULL,
