@@ -55,6 +55,13 @@ int ranvier_dgemm(ptrdiff_t m, ptrdiff_t n, ptrdiff_t k, double alpha,
                   double *c, ptrdiff_t rsc, ptrdiff_t csc, const double *bias, int act,
                   int nthreads);
 
+/* The first pass of a Dense layer's backward for columns j0..j1 (at most 64): dz = dy * act'(y),
+ * db = column sums of dz in double; dz NULL means no activation, db NULL no bias (dense_grad.h). */
+void ranvier_dense_grad_f32(ptrdiff_t n, ptrdiff_t d, ptrdiff_t j0, ptrdiff_t j1, const float *y,
+                            const float *dy, float *dz, float *db, int act);
+void ranvier_dense_grad_f64(ptrdiff_t n, ptrdiff_t d, ptrdiff_t j0, ptrdiff_t j1, const double *y,
+                            const double *dy, double *dz, double *db, int act);
+
 /* ISA selection. set returns 0, or -1 if this build or CPU cannot run the requested ISA. */
 int ranvier_gemm_best_isa(void);
 int ranvier_gemm_get_isa(void);
@@ -69,7 +76,12 @@ int ranvier_gemm_isa_supported(int isa);
     int ranvier_dgemm_##isa(ptrdiff_t, ptrdiff_t, ptrdiff_t, double, const double *,        \
                             ptrdiff_t, ptrdiff_t, const double *, ptrdiff_t, ptrdiff_t,     \
                             double, double *, ptrdiff_t, ptrdiff_t, const double *, int,    \
-                            int);
+                            int);                                                           \
+    void ranvier_dense_grad_f32_##isa(ptrdiff_t, ptrdiff_t, ptrdiff_t, ptrdiff_t,            \
+                                      const float *, const float *, float *, float *, int);  \
+    void ranvier_dense_grad_f64_##isa(ptrdiff_t, ptrdiff_t, ptrdiff_t, ptrdiff_t,            \
+                                      const double *, const double *, double *, double *,    \
+                                      int);
 RANVIER_DECLARE_GEMM(generic)
 #if RANVIER_HAVE_X86_SIMD
 RANVIER_DECLARE_GEMM(avx2)

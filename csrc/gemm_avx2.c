@@ -5,6 +5,7 @@
 #define REAL float
 #define REAL_IS_DOUBLE 0
 #define TAG s_avx2
+#define GRAD_NAME ranvier_dense_grad_f32_avx2
 #define GEMM_NAME ranvier_sgemm_avx2
 #define MR 6
 #define NR 16
@@ -16,6 +17,7 @@
 #define REAL double
 #define REAL_IS_DOUBLE 1
 #define TAG d_avx2
+#define GRAD_NAME ranvier_dense_grad_f64_avx2
 #define GEMM_NAME ranvier_dgemm_avx2
 #define MR 6
 #define NR 8

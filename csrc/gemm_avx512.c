@@ -7,6 +7,7 @@
 #define REAL float
 #define REAL_IS_DOUBLE 0
 #define TAG s_avx512
+#define GRAD_NAME ranvier_dense_grad_f32_avx512
 #define GEMM_NAME ranvier_sgemm_avx512
 #define MR 8
 #define NR 32
@@ -18,6 +19,7 @@
 #define REAL double
 #define REAL_IS_DOUBLE 1
 #define TAG d_avx512
+#define GRAD_NAME ranvier_dense_grad_f64_avx512
 #define GEMM_NAME ranvier_dgemm_avx512
 #define MR 8
 #define NR 16

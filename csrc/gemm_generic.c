@@ -5,6 +5,7 @@
 #define REAL float
 #define REAL_IS_DOUBLE 0
 #define TAG s_generic
+#define GRAD_NAME ranvier_dense_grad_f32_generic
 #define GEMM_NAME ranvier_sgemm_generic
 #define MR 4
 #define NR 8
@@ -16,6 +17,7 @@
 #define REAL double
 #define REAL_IS_DOUBLE 1
 #define TAG d_generic
+#define GRAD_NAME ranvier_dense_grad_f64_generic
 #define GEMM_NAME ranvier_dgemm_generic
 #define MR 4
 #define NR 4

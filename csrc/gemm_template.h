@@ -11,7 +11,10 @@
  *
  * Threads share the packed buffers and split the packing and the tile loop statically. Every tile
  * of C is computed by one thread, summing k in the same order, so results do not depend on the
- * number of threads. */
+ * number of threads.
+ *
+ * GRAD_NAME names this instance of the Dense backward's fused activation/bias-gradient pass
+ * (dense_grad.h), compiled with the same flags. */
 
 #include <math.h>
 #include <stdlib.h>
@@ -408,6 +411,8 @@ int GEMM_NAME(ptrdiff_t m, ptrdiff_t n, ptrdiff_t k, REAL alpha, const REAL *a, 
     rv_aligned_free(b_pack);
     return 0;
 }
+
+#include "dense_grad.h" /* the backward's first pass, for the same ISA and REAL */
 
 #undef FN
 #undef NRH

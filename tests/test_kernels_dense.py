@@ -107,7 +107,7 @@ def test_fused_plan_matches_layer_by_layer(rng, dtype, act_layer):
     fused, plain = _mlp(dtype, act_layer), _mlp(dtype, act_layer)
     loss_a, loss_b = rv.CrossEntropyLoss(), rv.CrossEntropyLoss()
     blocks = _plan.build_plan(fused.layers)
-    assert len(blocks) == 3 and all(isinstance(b, _plan.DenseBlock) for b in blocks)
+    assert len(blocks) == 1 and isinstance(blocks[0], _plan.DenseRunBlock)  # one native run
     out_a = _plan.run_forward(blocks, x)
     la, _ = loss_a._train_forward(out_a, labels)
     _plan.run_backward(blocks, loss_a.backward())
@@ -139,3 +139,96 @@ def test_training_step_allocates_no_arrays_after_first_batch(rng):
         finally:
             tracemalloc.stop()
         assert peak - base < 1 << 20, f"{type(opt).__name__}: peak grew by {peak - base} bytes"
+
+
+def _run_and_reference(dtype, rng, acts=("relu", "tanh", "none")):
+    """A DenseRun over three layers, and the same layers as plain Dense objects."""
+    sizes = [(9, 13), (13, 6), (6, 3)]
+    dense = [rv.Dense(i, o, seed=k, dtype=dtype) for k, (i, o) in enumerate(sizes)]
+    run = mm.DenseRun(dense, [ACTS[a] for a in acts])
+    return dense, run
+
+
+def _reference_step(dense, acts, x, dy):
+    """float64 forward output, weight and bias gradients and dL/dx of the same stack."""
+    hs, h = [x.astype(np.float64)], x.astype(np.float64)
+    for d, a in zip(dense, acts):
+        h = _act_ref(h @ d.weight.data.T.astype(np.float64) + d.bias.data, a)
+        hs.append(h)
+    g = dy.astype(np.float64)
+    grads = []
+    for i in range(len(dense) - 1, -1, -1):
+        g = g * _act_grad_ref(hs[i + 1], acts[i])
+        grads.append((g.T @ hs[i], g.sum(0)))
+        g = g @ dense[i].weight.data.astype(np.float64)
+    return hs[-1], grads[::-1], g
+
+
+def test_dense_run_matches_reference(rng, dtype, isa, num_threads):
+    acts = ("relu", "tanh", "none")
+    dense, run = _run_and_reference(dtype, rng, acts)
+    tol = 1e-4 if dtype == np.float32 else 1e-11
+    for n in (1, 7, 33, 7):  # batch sizes change, then come back to a bound one
+        x = rng.standard_normal((n, 9)).astype(dtype)
+        dy = rng.standard_normal((n, 3)).astype(dtype)
+        out = run.forward(x, num_threads)
+        dx = run.backward(dy, True, num_threads)
+        ref_out, ref_grads, ref_dx = _reference_step(dense, acts, x, dy)
+        np.testing.assert_allclose(out, ref_out, rtol=tol, atol=tol)
+        np.testing.assert_allclose(dx, ref_dx, rtol=tol, atol=tol)
+        for d, (gw, gb) in zip(dense, ref_grads):
+            np.testing.assert_allclose(d.weight.grad, gw, rtol=tol, atol=tol)
+            np.testing.assert_allclose(d.bias.grad, gb, rtol=tol, atol=tol)
+        assert run.backward(dy, False, num_threads) is None  # a first run: no dL/dx
+
+
+def test_dense_run_sees_replaced_parameters(rng):
+    dense, run = _run_and_reference(np.float64, rng)
+    x = rng.standard_normal((5, 9))
+    run.forward(x)
+    dense[1].weight.data = rng.standard_normal((6, 13))  # replaced, not written in place
+    out = run.forward(x)
+    np.testing.assert_allclose(out, _reference_step(dense, ("relu", "tanh", "none"), x,
+                                                    np.zeros((5, 3)))[0], rtol=1e-12)
+    dense[0].weight.data = np.ones((13, 9), np.float32)  # wrong dtype: refused, not misread
+    with pytest.raises(ValueError, match="layer 0 weight"):
+        run.forward(x)
+
+
+def test_dense_run_rejects_bad_calls(rng):
+    dense, run = _run_and_reference(np.float32, rng)
+    with pytest.raises(RuntimeError, match="before forward"):
+        run.backward(np.zeros((2, 3), np.float32), True)
+    with pytest.raises(ValueError, match="x must be"):
+        run.forward(np.zeros((2, 8), np.float32))        # wrong width
+    with pytest.raises(ValueError, match="x must be"):
+        run.forward(np.zeros((2, 9), np.float64))        # wrong dtype
+    run.forward(np.zeros((2, 9), np.float32))
+    with pytest.raises(ValueError, match="rows"):
+        run.backward(np.zeros((3, 3), np.float32), True)
+    with pytest.raises(ValueError, match="dy must be"):
+        run.backward(np.zeros((2, 3), np.float32)[:, ::-1], True)
+    with pytest.raises(ValueError, match="features"):
+        mm.DenseRun([rv.Dense(4, 5), rv.Dense(6, 2)], [mm.ACT_NONE] * 2)
+
+
+def test_dense_run_empty_batch_zeroes_gradients(rng):
+    dense, run = _run_and_reference(np.float32, rng)
+    for d in dense:
+        d.weight.grad[...] = 7
+        d.bias.grad[...] = 7
+    out = run.forward(np.zeros((0, 9), np.float32))
+    assert out.shape == (0, 3)
+    run.backward(np.zeros((0, 3), np.float32), True)
+    for d in dense:
+        assert not d.weight.grad.any() and not d.bias.grad.any()
+
+
+def test_plan_splits_runs_at_other_layers_and_dtypes():
+    layers = [rv.Dense(4, 5), rv.ReLU(), rv.Dense(5, 5), rv.Dropout(0.1), rv.Dense(5, 3),
+              rv.Sigmoid()]
+    blocks = _plan.build_plan(layers)
+    assert [type(b).__name__ for b in blocks] == ["DenseRunBlock", "LayerBlock", "DenseRunBlock"]
+    assert len(blocks[0].dense) == 2 and len(blocks[2].dense) == 1
+    mixed = _plan.build_plan([rv.Dense(4, 5, dtype=np.float32), rv.Dense(5, 3, dtype=np.float64)])
+    assert len(mixed) == 2

@@ -1,9 +1,11 @@
 """How a Sequential runs while it trains: a list of blocks over reused buffers.
 
-A ``Dense`` followed by ``ReLU``/``Sigmoid``/``Tanh`` becomes one block: its forward is a single GEMM
-whose epilogue adds the bias and applies the activation, and its backward folds the activation
-gradient and the bias gradient into one pass before the two GEMMs. Every block keeps its output and
-gradient buffers per batch size, so a training step allocates nothing once the first batch has run.
+Consecutive ``Dense`` layers, each optionally followed by ``ReLU``/``Sigmoid``/``Tanh``, become one
+block backed by a native ``DenseRun``: its forward is one call that runs each layer as a single
+GEMM whose epilogue adds the bias and applies the activation, and its backward is one call that
+folds each activation gradient and bias gradient into one pass before the two GEMMs. The run keeps
+its output and gradient buffers per batch size, so a training step allocates nothing once the
+first batch has run, and a small network pays two native calls per step instead of two per layer.
 Other layers run through their own ``forward``/``backward``.
 
 Buffers returned by a block are overwritten by the next step: this path is internal to ``fit``.
@@ -15,53 +17,28 @@ from ._kernels import matmul as _mm
 from .layers import Dense, ReLU, Sigmoid, Tanh
 
 _ACT_CODES = {ReLU: _mm.ACT_RELU, Sigmoid: _mm.ACT_SIGMOID, Tanh: _mm.ACT_TANH}
-_SPECIALISED = {
-    np.dtype(np.float32): (_mm.dense_forward["float"], _mm.dense_backward["float"]),
-    np.dtype(np.float64): (_mm.dense_forward["double"], _mm.dense_backward["double"]),
-}
 
 
-class DenseBlock:
-    """Dense (+ an optional fused activation)."""
+class DenseRunBlock:
+    """Dense layers (each + an optional fused activation) as one native forward/backward."""
 
-    __slots__ = ("dense", "act", "_fwd", "_bwd", "_ws", "_x", "_y")
+    __slots__ = ("dense", "run", "_dtype")
 
-    def __init__(self, dense, act_layer=None):
-        self.dense = dense
-        self.act = _ACT_CODES[type(act_layer)] if act_layer is not None else _mm.ACT_NONE
-        self._fwd, self._bwd = _SPECIALISED[dense.dtype]
-        self._ws = {}
-        self._x = self._y = None
-
-    def _buffers(self, n):
-        ws = self._ws.get(n)
-        if ws is None:
-            d = self.dense
-            dt = d.dtype
-            ws = (np.empty((n, d.out_features), dt),
-                  np.empty((n, d.out_features), dt) if self.act != _mm.ACT_NONE else None,
-                  np.empty((n, d.in_features), dt))
-            if len(self._ws) > 4:  # batch sizes come and go only with partial last batches
-                self._ws.clear()
-            self._ws[n] = ws
-        return ws
+    def __init__(self, pairs):
+        self.dense = [d for d, _ in pairs]
+        self.run = _mm.DenseRun(self.dense, [_ACT_CODES[type(a)] if a is not None else
+                                             _mm.ACT_NONE for _, a in pairs])
+        self._dtype = self.dense[0].dtype
 
     def forward(self, x, nt):
-        d = self.dense
-        if x.dtype != d.weight.data.dtype or not x.flags.c_contiguous:
-            x = np.ascontiguousarray(x, dtype=d.weight.data.dtype)
-        out = self._buffers(x.shape[0])[0]
-        self._fwd(x, d.weight.data, d.bias.data if d.bias is not None else None, out, self.act, nt)
-        self._x, self._y = x, out
-        return out
+        if x.dtype != self._dtype or not x.flags.c_contiguous:
+            x = np.ascontiguousarray(x, dtype=self._dtype)
+        return self.run.forward(x, nt)
 
     def backward(self, dy, need_input_grad, nt):
-        _, dz, dx = self._buffers(dy.shape[0])
-        d = self.dense
-        self._bwd(self._x, d.weight.data, self._y, dy, dz, d.weight.grad,
-                  d.bias.grad if d.bias is not None else None, dx if need_input_grad else None,
-                  self.act, nt)
-        return dx if need_input_grad else None
+        if dy.dtype != self._dtype or not dy.flags.c_contiguous:
+            dy = np.ascontiguousarray(dy, dtype=self._dtype)
+        return self.run.backward(dy, need_input_grad, nt)
 
 
 class LayerBlock:
@@ -80,20 +57,29 @@ class LayerBlock:
 
 
 def build_plan(layers):
-    """Blocks for ``layers``, fusing each Dense with the activation that follows it."""
-    blocks, i = [], 0
+    """Blocks for ``layers``: each maximal run of Dense (+ activation) layers of one dtype becomes
+    one DenseRunBlock."""
+    blocks, run, i = [], [], 0
+
+    def close_run():
+        if run:
+            blocks.append(DenseRunBlock(list(run)))
+            run.clear()
+
     while i < len(layers):
         layer = layers[i]
-        nxt = layers[i + 1] if i + 1 < len(layers) else None
-        if isinstance(layer, Dense) and type(nxt) in _ACT_CODES:
-            blocks.append(DenseBlock(layer, nxt))
-            i += 2
-        elif isinstance(layer, Dense):
-            blocks.append(DenseBlock(layer))
-            i += 1
+        if isinstance(layer, Dense):
+            if run and run[0][0].dtype != layer.dtype:
+                close_run()
+            nxt = layers[i + 1] if i + 1 < len(layers) else None
+            act = nxt if type(nxt) in _ACT_CODES else None
+            run.append((layer, act))
+            i += 2 if act is not None else 1
         else:
+            close_run()
             blocks.append(LayerBlock(layer))
             i += 1
+    close_run()
     return blocks
 
 

@@ -5,6 +5,7 @@ When the last layer is ``Softmax`` and the loss is ``CrossEntropyLoss``, trainin
 the fused softmax + cross-entropy kernel (stable, one pass) and the Softmax layer is used only for
 prediction, as Keras users expect from a softmax output with a cross-entropy loss.
 """
+import math
 import time
 
 import numpy as np
@@ -391,17 +392,20 @@ class Sequential:
                 progress = EpochProgress(verbose, epoch, initial_epoch + epochs, steps)
                 order = rng.permutation(n) if shuffle else np.arange(n)
                 loss_sum, correct, seen = 0.0, 0, 0
+                # The step loop runs thousands of times per second on small networks: locals,
+                # bound methods and math.isfinite instead of NumPy scalar calls.
+                full_bufs = self._batch_buffers(min(batch_size, n), X, y)
                 for b, start in enumerate(range(0, n, batch_size)):
                     idx = order[start:start + batch_size]
                     m = len(idx)
-                    xb, yb = self._batch_buffers(m, X, y)
+                    xb, yb = full_bufs if m == batch_size else self._batch_buffers(m, X, y)
                     # mode="clip": indices come from a permutation; the default mode="raise"
                     # would gather into a hidden temporary (a batch-sized allocation per step).
-                    np.take(X, idx, axis=0, out=xb, mode="clip")
-                    np.take(y, idx, axis=0, out=yb, mode="clip")
+                    X.take(idx, axis=0, out=xb, mode="clip")
+                    y.take(idx, axis=0, out=yb, mode="clip")
                     out = _plan.run_forward(blocks, xb)
                     batch_loss, hits = loss_fn._train_forward(out, yb)
-                    if not np.isfinite(batch_loss):
+                    if not math.isfinite(batch_loss):
                         if not stop_on_nan:
                             raise FloatingPointError(
                                 f"training diverged: the loss is {batch_loss} at epoch "

@@ -23,6 +23,12 @@ cdef extern from "gemm.h":
                       const double *b, Py_ssize_t rsb, Py_ssize_t csb, double beta,
                       double *c, Py_ssize_t rsc, Py_ssize_t csc, const double *bias, int act,
                       int nthreads) nogil
+    void ranvier_dense_grad_f32(Py_ssize_t n, Py_ssize_t d, Py_ssize_t j0, Py_ssize_t j1,
+                                const float *y, const float *dy, float *dz, float *db,
+                                int act) nogil
+    void ranvier_dense_grad_f64(Py_ssize_t n, Py_ssize_t d, Py_ssize_t j0, Py_ssize_t j1,
+                                const double *y, const double *dy, double *dz, double *db,
+                                int act) nogil
     int ranvier_gemm_best_isa() nogil
     int ranvier_gemm_get_isa() nogil
     int ranvier_gemm_set_isa(int isa) nogil
@@ -190,44 +196,15 @@ def dense_forward(const real[:, ::1] x, const real[:, ::1] w, const real[::1] bi
         raise MemoryError("dense_forward: could not allocate packing buffers")
 
 
-cdef inline real _act_grad(real y, int act) noexcept nogil:
-    # Derivative of the activation written in terms of its output y.
-    if act == RANVIER_ACT_RELU:
-        return 1 if y > 0 else 0
-    elif act == RANVIER_ACT_SIGMOID:
-        return y * (1 - y)
-    elif act == RANVIER_ACT_TANH:
-        return 1 - y * y
-    return 1
-
-
-cdef inline void _act_grad_colsum_block(const real *y, const real *dy, real *dz, Py_ssize_t n,
-                                        Py_ssize_t d, Py_ssize_t j0, Py_ssize_t j1, real *db,
-                                        int act) noexcept nogil:
-    # dz = dy * act'(y) and db = column sums of dz (in double), for columns j0..j1, one pass.
-    cdef double acc[COLSUM_BLOCK]
-    cdef Py_ssize_t i, j
-    cdef real g
-    for j in range(j1 - j0):
-        acc[j] = 0.0
-    for i in range(n):
-        for j in range(j0, j1):
-            g = dy[i * d + j] * _act_grad(y[i * d + j], act)
-            dz[i * d + j] = g
-            acc[j - j0] += g
-    if db != NULL:
-        for j in range(j0, j1):
-            db[j] = <real>acc[j - j0]
-
-
 cdef inline void _grad_block(const real *y, const real *dy, real *dz, Py_ssize_t n,
                              Py_ssize_t d, Py_ssize_t blk, real *db, int act) noexcept nogil:
-    # Column block blk of the fused pass: dz = dy * act'(y) and db, or db alone without dz.
+    # Column block blk of the fused pass (C, per ISA): dz = dy * act'(y) and db = column sums of
+    # dz in double; without dz (no activation), db alone.
     cdef Py_ssize_t j0 = blk * COLSUM_BLOCK, j1 = min((blk + 1) * COLSUM_BLOCK, d)
-    if dz != NULL:
-        _act_grad_colsum_block(y, dy, dz, n, d, j0, j1, db, act)
+    if real is float:
+        ranvier_dense_grad_f32(n, d, j0, j1, y, dy, dz, db, act)
     else:
-        _colsum_block(dy, n, d, j0, j1, db, False)
+        ranvier_dense_grad_f64(n, d, j0, j1, y, dy, dz, db, act)
 
 
 def dense_backward(const real[:, ::1] x, const real[:, ::1] w, const real[:, ::1] y,
@@ -275,3 +252,241 @@ def dense_backward(const real[:, ::1] x, const real[:, ::1] w, const real[:, ::1
                        RANVIER_ACT_NONE, num_threads)
     if rc != 0:
         raise MemoryError("dense_backward: could not allocate packing buffers")
+
+
+# -- A run of Dense layers in one call ---------------------------------------------------------
+
+cimport numpy as cnp
+from libc.stdlib cimport free, malloc
+
+import numpy as np
+
+cnp.import_array()
+
+
+cdef struct _LayerPtrs:
+    Py_ssize_t fin, fout
+    int act
+    void *w
+    void *b      # NULL without bias
+    void *dw
+    void *db     # NULL without bias
+    void *out    # (n, fout) for the bound batch size
+    void *dz     # (n, fout), NULL when act is none (dy itself is the pre-activation gradient)
+    void *dx     # (n, fin), the next lower layer's dy
+
+
+cdef inline int _run_forward(_LayerPtrs *L, int nl, Py_ssize_t n, const real *x,
+                             int nt) noexcept nogil:
+    cdef int i
+    cdef const real *inp = x
+    for i in range(nl):
+        if _gemm(n, L[i].fout, L[i].fin, 1, inp, L[i].fin, 1, <const real *>L[i].w, 1, L[i].fin,
+                 0, <real *>L[i].out, L[i].fout, 1, <const real *>L[i].b, L[i].act, nt) != 0:
+            return -1
+        inp = <const real *>L[i].out
+    return 0
+
+
+cdef inline int _run_backward(_LayerPtrs *L, int nl, Py_ssize_t n, const real *x,
+                              const real *dy, bint first_dx, int nt) noexcept nogil:
+    cdef int i
+    cdef Py_ssize_t blk, nblocks
+    cdef const real *g
+    cdef const real *inp
+    for i in range(nl - 1, -1, -1):
+        nblocks = (L[i].fout + COLSUM_BLOCK - 1) // COLSUM_BLOCK
+        if L[i].dz != NULL or L[i].db != NULL:
+            if nt > 1 and nblocks > 1 and n * L[i].fout >= 131072:
+                for blk in prange(nblocks, schedule="static", num_threads=nt):
+                    _grad_block(<const real *>L[i].out, dy, <real *>L[i].dz, n, L[i].fout, blk,
+                                <real *>L[i].db, L[i].act)
+            else:
+                for blk in range(nblocks):
+                    _grad_block(<const real *>L[i].out, dy, <real *>L[i].dz, n, L[i].fout, blk,
+                                <real *>L[i].db, L[i].act)
+        g = <const real *>L[i].dz if L[i].dz != NULL else dy
+        inp = <const real *>L[i - 1].out if i > 0 else x
+        # dW (fout, fin) = g.T @ input
+        if _gemm(L[i].fout, L[i].fin, n, 1, g, 1, L[i].fout, inp, L[i].fin, 1, 0,
+                 <real *>L[i].dw, L[i].fin, 1, NULL, RANVIER_ACT_NONE, nt) != 0:
+            return -1
+        if i > 0 or first_dx:
+            # dX (n, fin) = g @ W
+            if _gemm(n, L[i].fin, L[i].fout, 1, g, L[i].fout, 1, <const real *>L[i].w, L[i].fin,
+                     1, 0, <real *>L[i].dx, L[i].fin, 1, NULL, RANVIER_ACT_NONE, nt) != 0:
+                return -1
+        dy = <const real *>L[i].dx
+    return 0
+
+
+cdef class DenseRun:
+    """Consecutive Dense layers (each with an optional fused ReLU/sigmoid/tanh) trained as one
+    block: ``forward`` and ``backward`` are one native call each for the whole run, over
+    workspaces kept per batch size. Weights, biases and their gradients are read from the layers'
+    Parameters (identity-checked on every call, so replacing ``param.data`` is seen); the
+    returned arrays are overwritten by the next call.
+
+    Layer by layer, each layer and direction costs a Python call, buffer checks and a native call
+    (~3 us); a small network's whole step is a few tens of us of arithmetic."""
+
+    cdef list dense, acts, bound
+    cdef dict workspaces
+    cdef tuple ws
+    cdef int nl, is_double
+    cdef Py_ssize_t n
+    cdef _LayerPtrs *L
+    cdef object dtype, x
+
+    def __cinit__(self):
+        self.L = NULL
+
+    def __init__(self, dense_layers, act_codes):
+        self.dense = list(dense_layers)
+        self.acts = [int(a) for a in act_codes]
+        self.nl = len(self.dense)
+        if self.nl == 0 or len(self.acts) != self.nl:
+            raise ValueError("DenseRun needs one activation code per Dense layer")
+        self.dtype = self.dense[0].weight.data.dtype
+        if self.dtype not in (np.float32, np.float64):
+            raise TypeError(f"DenseRun: unsupported dtype {self.dtype}")
+        self.is_double = self.dtype == np.float64
+        self.L = <_LayerPtrs *>malloc(sizeof(_LayerPtrs) * self.nl)
+        if self.L == NULL:
+            raise MemoryError()
+        self.workspaces = {}
+        self.x = None
+        self._bind_params()
+        self._bind_rows(0)
+
+    def __dealloc__(self):
+        free(self.L)
+
+    @property
+    def in_features(self):
+        return self.L[0].fin
+
+    cdef bint _params_unchanged(self):
+        cdef int i
+        cdef tuple t
+        for i in range(self.nl):
+            d = self.dense[i]
+            t = self.bound[i]
+            if d.weight.data is not t[0] or d.weight.grad is not t[1]:
+                return False
+            if d.bias is not None and (d.bias.data is not t[2] or d.bias.grad is not t[3]):
+                return False
+        return True
+
+    cdef _bind_params(self):
+        """Point the layer table at the layers' current parameters (checked)."""
+        cdef int i
+        params = []
+        fin_prev = None
+        for i in range(self.nl):
+            d = self.dense[i]
+            w, dw = d.weight.data, d.weight.grad
+            b = d.bias.data if d.bias is not None else None
+            db = d.bias.grad if d.bias is not None else None
+            for name, a in (("weight", w), ("weight grad", dw), ("bias", b), ("bias grad", db)):
+                if a is not None and (not isinstance(a, np.ndarray) or a.dtype != self.dtype
+                                      or not a.flags.c_contiguous or not a.flags.writeable):
+                    raise ValueError(f"DenseRun: layer {i} {name} must be a writeable "
+                                     f"C-contiguous {self.dtype} array")
+            if w.ndim != 2 or dw.shape != w.shape:
+                raise ValueError(f"DenseRun: layer {i} weight and its gradient do not agree")
+            fout, fin = w.shape
+            if b is not None and (b.shape != (fout,) or db.shape != (fout,)):
+                raise ValueError(f"DenseRun: layer {i} bias must have {fout} entries")
+            if fin_prev is not None and fin != fin_prev:
+                raise ValueError(f"DenseRun: layer {i} takes {fin} features, the layer before "
+                                 f"gives {fin_prev}")
+            fin_prev = fout
+            if self.workspaces and (fin != self.L[i].fin or fout != self.L[i].fout):
+                self.workspaces = {}  # new shapes: the old workspaces no longer fit
+                self.n = -1
+            self.L[i].fin, self.L[i].fout, self.L[i].act = fin, fout, self.acts[i]
+            self.L[i].w = cnp.PyArray_DATA(w)
+            self.L[i].dw = cnp.PyArray_DATA(dw)
+            self.L[i].b = cnp.PyArray_DATA(b) if b is not None else NULL
+            self.L[i].db = cnp.PyArray_DATA(db) if db is not None else NULL
+            params.append((w, dw, b, db))
+        self.bound = params
+
+    cdef _bind_rows(self, Py_ssize_t n):
+        """Point the layer table at the workspaces for n rows (made on first use)."""
+        cdef int i
+        ws = self.workspaces.get(n)
+        if ws is None:
+            if len(self.workspaces) > 4:  # batch sizes come and go only with partial batches
+                self.workspaces.clear()
+            ws = tuple((np.empty((n, self.L[i].fout), self.dtype),
+                        np.empty((n, self.L[i].fout), self.dtype)
+                        if self.acts[i] != RANVIER_ACT_NONE else None,
+                        np.empty((n, self.L[i].fin), self.dtype)) for i in range(self.nl))
+            self.workspaces[n] = ws
+        for i in range(self.nl):
+            out, dz, dx = ws[i]
+            self.L[i].out = cnp.PyArray_DATA(out)
+            self.L[i].dz = cnp.PyArray_DATA(dz) if dz is not None else NULL
+            self.L[i].dx = cnp.PyArray_DATA(dx)
+        self.ws = ws
+        self.n = n
+
+    cdef _check_rows(self, object a, Py_ssize_t cols, str name):
+        if (not isinstance(a, np.ndarray) or a.ndim != 2 or a.dtype != self.dtype
+                or not a.flags.c_contiguous or a.shape[1] != cols):
+            raise ValueError(f"DenseRun: {name} must be a C-contiguous {self.dtype} array with "
+                             f"{cols} columns")
+
+    def forward(self, x, int num_threads=1):
+        """The run's output for x (n, in_features); overwritten by the next forward."""
+        if not self._params_unchanged():
+            self._bind_params()
+        self._check_rows(x, self.L[0].fin, "x")
+        cdef Py_ssize_t n = x.shape[0]
+        if n != self.n:
+            self._bind_rows(n)
+        self.x = x  # kept for backward: the caller's buffer must not change in between
+        cdef void *px = cnp.PyArray_DATA(x)
+        cdef int rc = 0
+        if n > 0:
+            with nogil:
+                if self.is_double:
+                    rc = _run_forward(self.L, self.nl, n, <const double *>px, num_threads)
+                else:
+                    rc = _run_forward(self.L, self.nl, n, <const float *>px, num_threads)
+        if rc != 0:
+            raise MemoryError("DenseRun: could not allocate GEMM packing buffers")
+        return self.ws[self.nl - 1][0]
+
+    def backward(self, dy, bint need_input_grad, int num_threads=1):
+        """Writes every weight and bias gradient from dy (n, out_features) of the last forward;
+        returns dL/dx, or None when not needed (the first layers of a model)."""
+        if self.x is None:
+            raise RuntimeError("DenseRun.backward called before forward")
+        if not self._params_unchanged():
+            raise RuntimeError("DenseRun: parameters were replaced between forward and backward")
+        self._check_rows(dy, self.L[self.nl - 1].fout, "dy")
+        cdef Py_ssize_t n = dy.shape[0]
+        if n != self.n:
+            raise ValueError(f"DenseRun: dy has {n} rows, the last forward had {self.n}")
+        cdef void *px = cnp.PyArray_DATA(self.x)
+        cdef void *pdy = cnp.PyArray_DATA(dy)
+        cdef int rc = 0
+        if n == 0:  # a sum over no rows: every gradient is zero
+            for _, dw, _, db in self.bound:
+                dw.fill(0)
+                if db is not None:
+                    db.fill(0)
+        else:
+            with nogil:
+                if self.is_double:
+                    rc = _run_backward(self.L, self.nl, n, <const double *>px,
+                                       <const double *>pdy, need_input_grad, num_threads)
+                else:
+                    rc = _run_backward(self.L, self.nl, n, <const float *>px, <const float *>pdy,
+                                       need_input_grad, num_threads)
+        if rc != 0:
+            raise MemoryError("DenseRun: could not allocate GEMM packing buffers")
+        return self.ws[0][2] if need_input_grad else None
