@@ -195,8 +195,14 @@ static void FN(pack_a)(ptrdiff_t mr, ptrdiff_t kc, const REAL *a, ptrdiff_t rsa,
         return;
     }
     if (mr < MR) memset(dst, 0, sizeof(REAL) * MR * kc);
-    if (rsa == 1) { /* columns contiguous (A = dY.T): a copy of mr values per k */
-        for (ptrdiff_t p = 0; p < kc; ++p) memcpy(dst + p * MR, a + p * csa, sizeof(REAL) * mr);
+    if (rsa == 1) { /* columns contiguous (A = dY.T): a copy of mr values per k, inlined (a
+                       * memcpy call per 32 bytes cost more than the copy) */
+        if (mr == MR)
+            for (ptrdiff_t p = 0; p < kc; ++p)
+                for (int i = 0; i < MR; ++i) dst[p * MR + i] = a[p * csa + i];
+        else
+            for (ptrdiff_t p = 0; p < kc; ++p)
+                for (ptrdiff_t i = 0; i < mr; ++i) dst[p * MR + i] = a[p * csa + i];
         return;
     }
     for (ptrdiff_t p = 0; p < kc; ++p) {
@@ -214,8 +220,13 @@ static void FN(pack_b)(ptrdiff_t kc, ptrdiff_t nr, const REAL *b, ptrdiff_t rsb,
         return;
     }
     if (nr < NR) memset(dst, 0, sizeof(REAL) * NR * kc);
-    if (csb == 1) { /* rows contiguous (B = X or W): a copy of nr values per k */
-        for (ptrdiff_t p = 0; p < kc; ++p) memcpy(dst + p * NR, b + p * rsb, sizeof(REAL) * nr);
+    if (csb == 1) { /* rows contiguous (B = X or W): a copy of nr values per k, inlined */
+        if (nr == NR)
+            for (ptrdiff_t p = 0; p < kc; ++p)
+                for (int j = 0; j < NR; ++j) dst[p * NR + j] = b[p * rsb + j];
+        else
+            for (ptrdiff_t p = 0; p < kc; ++p)
+                for (ptrdiff_t j = 0; j < nr; ++j) dst[p * NR + j] = b[p * rsb + j];
         return;
     }
     for (ptrdiff_t p = 0; p < kc; ++p) {
