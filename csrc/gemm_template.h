@@ -56,21 +56,35 @@ static ptrdiff_t rv_min(ptrdiff_t a, ptrdiff_t b) { return a < b ? a : b; }
  * (fixed trip counts, so the i/j loops unroll and the j loop vectorises for the unit's ISA), then
  * the R x C block is written (or, with ``accumulate``, added) to dst with leading dimension ld:
  * straight into C when the tile is full width and needs no scaling, else into a scratch tile that
- * store_tile then applies. The packed panels always hold MR rows and NR
- * columns; edge tiles run a kernel with only the rows that exist (R < MR) and, when at most NR/2
- * columns exist, half the width. A 10-wide output layer thus costs 16 lanes instead of 32, and the
- * 2 leftover rows of a 10-row product cost 2 broadcasts instead of MR. */
+ * store_tile then applies. Edge tiles run a kernel with only the rows that exist (R < MR) and,
+ * when at most NR/2 columns exist, half the width: a 10-wide output layer costs 16 lanes instead
+ * of 32, and the 2 leftover rows of a 10-row product 2 broadcasts instead of MR.
+ *
+ * Each (R, C) has two entry points over one inlined body: uk_ reads packed panels (A~ column by
+ * column with MR rows, B~ row by row with NR columns: constant strides), sup_ reads A in place
+ * through its strides and B in place along rows of stride rsb. Small products take the sup_ path
+ * and skip packing, which for them costs as much as the arithmetic (BLIS calls it "sup"). */
 #ifndef RV_DEFINE_UKERNEL
+#if defined(__GNUC__) || defined(__clang__)
+#define RV_ALWAYS_INLINE static inline __attribute__((always_inline))
+#elif defined(_MSC_VER)
+#define RV_ALWAYS_INLINE static __forceinline
+#else
+#define RV_ALWAYS_INLINE static inline
+#endif
 #define RV_DEFINE_UKERNEL(R, C)                                                                 \
-    static void FN(uk_##R##_##C)(ptrdiff_t kc, const REAL *restrict a, const REAL *restrict b, \
-                                 REAL *restrict dst, ptrdiff_t ld, int accumulate)             \
+    RV_ALWAYS_INLINE void FN(ukbody_##R##_##C)(ptrdiff_t kc, const REAL *restrict a,           \
+                                               ptrdiff_t rsa, ptrdiff_t csa,                   \
+                                               const REAL *restrict b, ptrdiff_t rsb,          \
+                                               REAL *restrict dst, ptrdiff_t ld,               \
+                                               int accumulate)                                 \
     {                                                                                          \
         REAL acc[R * C];                                                                       \
         for (int t = 0; t < R * C; ++t) acc[t] = 0;                                            \
         for (ptrdiff_t p = 0; p < kc; ++p) {                                                   \
-            const REAL *ap = a + p * MR, *bp = b + p * NR;                                     \
+            const REAL *ap = a + p * csa, *bp = b + p * rsb;                                   \
             for (int i = 0; i < R; ++i) {                                                      \
-                const REAL ai = ap[i];                                                         \
+                const REAL ai = ap[i * rsa];                                                   \
                 RV_PRAGMA_SIMD                                                                 \
                 for (int j = 0; j < C; ++j) acc[i * C + j] += ai * bp[j];                      \
             }                                                                                  \
@@ -81,6 +95,19 @@ static ptrdiff_t rv_min(ptrdiff_t a, ptrdiff_t b) { return a < b ? a : b; }
         else                                                                                   \
             for (int i = 0; i < R; ++i)                                                        \
                 for (int j = 0; j < C; ++j) dst[i * ld + j] = acc[i * C + j];                  \
+    }                                                                                          \
+    static void FN(uk_##R##_##C)(ptrdiff_t kc, const REAL *a, ptrdiff_t rsa, ptrdiff_t csa,    \
+                                 const REAL *b, ptrdiff_t rsb, REAL *dst, ptrdiff_t ld,        \
+                                 int accumulate)                                               \
+    {                                                                                          \
+        (void)rsa, (void)csa, (void)rsb;                                                       \
+        FN(ukbody_##R##_##C)(kc, a, 1, MR, b, NR, dst, ld, accumulate);                        \
+    }                                                                                          \
+    static void FN(sup_##R##_##C)(ptrdiff_t kc, const REAL *a, ptrdiff_t rsa, ptrdiff_t csa,   \
+                                  const REAL *b, ptrdiff_t rsb, REAL *dst, ptrdiff_t ld,       \
+                                  int accumulate)                                              \
+    {                                                                                          \
+        FN(ukbody_##R##_##C)(kc, a, rsa, csa, b, rsb, dst, ld, accumulate);                    \
     }
 #if defined(_OPENMP) || defined(__GNUC__)
 #define RV_PRAGMA_SIMD _Pragma("omp simd")
@@ -108,31 +135,48 @@ RV_UKERNEL_PAIR(8)
 #error "gemm_template.h: MR must be 4, 6 or 8"
 #endif
 
-typedef void (*FN(ukernel_fn))(ptrdiff_t, const REAL *restrict, const REAL *restrict,
-                               REAL *restrict, ptrdiff_t, int);
+typedef void (*FN(ukernel_fn))(ptrdiff_t, const REAL *, ptrdiff_t, ptrdiff_t, const REAL *,
+                               ptrdiff_t, REAL *, ptrdiff_t, int);
 
-/* The kernel for a tile with ``rows`` (1..MR) rows and ``cols`` (1..NR) columns. */
-static FN(ukernel_fn) FN(pick_ukernel)(ptrdiff_t rows, ptrdiff_t cols)
+/* The kernel for a tile with ``rows`` (1..MR) rows and ``cols`` (1..NR) columns, reading packed
+ * panels or (sup) the operands in place. */
+static FN(ukernel_fn) FN(pick_ukernel)(ptrdiff_t rows, ptrdiff_t cols, int sup)
 {
-    static const FN(ukernel_fn) full[] = {
-        FN(uk_1_NR), FN(uk_2_NR), FN(uk_3_NR), FN(uk_4_NR),
+    static const FN(ukernel_fn) table[2][2][MR] = {
+        {{FN(uk_1_NR), FN(uk_2_NR), FN(uk_3_NR), FN(uk_4_NR),
 #if MR >= 5
-        FN(uk_5_NR), FN(uk_6_NR),
+          FN(uk_5_NR), FN(uk_6_NR),
 #endif
 #if MR >= 7
-        FN(uk_7_NR), FN(uk_8_NR),
+          FN(uk_7_NR), FN(uk_8_NR),
 #endif
-    };
-    static const FN(ukernel_fn) half[] = {
-        FN(uk_1_NRH), FN(uk_2_NRH), FN(uk_3_NRH), FN(uk_4_NRH),
+         },
+         {FN(uk_1_NRH), FN(uk_2_NRH), FN(uk_3_NRH), FN(uk_4_NRH),
 #if MR >= 5
-        FN(uk_5_NRH), FN(uk_6_NRH),
+          FN(uk_5_NRH), FN(uk_6_NRH),
 #endif
 #if MR >= 7
-        FN(uk_7_NRH), FN(uk_8_NRH),
+          FN(uk_7_NRH), FN(uk_8_NRH),
 #endif
+         }},
+        {{FN(sup_1_NR), FN(sup_2_NR), FN(sup_3_NR), FN(sup_4_NR),
+#if MR >= 5
+          FN(sup_5_NR), FN(sup_6_NR),
+#endif
+#if MR >= 7
+          FN(sup_7_NR), FN(sup_8_NR),
+#endif
+         },
+         {FN(sup_1_NRH), FN(sup_2_NRH), FN(sup_3_NRH), FN(sup_4_NRH),
+#if MR >= 5
+          FN(sup_5_NRH), FN(sup_6_NRH),
+#endif
+#if MR >= 7
+          FN(sup_7_NRH), FN(sup_8_NRH),
+#endif
+         }},
     };
-    return (cols <= NRH ? half : full)[rows - 1];
+    return table[sup != 0][cols <= NRH][rows - 1];
 }
 
 /* dst[p * R + r] = src[r * ld + p] for r < rows, p < kc; rows rows..R-1 are zero. This is the
@@ -375,11 +419,12 @@ static void FN(gemm_loops)(ptrdiff_t m, ptrdiff_t n, ptrdiff_t k, REAL alpha, co
                     const REAL *ap = a_pack + ip * MR * kc, *bp = b_pack + jp * NR * kc;
                     REAL *ct = c + i0 * rsc + j0 * csc;
                     if (direct && (cols == NR || cols == NRH)) {
-                        FN(pick_ukernel)(rows, cols)(kc, ap, bp, ct, rsc, beta_pc != (REAL)0);
+                        FN(pick_ukernel)(rows, cols, 0)(kc, ap, 1, MR, bp, NR, ct, rsc,
+                                                        beta_pc != (REAL)0);
                         if (last && (bias || act != RANVIER_ACT_NONE))
                             FN(epilogue)(rows, cols, ct, rsc, bias ? bias + j0 : NULL, act);
                     } else {
-                        FN(pick_ukernel)(rows, cols)(kc, ap, bp, ab, NR, 0);
+                        FN(pick_ukernel)(rows, cols, 0)(kc, ap, 1, MR, bp, NR, ab, NR, 0);
                         FN(store_tile)(rows, cols, alpha, ab, beta_pc, ct, rsc, csc, last,
                                        bias ? bias + j0 : NULL, act);
                     }
@@ -388,6 +433,52 @@ static void FN(gemm_loops)(ptrdiff_t m, ptrdiff_t n, ptrdiff_t k, REAL alpha, co
         }
     }
 }
+
+/* Small products on one thread, k in one slice, B's rows contiguous (csb == 1): no packing.
+ * The kernels read A through its strides and B along its rows; only a ragged last column panel
+ * (neither NR nor NR/2 wide) is copied into a zero-padded panel, so no kernel reads past a row. */
+static void FN(gemm_sup)(ptrdiff_t m, ptrdiff_t n, ptrdiff_t k, REAL alpha, const REAL *a,
+                         ptrdiff_t rsa, ptrdiff_t csa, const REAL *b, ptrdiff_t rsb, REAL beta,
+                         REAL *c, ptrdiff_t rsc, ptrdiff_t csc, const REAL *bias, int act,
+                         REAL *edge_panel)
+{
+    REAL ab[MR * NR]
+#if defined(__GNUC__) || defined(__clang__)
+        __attribute__((aligned(64)))
+#endif
+        ;
+    const int direct = csc == 1 && alpha == (REAL)1 && (beta == (REAL)0 || beta == (REAL)1);
+    for (ptrdiff_t j0 = 0; j0 < n; j0 += NR) {
+        const ptrdiff_t cols = rv_min(NR, n - j0);
+        const REAL *bp = b + j0;
+        ptrdiff_t ldb = rsb;
+        if (cols != NR && cols != NRH) {
+            FN(pack_b)(k, cols, bp, rsb, 1, edge_panel);
+            bp = edge_panel;
+            ldb = NR;
+        }
+        for (ptrdiff_t i0 = 0; i0 < m; i0 += MR) {
+            const ptrdiff_t rows = rv_min(MR, m - i0);
+            const FN(ukernel_fn) kernel = FN(pick_ukernel)(rows, cols, 1);
+            REAL *ct = c + i0 * rsc + j0 * csc;
+            if (direct && (cols == NR || cols == NRH)) {
+                kernel(k, a + i0 * rsa, rsa, csa, bp, ldb, ct, rsc, beta != (REAL)0);
+                if (bias || act != RANVIER_ACT_NONE)
+                    FN(epilogue)(rows, cols, ct, rsc, bias ? bias + j0 : NULL, act);
+            } else {
+                kernel(k, a + i0 * rsa, rsa, csa, bp, ldb, ab, NR, 0);
+                FN(store_tile)(rows, cols, alpha, ab, beta, ct, rsc, csc, 1,
+                               bias ? bias + j0 : NULL, act);
+            }
+        }
+    }
+}
+
+/* Up to this many multiply-adds (and k <= KC) a product skips packing: its operands stay in L1/L2
+ * and packing would cost as much as the arithmetic. */
+#ifndef RANVIER_GEMM_SUP_MAX_WORK
+#define RANVIER_GEMM_SUP_MAX_WORK 262144.0
+#endif
 
 int GEMM_NAME(ptrdiff_t m, ptrdiff_t n, ptrdiff_t k, REAL alpha, const REAL *a, ptrdiff_t rsa,
               ptrdiff_t csa, const REAL *b, ptrdiff_t rsb, ptrdiff_t csb, REAL beta, REAL *c,
@@ -399,7 +490,18 @@ int GEMM_NAME(ptrdiff_t m, ptrdiff_t n, ptrdiff_t k, REAL alpha, const REAL *a, 
         return 0;
     }
     /* A parallel region costs microseconds; small products run on the calling thread. */
-    if ((double)m * (double)n * (double)k < RANVIER_GEMM_PARALLEL_MIN_WORK) nthreads = 1;
+    const double work = (double)m * (double)n * (double)k;
+    if (work < RANVIER_GEMM_PARALLEL_MIN_WORK) nthreads = 1;
+    if (csb == 1 && k <= KC && work <= RANVIER_GEMM_SUP_MAX_WORK) {
+        REAL edge_panel[KC * NR]
+#if defined(__GNUC__) || defined(__clang__)
+            __attribute__((aligned(64)))
+#endif
+            ;
+        FN(gemm_sup)(m, n, k, alpha, a, rsa, csa, b, rsb, beta, c, rsc, csc, bias, act,
+                     edge_panel);
+        return 0;
+    }
     const ptrdiff_t kc_max = rv_min(KC, k);
     const ptrdiff_t mc_max = rv_min(MC, (m + MR - 1) / MR * MR);
     const ptrdiff_t nc_max = rv_min(NC, (n + NR - 1) / NR * NR);

@@ -15,7 +15,10 @@ ACTS = {"none": mm.ACT_NONE, "relu": mm.ACT_RELU, "sigmoid": mm.ACT_SIGMOID, "ta
 SHAPES = [(1, 1, 1), (7, 5, 3), (33, 17, 31), (32, 64, 10), (65, 129, 33), (129, 257, 64),
           # edge tiles: 2..6 leftover rows, outputs on a half/full register tile width, and a k
           # over one KC = 256 slice (the epilogue runs on the last slice only)
-          (6, 16, 16), (12, 40, 8), (3, 300, 48), (4, 7, 24), (10, 9, 4)]
+          (6, 16, 16), (12, 40, 8), (3, 300, 48), (4, 7, 24), (10, 9, 4),
+          # one input feature: W.T has unit column stride, so the unpacked small-product path
+          # runs the epilogue (ragged and exact tile widths)
+          (9, 1, 20), (9, 1, 16), (17, 1, 33)]
 
 
 def _act_ref(z, name):
