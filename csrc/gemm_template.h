@@ -434,11 +434,13 @@ static void FN(gemm_loops)(ptrdiff_t m, ptrdiff_t n, ptrdiff_t k, REAL alpha, co
     }
 }
 
-/* Small products on one thread, k in one slice, B's rows contiguous (csb == 1): no packing.
- * The kernels read A through its strides and B along its rows; only a ragged last column panel
- * (neither NR nor NR/2 wide) is copied into a zero-padded panel, so no kernel reads past a row. */
+/* Small products on one thread with k in one slice: A is never packed (the kernels read it
+ * through its strides), nor is B when its rows are contiguous (csb == 1). A column panel of B is
+ * copied into a zero-padded panel only when its rows are strided (B = W.T, as in X @ W.T: a
+ * transpose) or ragged (neither NR nor NR/2 wide, so that no kernel reads past a row). */
 static void FN(gemm_sup)(ptrdiff_t m, ptrdiff_t n, ptrdiff_t k, REAL alpha, const REAL *a,
-                         ptrdiff_t rsa, ptrdiff_t csa, const REAL *b, ptrdiff_t rsb, REAL beta,
+                         ptrdiff_t rsa, ptrdiff_t csa, const REAL *b, ptrdiff_t rsb,
+                         ptrdiff_t csb, REAL beta,
                          REAL *c, ptrdiff_t rsc, ptrdiff_t csc, const REAL *bias, int act,
                          REAL *edge_panel)
 {
@@ -450,10 +452,10 @@ static void FN(gemm_sup)(ptrdiff_t m, ptrdiff_t n, ptrdiff_t k, REAL alpha, cons
     const int direct = csc == 1 && alpha == (REAL)1 && (beta == (REAL)0 || beta == (REAL)1);
     for (ptrdiff_t j0 = 0; j0 < n; j0 += NR) {
         const ptrdiff_t cols = rv_min(NR, n - j0);
-        const REAL *bp = b + j0;
+        const REAL *bp = b + j0 * csb;
         ptrdiff_t ldb = rsb;
-        if (cols != NR && cols != NRH) {
-            FN(pack_b)(k, cols, bp, rsb, 1, edge_panel);
+        if (csb != 1 || (cols != NR && cols != NRH)) {
+            FN(pack_b)(k, cols, bp, rsb, csb, edge_panel);
             bp = edge_panel;
             ldb = NR;
         }
@@ -474,8 +476,8 @@ static void FN(gemm_sup)(ptrdiff_t m, ptrdiff_t n, ptrdiff_t k, REAL alpha, cons
     }
 }
 
-/* Up to this many multiply-adds (and k <= KC) a product skips packing: its operands stay in L1/L2
- * and packing would cost as much as the arithmetic. */
+/* Up to this many multiply-adds (and k <= KC) a product skips packing A: its operands stay in
+ * L1/L2 and packing would cost as much as the arithmetic. */
 #ifndef RANVIER_GEMM_SUP_MAX_WORK
 #define RANVIER_GEMM_SUP_MAX_WORK 262144.0
 #endif
@@ -492,13 +494,13 @@ int GEMM_NAME(ptrdiff_t m, ptrdiff_t n, ptrdiff_t k, REAL alpha, const REAL *a, 
     /* A parallel region costs microseconds; small products run on the calling thread. */
     const double work = (double)m * (double)n * (double)k;
     if (work < RANVIER_GEMM_PARALLEL_MIN_WORK) nthreads = 1;
-    if (csb == 1 && k <= KC && work <= RANVIER_GEMM_SUP_MAX_WORK) {
+    if (k <= KC && work <= RANVIER_GEMM_SUP_MAX_WORK) {
         REAL edge_panel[KC * NR]
 #if defined(__GNUC__) || defined(__clang__)
             __attribute__((aligned(64)))
 #endif
             ;
-        FN(gemm_sup)(m, n, k, alpha, a, rsa, csa, b, rsb, beta, c, rsc, csc, bias, act,
+        FN(gemm_sup)(m, n, k, alpha, a, rsa, csa, b, rsb, csb, beta, c, rsc, csc, bias, act,
                      edge_panel);
         return 0;
     }
