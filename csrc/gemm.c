@@ -3,6 +3,8 @@
 #include "gemm.h"
 #include "runtime.h"
 
+double ranvier_gemm_sup_max_bytes = 512.0 * 1024.0;
+
 static int active_isa = -1;
 static ranvier_sgemm_fn active_s = ranvier_sgemm_generic;
 static ranvier_dgemm_fn active_d = ranvier_dgemm_generic;

@@ -434,7 +434,7 @@ static void FN(gemm_loops)(ptrdiff_t m, ptrdiff_t n, ptrdiff_t k, REAL alpha, co
     }
 }
 
-/* Small products on one thread with k in one slice: A is never packed (the kernels read it
+/* Small products on one thread (operands in L2): A is never packed (the kernels read it
  * through its strides), nor is B when its rows are contiguous (csb == 1). A column panel of B is
  * copied into a zero-padded panel only when its rows are strided (B = W.T, as in X @ W.T: a
  * transpose) or ragged (neither NR nor NR/2 wide, so that no kernel reads past a row). */
@@ -442,7 +442,7 @@ static void FN(gemm_sup)(ptrdiff_t m, ptrdiff_t n, ptrdiff_t k, REAL alpha, cons
                          ptrdiff_t rsa, ptrdiff_t csa, const REAL *b, ptrdiff_t rsb,
                          ptrdiff_t csb, REAL beta,
                          REAL *c, ptrdiff_t rsc, ptrdiff_t csc, const REAL *bias, int act,
-                         REAL *edge_panel)
+                         REAL *panel)
 {
     REAL ab[MR * NR]
 #if defined(__GNUC__) || defined(__clang__)
@@ -455,8 +455,8 @@ static void FN(gemm_sup)(ptrdiff_t m, ptrdiff_t n, ptrdiff_t k, REAL alpha, cons
         const REAL *bp = b + j0 * csb;
         ptrdiff_t ldb = rsb;
         if (csb != 1 || (cols != NR && cols != NRH)) {
-            FN(pack_b)(k, cols, bp, rsb, csb, edge_panel);
-            bp = edge_panel;
+            FN(pack_b)(k, cols, bp, rsb, csb, panel);
+            bp = panel;
             ldb = NR;
         }
         for (ptrdiff_t i0 = 0; i0 < m; i0 += MR) {
@@ -476,12 +476,6 @@ static void FN(gemm_sup)(ptrdiff_t m, ptrdiff_t n, ptrdiff_t k, REAL alpha, cons
     }
 }
 
-/* Up to this many multiply-adds (and k <= KC) a product skips packing A: its operands stay in
- * L1/L2 and packing would cost as much as the arithmetic. */
-#ifndef RANVIER_GEMM_SUP_MAX_WORK
-#define RANVIER_GEMM_SUP_MAX_WORK 262144.0
-#endif
-
 int GEMM_NAME(ptrdiff_t m, ptrdiff_t n, ptrdiff_t k, REAL alpha, const REAL *a, ptrdiff_t rsa,
               ptrdiff_t csa, const REAL *b, ptrdiff_t rsb, ptrdiff_t csb, REAL beta, REAL *c,
               ptrdiff_t rsc, ptrdiff_t csc, const REAL *bias, int act, int nthreads)
@@ -494,14 +488,19 @@ int GEMM_NAME(ptrdiff_t m, ptrdiff_t n, ptrdiff_t k, REAL alpha, const REAL *a, 
     /* A parallel region costs microseconds; small products run on the calling thread. */
     const double work = (double)m * (double)n * (double)k;
     if (work < RANVIER_GEMM_PARALLEL_MIN_WORK) nthreads = 1;
-    if (k <= KC && work <= RANVIER_GEMM_SUP_MAX_WORK) {
-        REAL edge_panel[KC * NR]
+    const double bytes = ((double)m * k + (double)k * n + (double)m * n) * sizeof(REAL);
+    if (nthreads == 1 && bytes <= ranvier_gemm_sup_max_bytes) {
+        REAL stack_panel[KC * NR]
 #if defined(__GNUC__) || defined(__clang__)
             __attribute__((aligned(64)))
 #endif
             ;
+        REAL *panel = k <= KC ? stack_panel
+                              : (REAL *)rv_aligned_alloc(sizeof(REAL) * (size_t)k * NR);
+        if (!panel) return -1;
         FN(gemm_sup)(m, n, k, alpha, a, rsa, csa, b, rsb, csb, beta, c, rsc, csc, bias, act,
-                     edge_panel);
+                     panel);
+        if (panel != stack_panel) rv_aligned_free(panel);
         return 0;
     }
     const ptrdiff_t kc_max = rv_min(KC, k);

@@ -1,4 +1,6 @@
 """Shared fixtures: random generators, dtype/thread/ISA matrices, an optional torch."""
+import math
+
 import numpy as np
 import pytest
 
@@ -40,6 +42,17 @@ def isa(request):
     ranvier.set_isa(request.param)
     yield request.param
     ranvier.set_isa(before)
+
+
+@pytest.fixture(params=["packed", "unpacked"])
+def gemm_path(request):
+    """Both GEMM paths for products of any size: packed panels (BLIS) or operands read in place
+    (what small single-threaded products take)."""
+    from ranvier._kernels import matmul
+
+    before = matmul._set_unpacked_max_bytes(0.0 if request.param == "packed" else math.inf)
+    yield request.param
+    matmul._set_unpacked_max_bytes(before)
 
 
 def eps(dtype):

@@ -38,7 +38,7 @@ def _bound(a, b, k, dtype):
 
 @pytest.mark.parametrize("n,fin,fout", SHAPES)
 @pytest.mark.parametrize("act", list(ACTS))
-def test_dense_forward_matches_reference(rng, dtype, isa, n, fin, fout, act):
+def test_dense_forward_matches_reference(rng, dtype, isa, gemm_path, n, fin, fout, act):
     x = rng.standard_normal((n, fin)).astype(dtype)
     w = rng.standard_normal((fout, fin)).astype(dtype)
     b = rng.standard_normal(fout).astype(dtype)
@@ -53,7 +53,7 @@ def test_dense_forward_matches_reference(rng, dtype, isa, n, fin, fout, act):
 
 @pytest.mark.parametrize("n,fin,fout", SHAPES)
 @pytest.mark.parametrize("act", list(ACTS))
-def test_dense_backward_matches_reference(rng, dtype, isa, n, fin, fout, act):
+def test_dense_backward_matches_reference(rng, dtype, isa, gemm_path, n, fin, fout, act):
     x = rng.standard_normal((n, fin)).astype(dtype)
     w = rng.standard_normal((fout, fin)).astype(dtype)
     y = _act_ref(rng.standard_normal((n, fout)), act).astype(dtype)

@@ -513,9 +513,10 @@ def _edge_sizes(tile):
 
 
 @pytest.mark.parametrize("beta", [0.0, 1.0, -0.5], ids=["beta0", "beta1", "beta-0.5"])
-def test_gemm_every_edge_tile(isa, dtype, beta):
+def test_gemm_every_edge_tile(isa, dtype, beta, gemm_path):
     """Each (leftover rows, leftover columns) tile kernel, on either side of the half-width
-    switch, with k on one and on two KC slices (the second slice accumulates into C)."""
+    switch, with k on one and on two KC slices (the second slice accumulates into C), on both
+    paths."""
     mr, nr = TILES[isa][dtype.itemsize]
     rng = np.random.default_rng(mr * nr + int(4 * beta))
     ns = sorted({1, nr // 2 - 1, nr // 2, nr // 2 + 1, nr - 1, nr, nr + nr // 2, 2 * nr + 1} - {0})
@@ -531,7 +532,7 @@ def test_gemm_every_edge_tile(isa, dtype, beta):
                     matmul.gemm(a, b, out, trans_a=ta, trans_b=tb, beta=beta)
                     ref, scale = _reference(a, b, ta, tb, 1.0, beta, c0)
                     _assert_within_bound(out, ref, scale, k, dtype,
-                                         f"{isa} {form} beta={beta} {m}x{n}x{k}")
+                                         f"{isa} {gemm_path} {form} beta={beta} {m}x{n}x{k}")
 
 
 def test_bias_add_rejects_wrong_length(dtype):

@@ -29,6 +29,7 @@ cdef extern from "gemm.h":
     void ranvier_dense_grad_f64(Py_ssize_t n, Py_ssize_t d, Py_ssize_t j0, Py_ssize_t j1,
                                 const double *y, const double *dy, double *dz, double *db,
                                 int act) nogil
+    double ranvier_gemm_sup_max_bytes
     int ranvier_gemm_best_isa() nogil
     int ranvier_gemm_get_isa() nogil
     int ranvier_gemm_set_isa(int isa) nogil
@@ -66,6 +67,15 @@ def set_isa(name):
     if ranvier_gemm_set_isa(ISA_NAMES.index(name)) != 0:
         raise ValueError(f"ISA {name!r} is not supported by this CPU or build; "
                          f"supported: {supported_isas()}")
+
+
+def _set_unpacked_max_bytes(double nbytes):
+    """For tests: products on one thread with at most this many bytes of operands skip packing
+    (0 forces the packed path everywhere, inf the unpacked one). Returns the previous limit."""
+    global ranvier_gemm_sup_max_bytes
+    before = ranvier_gemm_sup_max_bytes
+    ranvier_gemm_sup_max_bytes = nbytes
+    return before
 
 
 def gemm(const real[:, :] a, const real[:, :] b, real[:, :] out, bint trans_a=False,
