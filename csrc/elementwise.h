@@ -17,35 +17,62 @@
 #define restrict __restrict
 #endif
 
-/* e^x for float, branch-free so loops over it vectorise. Past the ends of float's range the
- * result is exactly inf or 0 (selected, not branched); NaN stays NaN. */
-static inline float rv_expf(float x_in)
+/* e^x for float on [RV_EXPF_LO, RV_EXPF_HI] (or NaN), branch-free so loops over it vectorise.
+ * x = n ln2 + r, |r| <= ln2/2, with ln2 split in two so n * LN2_HI is exact; n is rounded to
+ * nearest by adding and subtracting 1.5 * 2^23; e^r by a degree-7 polynomial (Cephes' expf
+ * coefficients); 2^n built in the exponent field. About 1 ulp. The constants are shared with the
+ * vector version in softmax_ce_rows.h. */
+#define RV_EXPF_HI 88.3762626647949f
+#define RV_EXPF_LO -87.3365447504f
+#define RV_EXPF_LOG2E 1.44269504088896341f
+#define RV_EXPF_MAGIC 12582912.0f
+#define RV_EXPF_LN2_HI 0.693359375f
+#define RV_EXPF_LN2_LO -2.12194440e-4f
+#define RV_EXPF_P0 1.9875691500e-4f
+#define RV_EXPF_P1 1.3981999507e-3f
+#define RV_EXPF_P2 8.3334519073e-3f
+#define RV_EXPF_P3 4.1665795894e-2f
+#define RV_EXPF_P4 1.6666665459e-1f
+#define RV_EXPF_P5 5.0000001201e-1f
+static inline float rv_expf_core(float x)
 {
-    const float hi = 88.3762626647949f, lo = -87.3365447504f;
-    float x = x_in > hi ? hi : x_in;
-    x = x < lo ? lo : x;
-    /* x = n ln2 + r, |r| <= ln2/2 (ln2 split in two so n*C1 is exact). n is rounded to nearest
-     * with the 1.5 * 2^23 trick: branch-free, so the loop vectorises on every ISA. */
-    const float magic = 12582912.0f;
-    const float z = (x * 1.44269504088896341f + magic) - magic;
+    const float z = (x * RV_EXPF_LOG2E + RV_EXPF_MAGIC) - RV_EXPF_MAGIC;
     const int32_t n = (int32_t)z;
-    float r = x - z * 0.693359375f;
-    r = r - z * -2.12194440e-4f;
+    float r = x - z * RV_EXPF_LN2_HI;
+    r = r - z * RV_EXPF_LN2_LO;
     const float r2 = r * r;
-    float p = 1.9875691500e-4f;
-    p = p * r + 1.3981999507e-3f;
-    p = p * r + 8.3334519073e-3f;
-    p = p * r + 4.1665795894e-2f;
-    p = p * r + 1.6666665459e-1f;
-    p = p * r + 5.0000001201e-1f;
+    float p = RV_EXPF_P0;
+    p = p * r + RV_EXPF_P1;
+    p = p * r + RV_EXPF_P2;
+    p = p * r + RV_EXPF_P3;
+    p = p * r + RV_EXPF_P4;
+    p = p * r + RV_EXPF_P5;
     p = p * r2 + r + 1.0f;
     /* multiply by 2^n through the exponent field */
     int32_t bits = (n + 127) << 23;
     float scale;
     memcpy(&scale, &bits, sizeof scale);
-    float result = p * scale;
-    result = x_in > hi ? HUGE_VALF : result;
-    return x_in < lo ? 0.0f : result;
+    return p * scale;
+}
+
+/* e^x for any float. Past the ends of float's range the result is exactly inf or 0 (selected,
+ * not branched); NaN stays NaN (x < lo and x > hi are false for it). */
+static inline float rv_expf(float x_in)
+{
+    float x = x_in > RV_EXPF_HI ? RV_EXPF_HI : x_in;
+    x = x < RV_EXPF_LO ? RV_EXPF_LO : x;
+    const float result = rv_expf_core(x);
+    return x_in > RV_EXPF_HI ? HUGE_VALF : (x_in < RV_EXPF_LO ? 0.0f : result);
+}
+
+/* e^x for x <= 0 (or NaN), as softmax needs after subtracting the row max. x is clamped at
+ * -127 ln 2, where n = -127 makes the 2^n factor's bits exactly 0.0f: every x below -126.5 ln 2
+ * (e^x < 8.3e-39, under FLT_MIN) gives 0 with no final select, a third fewer instructions than
+ * rv_expf. NaN stays NaN (x < lo is false for it, and NaN * anything is NaN). */
+#define RV_EXPF_ZERO_BELOW -88.0296919311f
+static inline float rv_expf_nonpos(float x)
+{
+    return rv_expf_core(x < RV_EXPF_ZERO_BELOW ? RV_EXPF_ZERO_BELOW : x);
 }
 
 static inline float rv_sigmoidf(float x)
@@ -70,66 +97,126 @@ static inline float rv_tanhf(float x)
     return ax < 0.625f ? small : copysignf(big, x);
 }
 
+/* The loops below allow y to be x (in place): each element is read before the same element is
+ * written, and omp simd (not restrict) tells the compiler there is no other dependence, so the
+ * in-place call vectorises too. Any other overlap is the caller's error. */
+#if defined(_MSC_VER) && !defined(__clang__)
+#define RV_PRAGMA(x) __pragma(x)
+#else
+#define RV_PRAGMA(x) _Pragma(#x)
+#endif
+#define RV_SIMD RV_PRAGMA(omp simd)
+
 #define RV_UNARY(name, T, expr)                                                                  \
-    static inline void name(const T *restrict x, T *restrict y, ptrdiff_t n)                   \
+    static inline void name(const T *x, T *y, ptrdiff_t n)                                     \
     {                                                                                          \
-        for (ptrdiff_t i = 0; i < n; ++i) {                                                    \
+        RV_SIMD for (ptrdiff_t i = 0; i < n; ++i)                                              \
+        {                                                                                      \
             const T v = x[i];                                                                  \
             y[i] = (expr);                                                                     \
         }                                                                                      \
     }
-#define RV_BACKWARD(name, T, expr)                                                               \
-    static inline void name(const T *restrict y, const T *restrict dy, T *restrict dx,         \
-                            ptrdiff_t n)                                                       \
+/* y[i, :] = act(z[i, :] + b) for a block of rows: the bias add fused into the activation. */
+#define RV_BIAS_UNARY(name, T, expr)                                                             \
+    static inline void name(const T *z, const T *restrict b, T *y, ptrdiff_t rows,             \
+                            ptrdiff_t cols)                                                    \
     {                                                                                          \
-        for (ptrdiff_t i = 0; i < n; ++i) {                                                    \
+        for (ptrdiff_t r = 0; r < rows; ++r, z += cols, y += cols) {                           \
+            RV_SIMD for (ptrdiff_t i = 0; i < cols; ++i)                                       \
+            {                                                                                  \
+                const T v = z[i] + b[i];                                                       \
+                y[i] = (expr);                                                                 \
+            }                                                                                  \
+        }                                                                                      \
+    }
+#define RV_BACKWARD(name, T, expr)                                                               \
+    static inline void name(const T *y, const T *dy, T *dx, ptrdiff_t n)                       \
+    {                                                                                          \
+        RV_SIMD for (ptrdiff_t i = 0; i < n; ++i)                                              \
+        {                                                                                      \
             const T v = y[i], g = dy[i];                                                       \
             dx[i] = (expr);                                                                    \
         }                                                                                      \
     }
+/* Forward and bias-forward instances of one activation from a per-element expression of v. */
+#define RV_ACTIVATION(act, T, expr)                                                              \
+    RV_UNARY(rv_##act, T, expr)                                                                \
+    RV_BIAS_UNARY(rv_bias_##act, T, expr)
 
-RV_UNARY(rv_relu_f32, float, v > 0.0f ? v : 0.0f)
-RV_UNARY(rv_relu_f64, double, v > 0.0 ? v : 0.0)
+RV_ACTIVATION(relu_f32, float, v > 0.0f ? v : 0.0f)
+RV_ACTIVATION(relu_f64, double, v > 0.0 ? v : 0.0)
 RV_BACKWARD(rv_relu_backward_f32, float, v > 0.0f ? g : 0.0f)
 RV_BACKWARD(rv_relu_backward_f64, double, v > 0.0 ? g : 0.0)
 
-RV_UNARY(rv_sigmoid_f32, float, rv_sigmoidf(v))
-RV_UNARY(rv_sigmoid_f64, double, v >= 0.0 ? 1.0 / (1.0 + exp(-v)) : exp(v) / (1.0 + exp(v)))
+RV_ACTIVATION(sigmoid_f32, float, rv_sigmoidf(v))
+RV_ACTIVATION(sigmoid_f64, double, v >= 0.0 ? 1.0 / (1.0 + exp(-v)) : exp(v) / (1.0 + exp(v)))
 RV_BACKWARD(rv_sigmoid_backward_f32, float, g * v * (1.0f - v))
 RV_BACKWARD(rv_sigmoid_backward_f64, double, g * v * (1.0 - v))
 
-RV_UNARY(rv_tanh_f32, float, rv_tanhf(v))
-RV_UNARY(rv_tanh_f64, double, tanh(v))
+RV_ACTIVATION(tanh_f32, float, rv_tanhf(v))
+RV_ACTIVATION(tanh_f64, double, tanh(v))
 RV_BACKWARD(rv_tanh_backward_f32, float, g * (1.0f - v * v))
 RV_BACKWARD(rv_tanh_backward_f64, double, g * (1.0 - v * v))
 
-#undef RV_UNARY
-#undef RV_BACKWARD
+RV_ACTIVATION(none_f32, float, v)
+RV_ACTIVATION(none_f64, double, v)
 
-/* Dispatching entry points (elementwise.c): the best of elementwise_<isa>.c for this CPU. act is a
- * RANVIER_ACT_* code from gemm.h (relu, sigmoid, tanh); backward takes the forward output y. */
+#undef RV_UNARY
+#undef RV_BIAS_UNARY
+#undef RV_BACKWARD
+#undef RV_ACTIVATION
+
 #ifdef __cplusplus
 extern "C" {
 #endif
-void ranvier_act_forward_f32(int act, const float *x, float *y, ptrdiff_t n);
-void ranvier_act_forward_f64(int act, const double *x, double *y, ptrdiff_t n);
-void ranvier_act_backward_f32(int act, const float *y, const float *dy, float *dx, ptrdiff_t n);
-void ranvier_act_backward_f64(int act, const double *y, const double *dy, double *dx,
-                              ptrdiff_t n);
+
+/* One fused softmax + cross-entropy problem (rows x d, C-contiguous), for
+ * ranvier_ew()->softmax_ce_<dtype>(args, r0, r1), which handles rows [r0, r1):
+ *   row_loss[i] = -sum_j u_ij log softmax(z_i)_j,   g_i = scale * (softmax(z_i) * sum(u_i) - u_i)
+ * with the effective target u: labels (t NULL): u_ij = w_j (eps_c + keep [j == labels[i]]);
+ * probabilities: u_ij = w_j (keep t_ij + eps_c). w NULL means all 1 (then wsum = d). plain marks
+ * labels without weights or smoothing (eps_c 0, keep 1), the fast path; hit (labels only, may be
+ * NULL) gets 1 where the first argmax of the row is the label. */
+typedef struct ranvier_ce_args {
+    const void *z;         /* logits (rows, d), float or double */
+    void *g;               /* gradient (rows, d), same dtype */
+    double *row_loss;      /* (rows,) */
+    const int64_t *labels; /* (rows,) in [0, d), checked by the caller; or NULL with t */
+    const void *t;         /* targets (rows, d), same dtype; NULL for labels */
+    signed char *hit;      /* (rows,) or NULL */
+    const double *w;       /* (d,) class weights or NULL */
+    double scale, eps_c, keep, wsum;
+    ptrdiff_t d;
+    int plain;
+} ranvier_ce_args;
+
+/* The kernels of one instruction set. act is a RANVIER_ACT_* code from gemm.h; backward takes the
+ * forward output y; bias_act computes y[i, :] = act(z[i, :] + b) for rows x cols (y may be z). */
+typedef struct ranvier_ew_kernels {
+    void (*act_forward_f32)(int act, const float *x, float *y, ptrdiff_t n);
+    void (*act_forward_f64)(int act, const double *x, double *y, ptrdiff_t n);
+    void (*act_backward_f32)(int act, const float *y, const float *dy, float *dx, ptrdiff_t n);
+    void (*act_backward_f64)(int act, const double *y, const double *dy, double *dx,
+                             ptrdiff_t n);
+    void (*bias_act_f32)(int act, const float *z, const float *b, float *y, ptrdiff_t rows,
+                         ptrdiff_t cols);
+    void (*bias_act_f64)(int act, const double *z, const double *b, double *y, ptrdiff_t rows,
+                         ptrdiff_t cols);
+    void (*softmax_ce_f32)(const ranvier_ce_args *a, ptrdiff_t r0, ptrdiff_t r1);
+    void (*softmax_ce_f64)(const ranvier_ce_args *a, ptrdiff_t r0, ptrdiff_t r1);
+} ranvier_ew_kernels;
+
+/* The kernels of the ISA in use (elementwise.c): the best one this CPU runs, unless
+ * ranvier_elementwise_set_isa chose another. Each extension linking elementwise.c has its own
+ * choice. */
+const ranvier_ew_kernels *ranvier_ew(void);
 /* 0 generic, 1 avx2, 2 avx512 (as RANVIER_ISA_*); set returns -1 when unsupported. */
 int ranvier_elementwise_get_isa(void);
 int ranvier_elementwise_set_isa(int isa);
 
-#define RV_DECLARE_EW(isa)                                                                       \
-    void ranvier_act_forward_f32_##isa(int, const float *, float *, ptrdiff_t);                 \
-    void ranvier_act_forward_f64_##isa(int, const double *, double *, ptrdiff_t);               \
-    void ranvier_act_backward_f32_##isa(int, const float *, const float *, float *, ptrdiff_t); \
-    void ranvier_act_backward_f64_##isa(int, const double *, const double *, double *,          \
-                                        ptrdiff_t);
-RV_DECLARE_EW(generic)
+extern const ranvier_ew_kernels ranvier_ew_generic;
 #if RANVIER_HAVE_X86_SIMD
-RV_DECLARE_EW(avx2)
-RV_DECLARE_EW(avx512)
+extern const ranvier_ew_kernels ranvier_ew_avx2, ranvier_ew_avx512;
 #endif
 #ifdef __cplusplus
 }

@@ -62,7 +62,7 @@ def _softmax64(x):
 # ReLU: exact
 # --------------------------------------------------------------------------------------------
 
-def test_relu_forward_backward(dtype, num_threads):
+def test_relu_forward_backward(dtype, num_threads, isa):
     rng = np.random.default_rng(1)
     for n in LENGTHS:
         x = _data(rng, n, dtype)
@@ -86,7 +86,7 @@ def test_relu_forward_backward(dtype, num_threads):
 # Sigmoid and tanh
 # --------------------------------------------------------------------------------------------
 
-def test_sigmoid_forward(dtype, num_threads):
+def test_sigmoid_forward(dtype, num_threads, isa):
     rng = np.random.default_rng(2)
     tiny = np.finfo(dtype).tiny
     for n in LENGTHS:
@@ -99,7 +99,7 @@ def test_sigmoid_forward(dtype, num_threads):
             _assert_sentinels(buf, f"sigmoid n={n}")
 
 
-def test_sigmoid_extreme_inputs_do_not_overflow(dtype, num_threads):
+def test_sigmoid_extreme_inputs_do_not_overflow(dtype, num_threads, isa):
     big = [20, 40, 80, 88.5, 100, 700, 710, 1000, 1e30]
     x = np.array([v for b in big for v in (b, -b)] + [np.inf, -np.inf, 0.0, -0.0], dtype)
     y = np.empty_like(x)
@@ -111,7 +111,7 @@ def test_sigmoid_extreme_inputs_do_not_overflow(dtype, num_threads):
     assert ((y >= 0) & (y <= 1)).all()
 
 
-def test_sigmoid_backward(dtype, num_threads):
+def test_sigmoid_backward(dtype, num_threads, isa):
     rng = np.random.default_rng(3)
     for n in LENGTHS:
         y = np.empty(n, dtype)
@@ -127,7 +127,7 @@ def test_sigmoid_backward(dtype, num_threads):
         _assert_sentinels(buf, f"sigmoid_backward n={n}")
 
 
-def test_tanh_forward(dtype, num_threads):
+def test_tanh_forward(dtype, num_threads, isa):
     rng = np.random.default_rng(4)
     for n in LENGTHS:
         x = _data(rng, n, dtype)
@@ -145,7 +145,7 @@ def test_tanh_forward(dtype, num_threads):
     np.testing.assert_allclose(y[8:], x[8:], rtol=eps(dtype))
 
 
-def test_tanh_backward(dtype, num_threads):
+def test_tanh_backward(dtype, num_threads, isa):
     rng = np.random.default_rng(5)
     for n in LENGTHS:
         y = np.empty(n, dtype)
@@ -163,7 +163,7 @@ def test_tanh_backward(dtype, num_threads):
 
 
 @pytest.mark.parametrize("name", ["relu", "sigmoid", "tanh"])
-def test_elementwise_same_bits_for_any_thread_count(dtype, name):
+def test_elementwise_same_bits_for_any_thread_count(dtype, name, isa):
     rng = np.random.default_rng(6)
     n = 100003
     x = _data(rng, n, dtype)
@@ -178,6 +178,25 @@ def test_elementwise_same_bits_for_any_thread_count(dtype, name):
         ys.append(y.tobytes())
         dxs.append(dx.tobytes())
     assert ys[0] == ys[1] and dxs[0] == dxs[1]
+
+
+@pytest.mark.parametrize("name", ["relu", "sigmoid", "tanh"])
+def test_elementwise_in_place(dtype, name, isa):
+    """out may be x itself: the same values as into a separate output."""
+    rng = np.random.default_rng(13)
+    for n in (1, 17, 4103, 100003):
+        x = _data(rng, n, dtype)
+        fwd, bwd = getattr(act, f"{name}_forward"), getattr(act, f"{name}_backward")
+        y = np.empty_like(x)
+        fwd(x, y, 2)
+        x_in = x.copy()
+        fwd(x_in, x_in, 2)
+        np.testing.assert_array_equal(x_in, y)
+        dy = _data(rng, n, dtype)
+        dx = np.empty_like(x)
+        bwd(y, dy, dx, 2)
+        bwd(y, dy, dy, 2)
+        np.testing.assert_array_equal(dy, dx)
 
 
 def test_elementwise_empty(dtype):

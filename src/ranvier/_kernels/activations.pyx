@@ -1,6 +1,7 @@
 """Activation functions, forward and backward, and dropout's mask.
 
-Elementwise kernels work on flat C-contiguous 1-D views (the layer passes ``x.reshape(-1)``).
+Elementwise kernels work on flat C-contiguous 1-D views (the layer passes ``x.reshape(-1)``); the
+output may be the input (in place).
 Backward kernels of ReLU, sigmoid and tanh take the forward *output* y, from which each derivative
 follows cheaply: relu' = (y > 0), sigmoid' = y (1 - y), tanh' = 1 - y^2. LeakyReLU, GELU and ELU
 take the forward *input* x (their derivatives are not functions of y alone for every slope/alpha,
@@ -8,7 +9,11 @@ and GELU's is not invertible). Softmax works row by row. Dropout keeps element i
 draw u[i] >= p and scales it by 1 / (1 - p); the same kernel masks the gradient.
 """
 from cython.parallel cimport prange
-from libc.math cimport erf, erff, exp, expf, expm1, expm1f, tanh, tanhf
+from libc.math cimport erf, erff, exp, expf, expm1, expm1f
+
+from ranvier._kernels._elementwise cimport (
+    RANVIER_ACT_RELU, RANVIER_ACT_SIGMOID, RANVIER_ACT_TANH, ranvier_elementwise_get_isa,
+    ranvier_elementwise_set_isa, ranvier_ew, ranvier_ew_kernels)
 
 ctypedef fused real:
     float
@@ -22,34 +27,10 @@ cdef inline real _exp(real x) noexcept nogil:
         return exp(x)
 
 
-cdef inline real _sigmoid(real x) noexcept nogil:
-    # Two branches so exp never overflows: for x < 0 use e^x / (1 + e^x).
-    cdef real e
-    if x >= 0:
-        return 1 / (1 + _exp(-x))
-    e = _exp(x)
-    return e / (1 + e)
-
-
-cdef extern from "elementwise.h":
-    # C kernels compiled once per instruction set (generic / AVX2 / AVX-512), picked at run time.
-    void ranvier_act_forward_f32(int act, const float *x, float *y, Py_ssize_t n) nogil
-    void ranvier_act_forward_f64(int act, const double *x, double *y, Py_ssize_t n) nogil
-    void ranvier_act_backward_f32(int act, const float *y, const float *dy, float *dx,
-                                  Py_ssize_t n) nogil
-    void ranvier_act_backward_f64(int act, const double *y, const double *dy, double *dx,
-                                  Py_ssize_t n) nogil
-    int ranvier_elementwise_get_isa() nogil
-    int ranvier_elementwise_set_isa(int isa) nogil
-
-cdef extern from "gemm.h":
-    enum:
-        RANVIER_ACT_RELU
-        RANVIER_ACT_SIGMOID
-        RANVIER_ACT_TANH
-
 cdef enum:
     CHUNK = 16384   # elements per task: whole cache lines per thread, few enough tasks to balance
+
+ranvier_elementwise_get_isa()   # choose now, not racily inside a parallel region
 
 
 def get_isa():
@@ -58,24 +39,29 @@ def get_isa():
 
 
 def set_isa(name):
+    """Force the elementwise kernels (activations and the losses' softmax) onto one ISA."""
     isas = ("generic", "avx2", "avx512")
     if name not in isas or ranvier_elementwise_set_isa(isas.index(name)) != 0:
         raise ValueError(f"elementwise ISA {name!r} is not supported here")
 
 
+cdef const ranvier_ew_kernels *ew_kernels() noexcept nogil:
+    return ranvier_ew()
+
+
 cdef inline void _fwd_chunk(int act, const real *x, real *y, Py_ssize_t n) noexcept nogil:
     if real is float:
-        ranvier_act_forward_f32(act, x, y, n)
+        ranvier_ew().act_forward_f32(act, x, y, n)
     else:
-        ranvier_act_forward_f64(act, x, y, n)
+        ranvier_ew().act_forward_f64(act, x, y, n)
 
 
 cdef inline void _bwd_chunk(int act, const real *y, const real *dy, real *dx,
                             Py_ssize_t n) noexcept nogil:
     if real is float:
-        ranvier_act_backward_f32(act, y, dy, dx, n)
+        ranvier_ew().act_backward_f32(act, y, dy, dx, n)
     else:
-        ranvier_act_backward_f64(act, y, dy, dx, n)
+        ranvier_ew().act_backward_f64(act, y, dy, dx, n)
 
 
 cdef void _forward(int act, const real[::1] x, real[::1] out, int num_threads) except *:
@@ -84,7 +70,7 @@ cdef void _forward(int act, const real[::1] x, real[::1] out, int num_threads) e
         raise ValueError(f"out has {out.shape[0]} elements, x has {n}")
     if n == 0:
         return
-    if nchunks == 1:
+    if nchunks == 1 or num_threads == 1:
         with nogil:
             _fwd_chunk(act, &x[0], &out[0], n)
         return
@@ -102,7 +88,7 @@ cdef void _backward(int act, const real[::1] y, const real[::1] dy, real[::1] dx
                          f"{dx.shape[0]})")
     if n == 0:
         return
-    if nchunks == 1:
+    if nchunks == 1 or num_threads == 1:
         with nogil:
             _bwd_chunk(act, &y[0], &dy[0], &dx[0], n)
         return
