@@ -1,10 +1,12 @@
 /* Elementwise activation kernels on a contiguous chunk, written so the compiler vectorises them:
- * restrict pointers, no branches in the loop body (selects instead), and a polynomial expf
- * instead of the C library's scalar one. Cython's prange hands each thread whole chunks.
+ * omp simd loops, no branches in the loop body (selects instead), and a polynomial expf instead
+ * of the C library's scalar one. Cython's prange hands each thread whole chunks. Also the
+ * declarations of the fused softmax + cross-entropy (softmax_ce_template.h) and the per-ISA
+ * kernel table.
  *
  * float32 uses rv_expf (Cephes-style: range reduction by ln 2, degree-6 polynomial, 2^n built from
- * the exponent bits; about 1 ulp over its range) and a rational/odd-polynomial tanh; float64 keeps
- * the C library's exp and tanh, where accuracy matters more than speed. */
+ * the exponent bits; about 1 ulp over its range) and a rational tanh; float64 keeps the C
+ * library's exp and tanh, where accuracy matters more than speed. */
 #ifndef RANVIER_ELEMENTWISE_H
 #define RANVIER_ELEMENTWISE_H
 
@@ -81,20 +83,30 @@ static inline float rv_sigmoidf(float x)
     return 1.0f / (1.0f + rv_expf(-x));
 }
 
+/* tanh for float: x P(x^2) / Q(x^2), degrees 10 / 6 in x, a minimax fit of relative error 3.2e-8
+ * on [0, 7.9] (fitted for ranvier by linear programming on the differential-correction scheme);
+ * |x| > 7.9 gives exactly +-1 (tanh(7.9) is 1 - 2.3 eps). One division and no exp: half the
+ * instructions of 1 - 2 / (e^{2x} + 1) with its small-|x| polynomial. Float rounding of the
+ * evaluation dominates: every float in [1e-30, 10] is within 2.6 eps relative (3.1 eps without
+ * FMA, the generic build), checked exhaustively against double tanh; the tests hold 4 eps. NaN
+ * stays NaN (ax > SAT is false for it), tanh(-0) = -0. */
+#define RV_TANHF_SAT 7.9f
 static inline float rv_tanhf(float x)
 {
-    /* |x| < 0.625: odd polynomial (no cancellation near 0); else 1 - 2 / (e^{2|x|} + 1), with the
-     * sign put back. Both are computed and one selected, so the loop has no branch. */
     const float ax = fabsf(x);
-    const float z = x * x;
-    float small = -5.70498872745e-3f;
-    small = small * z + 2.06390887954e-2f;
-    small = small * z - 5.37397155531e-2f;
-    small = small * z + 1.33314422036e-1f;
-    small = small * z - 3.33332819422e-1f;
-    small = small * z * x + x;
-    const float big = 1.0f - 2.0f / (rv_expf(2.0f * ax) + 1.0f);
-    return ax < 0.625f ? small : copysignf(big, x);
+    const float a = ax > RV_TANHF_SAT ? RV_TANHF_SAT : ax;
+    const float t = a * a;
+    float p = 2.350927959e-11f;
+    p = p * t - 1.469898958e-08f;
+    p = p * t + 9.876732292e-06f;
+    p = p * t + 2.985736355e-03f;
+    p = p * t + 1.297917515e-01f;
+    p = p * t + 1.0f;
+    float q = 2.371791197e-04f;
+    q = q * t + 2.402759530e-02f;
+    q = q * t + 4.631249905e-01f;
+    q = q * t + 1.0f;
+    return copysignf(ax > RV_TANHF_SAT ? 1.0f : a * p / q, x);
 }
 
 /* The loops below allow y to be x (in place): each element is read before the same element is

@@ -145,6 +145,32 @@ def test_tanh_forward(dtype, num_threads, isa):
     np.testing.assert_allclose(y[8:], x[8:], rtol=eps(dtype))
 
 
+def test_tanh_float32_dense_sweep(isa):
+    """Every float32 in [7, 7.9] (where the rational's rounding error peaks, near 1) and every
+    4099th float in [1e-30, 10], both signs: within the 4 eps bound of test_tanh_forward."""
+    lo, hi = np.array([7.0, 7.9, 1e-30, 10.0], np.float32).view(np.uint32).reshape(2, 2)
+    bits = np.concatenate([np.arange(lo[0], lo[1] + 1), np.arange(hi[0], hi[1] + 1, 4099)])
+    x = bits.astype(np.uint32).view(np.float32)
+    x = np.concatenate([x, -x])
+    y = np.empty_like(x)
+    act.tanh_forward(x, y, 2)
+    ref = np.tanh(x.astype(np.float64))
+    _assert_bound(y, ref, 4 * eps(np.float32) * np.abs(ref) + np.finfo(np.float32).tiny,
+                  "tanh sweep")
+    assert np.signbit(y[0]) == np.signbit(x[0]) and np.signbit(y[-1]) == np.signbit(x[-1])
+
+
+def test_tanh_special_values(dtype, isa):
+    big = 9.02 if dtype == np.float32 else 19.1      # tanh rounds to 1 from here on
+    x = np.array([np.nan, -0.0, 0.0, 7.9, -7.9, 7.91, big, -big], dtype)
+    y = np.empty_like(x)
+    act.tanh_forward(x, y, 1)
+    assert np.isnan(y[0])
+    assert y[1] == 0 and np.signbit(y[1]) and y[2] == 0 and not np.signbit(y[2])
+    np.testing.assert_allclose(y[3:5], np.tanh(x[3:5].astype(np.float64)), rtol=4 * eps(dtype))
+    np.testing.assert_array_equal(np.abs(y[6:]), 1)
+
+
 def test_tanh_backward(dtype, num_threads, isa):
     rng = np.random.default_rng(5)
     for n in LENGTHS:
