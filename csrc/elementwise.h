@@ -119,26 +119,32 @@ static inline float rv_tanhf(float x)
 #endif
 #define RV_SIMD RV_PRAGMA(omp simd)
 
-#define RV_UNARY(name, T, expr)                                                                  \
-    static inline void name(const T *x, T *y, ptrdiff_t n)                                     \
+/* Forward loops of one activation (f = rv_<act>_1, its value at one element): y = f(x), and
+ * y[i, :] = f(z[i, :] + b) for a block of rows, the bias add fused into the activation. The bias
+ * loop takes four rows per pass over b: with one row per pass, re-reading b (a cache-resident
+ * 16 KiB for 4096 columns) beside the two streams to memory cost a quarter of the speed. */
+#define RV_FORWARD_LOOPS(act, T, f)                                                              \
+    static inline void rv_##act(const T *x, T *y, ptrdiff_t n)                                 \
     {                                                                                          \
-        RV_SIMD for (ptrdiff_t i = 0; i < n; ++i)                                              \
-        {                                                                                      \
-            const T v = x[i];                                                                  \
-            y[i] = (expr);                                                                     \
-        }                                                                                      \
-    }
-/* y[i, :] = act(z[i, :] + b) for a block of rows: the bias add fused into the activation. */
-#define RV_BIAS_UNARY(name, T, expr)                                                             \
-    static inline void name(const T *z, const T *restrict b, T *y, ptrdiff_t rows,             \
-                            ptrdiff_t cols)                                                    \
+        RV_SIMD for (ptrdiff_t i = 0; i < n; ++i) y[i] = f(x[i]);                              \
+    }                                                                                          \
+    static inline void rv_bias_##act(const T *z, const T *restrict b, T *y, ptrdiff_t rows,    \
+                                     ptrdiff_t cols)                                           \
     {                                                                                          \
-        for (ptrdiff_t r = 0; r < rows; ++r, z += cols, y += cols) {                           \
-            RV_SIMD for (ptrdiff_t i = 0; i < cols; ++i)                                       \
+        const ptrdiff_t c = cols;                                                              \
+        ptrdiff_t r = 0;                                                                       \
+        for (; r + 4 <= rows; r += 4, z += 4 * c, y += 4 * c) {                                \
+            RV_SIMD for (ptrdiff_t i = 0; i < c; ++i)                                          \
             {                                                                                  \
-                const T v = z[i] + b[i];                                                       \
-                y[i] = (expr);                                                                 \
+                const T bi = b[i];                                                             \
+                y[i] = f(z[i] + bi);                                                           \
+                y[c + i] = f(z[c + i] + bi);                                                   \
+                y[2 * c + i] = f(z[2 * c + i] + bi);                                           \
+                y[3 * c + i] = f(z[3 * c + i] + bi);                                           \
             }                                                                                  \
+        }                                                                                      \
+        for (; r < rows; ++r, z += c, y += c) {                                                \
+            RV_SIMD for (ptrdiff_t i = 0; i < c; ++i) y[i] = f(z[i] + b[i]);                   \
         }                                                                                      \
     }
 #define RV_BACKWARD(name, T, expr)                                                               \
@@ -150,10 +156,10 @@ static inline float rv_tanhf(float x)
             dx[i] = (expr);                                                                    \
         }                                                                                      \
     }
-/* Forward and bias-forward instances of one activation from a per-element expression of v. */
+/* An activation from a per-element expression of v: the function and its forward loops. */
 #define RV_ACTIVATION(act, T, expr)                                                              \
-    RV_UNARY(rv_##act, T, expr)                                                                \
-    RV_BIAS_UNARY(rv_bias_##act, T, expr)
+    static inline T rv_##act##_1(T v) { return (expr); }                                       \
+    RV_FORWARD_LOOPS(act, T, rv_##act##_1)
 
 RV_ACTIVATION(relu_f32, float, v > 0.0f ? v : 0.0f)
 RV_ACTIVATION(relu_f64, double, v > 0.0 ? v : 0.0)
@@ -173,8 +179,7 @@ RV_BACKWARD(rv_tanh_backward_f64, double, g * (1.0 - v * v))
 RV_ACTIVATION(none_f32, float, v)
 RV_ACTIVATION(none_f64, double, v)
 
-#undef RV_UNARY
-#undef RV_BIAS_UNARY
+#undef RV_FORWARD_LOOPS
 #undef RV_BACKWARD
 #undef RV_ACTIVATION
 

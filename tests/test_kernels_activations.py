@@ -40,8 +40,8 @@ def _assert_bound(got, ref, bound, what):
                              f"got {got[i]!r}, expected {ref[i]!r}, bound {bound[i]:.3e}")
 
 
-def _data(rng, n, dtype, spread=3.0):
-    return (spread * rng.standard_normal(n)).astype(dtype)
+def _data(rng, shape, dtype, spread=3.0):
+    return (spread * rng.standard_normal(shape)).astype(dtype)
 
 
 def _sigmoid64_exact(x):
@@ -230,6 +230,64 @@ def test_elementwise_empty(dtype):
     for name in ("relu", "sigmoid", "tanh"):
         getattr(act, f"{name}_forward")(e, np.empty(0, dtype), 2)
         getattr(act, f"{name}_backward")(e, e, np.empty(0, dtype), 2)
+
+
+# --------------------------------------------------------------------------------------------
+# Fused bias + activation
+# --------------------------------------------------------------------------------------------
+
+BIAS_SHAPES = [(r, c) for r in (1, 3, 4, 5, 9) for c in (1, 7, 16, 17, 63)]
+BIAS_SHAPES += [(130, 257), (1000, 33), (6, 4099)]     # past the 16384-element parallel task
+
+
+@pytest.mark.parametrize("name", ["relu", "sigmoid", "tanh"])
+def test_bias_activation_matches_unfused(dtype, num_threads, isa, name):
+    """bias_<act>_forward(z, b, y) gives the same bits as z + b (rounded in the working precision,
+    as bias_add does) followed by <act>_forward, into a separate output and in place."""
+    rng = np.random.default_rng(14)
+    fused, unfused = getattr(act, f"bias_{name}_forward"), getattr(act, f"{name}_forward")
+    for rows, cols in BIAS_SHAPES:
+        z = _data(rng, (rows, cols), dtype)
+        b = _data(rng, cols, dtype)
+        expected = np.empty_like(z)
+        unfused((z + b).reshape(-1), expected.reshape(-1), 1)
+        buf, y = _guarded((rows, cols), dtype)
+        fused(readonly(z), readonly(b), y, num_threads)
+        np.testing.assert_array_equal(y, expected, err_msg=f"bias_{name} {rows}x{cols}")
+        _assert_sentinels(buf, f"bias_{name} {rows}x{cols}")
+        fused(z, b, z, num_threads)                       # in place
+        np.testing.assert_array_equal(z, expected, err_msg=f"bias_{name} in place")
+
+
+def test_bias_relu_against_float64(dtype, num_threads):
+    rng = np.random.default_rng(15)
+    z = _data(rng, (37, 65), dtype)
+    b = _data(rng, 65, dtype)
+    y = np.empty_like(z)
+    act.bias_relu_forward(z, b, y, num_threads)
+    ref = np.maximum(z.astype(np.float64) + b.astype(np.float64), 0)
+    _assert_bound(y, ref, eps(dtype) * np.abs(ref), "bias_relu")   # one rounding: z + b
+
+
+def test_bias_activation_bad_arguments(dtype):
+    z, b, y = np.zeros((4, 5), dtype), np.zeros(5, dtype), np.zeros((4, 5), dtype)
+    with pytest.raises(ValueError, match="b has 4"):
+        act.bias_relu_forward(z, b[:4], y, 1)
+    with pytest.raises(ValueError, match="y has shape"):
+        act.bias_relu_forward(z, b, y[:3], 1)
+    big = np.zeros((5, 5), dtype)
+    with pytest.raises(ValueError, match="overlap"):          # y shifted by one row over z
+        act.bias_relu_forward(big[:4], b, big[1:], 1)
+    with pytest.raises(ValueError, match="overlap"):          # b inside y
+        act.bias_relu_forward(z, big[2], big[:4], 1)
+    with pytest.raises(ValueError, match="contiguous"):
+        act.bias_relu_forward(np.zeros((4, 10), dtype)[:, ::2], b, y, 1)
+    with pytest.raises((TypeError, ValueError)):              # no kernel for mixed dtypes
+        act.bias_relu_forward(z, b.astype(np.float16), y, 1)
+    with pytest.raises(ValueError, match="read-only"):
+        act.bias_relu_forward(z, b, readonly(y), 1)
+    act.bias_relu_forward(np.zeros((0, 5), dtype), b, np.zeros((0, 5), dtype), 2)
+    act.bias_relu_forward(np.zeros((3, 0), dtype), b[:0], np.zeros((3, 0), dtype), 2)
 
 
 # --------------------------------------------------------------------------------------------
