@@ -40,8 +40,8 @@ def _assert_bound(got, ref, bound, what):
                              f"got {got[i]!r}, expected {ref[i]!r}, bound {bound[i]:.3e}")
 
 
-def _data(rng, n, dtype, spread=3.0):
-    return (spread * rng.standard_normal(n)).astype(dtype)
+def _data(rng, shape, dtype, spread=3.0):
+    return (spread * rng.standard_normal(shape)).astype(dtype)
 
 
 def _sigmoid64_exact(x):
@@ -62,7 +62,7 @@ def _softmax64(x):
 # ReLU: exact
 # --------------------------------------------------------------------------------------------
 
-def test_relu_forward_backward(dtype, num_threads):
+def test_relu_forward_backward(dtype, num_threads, isa):
     rng = np.random.default_rng(1)
     for n in LENGTHS:
         x = _data(rng, n, dtype)
@@ -86,7 +86,7 @@ def test_relu_forward_backward(dtype, num_threads):
 # Sigmoid and tanh
 # --------------------------------------------------------------------------------------------
 
-def test_sigmoid_forward(dtype, num_threads):
+def test_sigmoid_forward(dtype, num_threads, isa):
     rng = np.random.default_rng(2)
     tiny = np.finfo(dtype).tiny
     for n in LENGTHS:
@@ -99,7 +99,7 @@ def test_sigmoid_forward(dtype, num_threads):
             _assert_sentinels(buf, f"sigmoid n={n}")
 
 
-def test_sigmoid_extreme_inputs_do_not_overflow(dtype, num_threads):
+def test_sigmoid_extreme_inputs_do_not_overflow(dtype, num_threads, isa):
     big = [20, 40, 80, 88.5, 100, 700, 710, 1000, 1e30]
     x = np.array([v for b in big for v in (b, -b)] + [np.inf, -np.inf, 0.0, -0.0], dtype)
     y = np.empty_like(x)
@@ -111,7 +111,7 @@ def test_sigmoid_extreme_inputs_do_not_overflow(dtype, num_threads):
     assert ((y >= 0) & (y <= 1)).all()
 
 
-def test_sigmoid_backward(dtype, num_threads):
+def test_sigmoid_backward(dtype, num_threads, isa):
     rng = np.random.default_rng(3)
     for n in LENGTHS:
         y = np.empty(n, dtype)
@@ -127,7 +127,7 @@ def test_sigmoid_backward(dtype, num_threads):
         _assert_sentinels(buf, f"sigmoid_backward n={n}")
 
 
-def test_tanh_forward(dtype, num_threads):
+def test_tanh_forward(dtype, num_threads, isa):
     rng = np.random.default_rng(4)
     for n in LENGTHS:
         x = _data(rng, n, dtype)
@@ -145,7 +145,33 @@ def test_tanh_forward(dtype, num_threads):
     np.testing.assert_allclose(y[8:], x[8:], rtol=eps(dtype))
 
 
-def test_tanh_backward(dtype, num_threads):
+def test_tanh_float32_dense_sweep(isa):
+    """Every float32 in [7, 7.9] (where the rational's rounding error peaks, near 1) and every
+    4099th float in [1e-30, 10], both signs: within the 4 eps bound of test_tanh_forward."""
+    lo, hi = np.array([7.0, 7.9, 1e-30, 10.0], np.float32).view(np.uint32).reshape(2, 2)
+    bits = np.concatenate([np.arange(lo[0], lo[1] + 1), np.arange(hi[0], hi[1] + 1, 4099)])
+    x = bits.astype(np.uint32).view(np.float32)
+    x = np.concatenate([x, -x])
+    y = np.empty_like(x)
+    act.tanh_forward(x, y, 2)
+    ref = np.tanh(x.astype(np.float64))
+    _assert_bound(y, ref, 4 * eps(np.float32) * np.abs(ref) + np.finfo(np.float32).tiny,
+                  "tanh sweep")
+    assert np.signbit(y[0]) == np.signbit(x[0]) and np.signbit(y[-1]) == np.signbit(x[-1])
+
+
+def test_tanh_special_values(dtype, isa):
+    big = 9.02 if dtype == np.float32 else 19.1      # tanh rounds to 1 from here on
+    x = np.array([np.nan, -0.0, 0.0, 7.9, -7.9, 7.91, big, -big], dtype)
+    y = np.empty_like(x)
+    act.tanh_forward(x, y, 1)
+    assert np.isnan(y[0])
+    assert y[1] == 0 and np.signbit(y[1]) and y[2] == 0 and not np.signbit(y[2])
+    np.testing.assert_allclose(y[3:5], np.tanh(x[3:5].astype(np.float64)), rtol=4 * eps(dtype))
+    np.testing.assert_array_equal(np.abs(y[6:]), 1)
+
+
+def test_tanh_backward(dtype, num_threads, isa):
     rng = np.random.default_rng(5)
     for n in LENGTHS:
         y = np.empty(n, dtype)
@@ -163,7 +189,7 @@ def test_tanh_backward(dtype, num_threads):
 
 
 @pytest.mark.parametrize("name", ["relu", "sigmoid", "tanh"])
-def test_elementwise_same_bits_for_any_thread_count(dtype, name):
+def test_elementwise_same_bits_for_any_thread_count(dtype, name, isa):
     rng = np.random.default_rng(6)
     n = 100003
     x = _data(rng, n, dtype)
@@ -180,11 +206,88 @@ def test_elementwise_same_bits_for_any_thread_count(dtype, name):
     assert ys[0] == ys[1] and dxs[0] == dxs[1]
 
 
+@pytest.mark.parametrize("name", ["relu", "sigmoid", "tanh"])
+def test_elementwise_in_place(dtype, name, isa):
+    """out may be x itself: the same values as into a separate output."""
+    rng = np.random.default_rng(13)
+    for n in (1, 17, 4103, 100003):
+        x = _data(rng, n, dtype)
+        fwd, bwd = getattr(act, f"{name}_forward"), getattr(act, f"{name}_backward")
+        y = np.empty_like(x)
+        fwd(x, y, 2)
+        x_in = x.copy()
+        fwd(x_in, x_in, 2)
+        np.testing.assert_array_equal(x_in, y)
+        dy = _data(rng, n, dtype)
+        dx = np.empty_like(x)
+        bwd(y, dy, dx, 2)
+        bwd(y, dy, dy, 2)
+        np.testing.assert_array_equal(dy, dx)
+
+
 def test_elementwise_empty(dtype):
     e = np.empty(0, dtype)
     for name in ("relu", "sigmoid", "tanh"):
         getattr(act, f"{name}_forward")(e, np.empty(0, dtype), 2)
         getattr(act, f"{name}_backward")(e, e, np.empty(0, dtype), 2)
+
+
+# --------------------------------------------------------------------------------------------
+# Fused bias + activation
+# --------------------------------------------------------------------------------------------
+
+BIAS_SHAPES = [(r, c) for r in (1, 3, 4, 5, 9) for c in (1, 7, 16, 17, 63)]
+BIAS_SHAPES += [(130, 257), (1000, 33), (6, 4099)]     # past the 16384-element parallel task
+
+
+@pytest.mark.parametrize("name", ["relu", "sigmoid", "tanh"])
+def test_bias_activation_matches_unfused(dtype, num_threads, isa, name):
+    """bias_<act>_forward(z, b, y) gives the same bits as z + b (rounded in the working precision,
+    as bias_add does) followed by <act>_forward, into a separate output and in place."""
+    rng = np.random.default_rng(14)
+    fused, unfused = getattr(act, f"bias_{name}_forward"), getattr(act, f"{name}_forward")
+    for rows, cols in BIAS_SHAPES:
+        z = _data(rng, (rows, cols), dtype)
+        b = _data(rng, cols, dtype)
+        expected = np.empty_like(z)
+        unfused((z + b).reshape(-1), expected.reshape(-1), 1)
+        buf, y = _guarded((rows, cols), dtype)
+        fused(readonly(z), readonly(b), y, num_threads)
+        np.testing.assert_array_equal(y, expected, err_msg=f"bias_{name} {rows}x{cols}")
+        _assert_sentinels(buf, f"bias_{name} {rows}x{cols}")
+        fused(z, b, z, num_threads)                       # in place
+        np.testing.assert_array_equal(z, expected, err_msg=f"bias_{name} in place")
+
+
+def test_bias_relu_against_float64(dtype, num_threads):
+    rng = np.random.default_rng(15)
+    z = _data(rng, (37, 65), dtype)
+    b = _data(rng, 65, dtype)
+    y = np.empty_like(z)
+    act.bias_relu_forward(z, b, y, num_threads)
+    ref = np.maximum(z.astype(np.float64) + b.astype(np.float64), 0)
+    _assert_bound(y, ref, eps(dtype) * np.abs(ref), "bias_relu")   # one rounding: z + b
+
+
+def test_bias_activation_bad_arguments(dtype):
+    z, b, y = np.zeros((4, 5), dtype), np.zeros(5, dtype), np.zeros((4, 5), dtype)
+    with pytest.raises(ValueError, match="b has 4"):
+        act.bias_relu_forward(z, b[:4], y, 1)
+    with pytest.raises(ValueError, match="y has shape"):
+        act.bias_relu_forward(z, b, y[:3], 1)
+    big = np.zeros((5, 5), dtype)
+    with pytest.raises(ValueError, match="overlap"):          # y shifted by one row over z
+        act.bias_relu_forward(big[:4], b, big[1:], 1)
+    with pytest.raises(ValueError, match="overlap"):          # b inside y
+        act.bias_relu_forward(z, big[2], big[:4], 1)
+    with pytest.raises(ValueError, match="contiguous"):
+        act.bias_relu_forward(np.zeros((4, 10), dtype)[:, ::2], b, y, 1)
+    with pytest.raises((TypeError, ValueError)):              # no kernel for mixed dtypes
+        act.bias_relu_forward(z, b.astype(np.float16), y, 1)
+    with pytest.raises(ValueError, match="read-only"):
+        act.bias_relu_forward(z, b, readonly(y), 1)
+    act.bias_relu_forward(np.zeros((0, 5), dtype), b, np.zeros((0, 5), dtype), 2)
+    act.bias_relu_forward(np.zeros((3, 0), dtype), b[:0], np.zeros((3, 0), dtype), 2)
 
 
 # --------------------------------------------------------------------------------------------

@@ -15,8 +15,10 @@ from conftest import AWKWARD, eps, readonly
 from ranvier._kernels import losses
 
 EPS64 = float(np.finfo(np.float64).eps)
-CE_SHAPES = [(n, d) for n in (1, 2, 7, 33, 257) for d in (1, 2, 5, 16, 17, 63, 129, 257)]
-CE_SHAPES += [(1000, 10), (65, 1025)]
+# Classes around the vector widths (8 and 16 floats, 4 and 8 doubles) and past them; rows around
+# the parallel task size (whole rows of ~16384 logits per task).
+CE_SHAPES = [(n, d) for n in (1, 2, 7, 33, 257) for d in (1, 2, 5, 8, 9, 10, 16, 17, 63, 129, 257)]
+CE_SHAPES += [(1000, 10), (65, 1025), (3, 1000), (33, 4099)]
 MSE_LENGTHS = sorted(set(AWKWARD) | {255, 4095, 4096, 4097, 3 * 4096 + 5, 100003})
 
 
@@ -81,7 +83,7 @@ def _check_labels(z, labels, scale, grad, row_loss, total, dtype, what):
 # Softmax cross-entropy with integer labels
 # --------------------------------------------------------------------------------------------
 
-def test_ce_labels_matches_reference(dtype, num_threads):
+def test_ce_labels_matches_reference(dtype, num_threads, isa):
     rng = np.random.default_rng(1)
     for n, d in CE_SHAPES:
         z = (3 * rng.standard_normal((n, d))).astype(dtype)
@@ -97,7 +99,7 @@ def test_ce_labels_matches_reference(dtype, num_threads):
 
 
 @pytest.mark.parametrize("magnitude", [1e2, 1e4])
-def test_ce_labels_large_logits_stable(dtype, num_threads, magnitude):
+def test_ce_labels_large_logits_stable(dtype, num_threads, magnitude, isa):
     """|logits| ~ 1e4: exp(z) overflows in any precision, the kernel must stay finite and match
     a float64 log-sum-exp."""
     rng = np.random.default_rng(2)
@@ -124,7 +126,7 @@ def test_ce_labels_large_logits_stable(dtype, num_threads, magnitude):
     assert np.all(np.abs(grad.astype(np.float64).sum(axis=1)) <= 4 * (d + 2) * eps(dtype) * scale)
 
 
-def test_ce_labels_same_result_for_any_thread_count(dtype):
+def test_ce_labels_same_result_for_any_thread_count(dtype, isa):
     rng = np.random.default_rng(3)
     n, d = 3001, 17
     z = (3 * rng.standard_normal((n, d))).astype(dtype)
@@ -137,6 +139,82 @@ def test_ce_labels_same_result_for_any_thread_count(dtype):
         results.append((total, row_loss.tobytes(), grad.tobytes()))
     assert results[0][0] == results[1][0], "summed loss differs between 1 and 2 threads"
     assert results[0][1:] == results[1][1:]
+
+
+def test_ce_labels_row_hits_are_first_argmax(dtype, num_threads, isa):
+    """row_hit: 1 where the row's first argmax (numpy's, torch's) is the label; ties included."""
+    rng = np.random.default_rng(11)
+    for n, d in [(33, 1), (33, 2), (64, 10), (40, 17), (9, 300)]:
+        z = rng.integers(-3, 4, (n, d)).astype(dtype)     # small integers: many tied maxima
+        labels = rng.integers(0, d, n).astype(np.int64)
+        labels[::3] = z[::3].argmax(axis=1)               # label on the first max
+        ties = np.nonzero((z == z.max(axis=1, keepdims=True)).sum(axis=1) > 1)[0]
+        for i in ties[::2]:                               # label on a later copy of the max
+            labels[i] = np.nonzero(z[i] == z[i].max())[0][-1]
+        grad, row_loss, hit = np.empty((n, d), dtype), np.empty(n), np.full(n, 7, np.int8)
+        total, hits = losses.softmax_cross_entropy_labels(z, labels, grad, row_loss, 1.0 / n,
+                                                          num_threads, hit)
+        expected = z.argmax(axis=1) == labels
+        np.testing.assert_array_equal(hit, expected.astype(np.int8), err_msg=f"{n}x{d}")
+        assert hits == int(expected.sum())
+        _check_labels(z, labels, 1.0 / n, grad, row_loss, total, dtype, f"hits {n}x{d}")
+
+
+def test_ce_labels_nonfinite_logits(dtype, isa):
+    """A NaN logit makes its row's loss and gradient NaN (not silently dropped by the max or the
+    exp); -inf logits have probability 0 and a label on one costs inf, as torch; other rows are
+    untouched by either."""
+    rng = np.random.default_rng(12)
+    n, d = 6, 37
+    z = rng.standard_normal((n, d)).astype(dtype)
+    labels = rng.integers(0, d, n).astype(np.int64)
+    z[1, 5] = np.nan                   # NaN inside a row
+    z[2, 0] = np.nan                   # NaN first (where a scalar max would start)
+    z[3, 36] = np.nan                  # NaN in the vector tail
+    z[4, 2:30] = -np.inf
+    labels[4] = 31
+    z[5, 7] = -np.inf
+    labels[5] = 7
+    grad, row_loss = np.empty((n, d), dtype), np.empty(n)
+    losses.softmax_cross_entropy_labels(z, labels, grad, row_loss, 1.0, 1)
+    for i in (1, 2, 3):
+        assert np.isnan(row_loss[i]) and np.isnan(grad[i]).all(), f"row {i}"
+    assert row_loss[5] == np.inf
+    # The finite rows match the reference; row 4 is the softmax over its finite entries.
+    _check_labels(z[:1], labels[:1], 1.0, grad[:1], row_loss[:1], row_loss[0], dtype, "row 0")
+    fin = np.isfinite(z[4])
+    lab4 = np.array([np.count_nonzero(fin[:labels[4]])])
+    _check_labels(z[4:5, fin], lab4, 1.0, grad[4:5, fin], row_loss[4:5], row_loss[4], dtype,
+                  "row 4")
+    assert (grad[4, ~fin] == 0).all()
+    assert grad[5, 7] == -1 and np.isfinite(grad[5]).all()
+
+
+def test_ce_labels_bad_arguments_raise(dtype):
+    z = np.zeros((4, 5), dtype)
+    g, rl = np.empty((4, 5), dtype), np.empty(4)
+    good = np.array([0, 1, 2, 4])
+    for bad in ([0, 1, 2, 5], [0, -1, 2, 3]):
+        with pytest.raises(ValueError, match="label"):
+            losses.softmax_cross_entropy_labels(z, np.array(bad), g, rl, 1.0, 1)
+    with pytest.raises(ValueError, match="labels"):
+        losses.softmax_cross_entropy_labels(z, good[:3], g, rl, 1.0, 1)
+    with pytest.raises(ValueError, match="grad"):
+        losses.softmax_cross_entropy_labels(z, good, np.empty((4, 4), dtype), rl, 1.0, 1)
+    with pytest.raises(ValueError, match="row_loss"):
+        losses.softmax_cross_entropy_labels(z, good, g, np.empty(3), 1.0, 1)
+    with pytest.raises(ValueError, match="row_hit"):
+        losses.softmax_cross_entropy_labels(z, good, g, rl, 1.0, 1, np.empty(3, np.int8))
+    with pytest.raises(ValueError, match="target"):
+        losses.softmax_cross_entropy_probs(z, np.zeros((4, 4), dtype), g, rl, 1.0, 1)
+    with pytest.raises(ValueError, match="no classes"):
+        losses.softmax_cross_entropy_probs(np.zeros((4, 0), dtype), np.zeros((4, 0), dtype),
+                                           np.empty((4, 0), dtype), rl, 1.0, 1)
+    with pytest.raises((TypeError, ValueError)):       # dtype mismatch: no matching kernel
+        losses.softmax_cross_entropy_labels(z, good, np.empty((4, 5), np.float16), rl, 1.0, 1)
+    with pytest.raises(ValueError, match="contiguous"):
+        losses.softmax_cross_entropy_labels(np.zeros((4, 10), dtype)[:, ::2], good, g, rl, 1.0,
+                                            1)
 
 
 # --------------------------------------------------------------------------------------------
@@ -167,7 +245,7 @@ def _check_probs(z, t, scale, grad, row_loss, total, dtype, what):
 
 
 @pytest.mark.parametrize("targets", ["normalised", "unnormalised", "onehot"])
-def test_ce_probs_matches_reference(dtype, num_threads, targets):
+def test_ce_probs_matches_reference(dtype, num_threads, targets, isa):
     rng = np.random.default_rng(4)
     for n, d in CE_SHAPES:
         z = (3 * rng.standard_normal((n, d))).astype(dtype)
@@ -207,7 +285,7 @@ def test_ce_probs_onehot_agrees_with_labels(dtype, num_threads):
 
 
 @pytest.mark.parametrize("magnitude", [1e2, 1e4])
-def test_ce_probs_large_logits_stable(dtype, num_threads, magnitude):
+def test_ce_probs_large_logits_stable(dtype, num_threads, magnitude, isa):
     rng = np.random.default_rng(6)
     n, d = 67, 17
     z = (magnitude * rng.standard_normal((n, d))).astype(dtype)
@@ -221,7 +299,7 @@ def test_ce_probs_large_logits_stable(dtype, num_threads, magnitude):
     _check_probs(z, t, 1.0 / n, grad, row_loss, total, dtype, f"probs |z|~{magnitude}")
 
 
-def test_ce_probs_same_result_for_any_thread_count(dtype):
+def test_ce_probs_same_result_for_any_thread_count(dtype, isa):
     rng = np.random.default_rng(7)
     n, d = 3001, 17
     z = (3 * rng.standard_normal((n, d))).astype(dtype)

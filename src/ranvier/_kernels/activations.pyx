@@ -1,6 +1,8 @@
 """Activation functions, forward and backward, and dropout's mask.
 
-Elementwise kernels work on flat C-contiguous 1-D views (the layer passes ``x.reshape(-1)``).
+Elementwise kernels work on flat C-contiguous 1-D views (the layer passes ``x.reshape(-1)``); the
+output may be the input (in place). The fused ``bias_<act>_forward`` kernels take the 2-D
+(rows, cols) pre-activation and a bias of length cols: y = act(z + b) in one pass.
 Backward kernels of ReLU, sigmoid and tanh take the forward *output* y, from which each derivative
 follows cheaply: relu' = (y > 0), sigmoid' = y (1 - y), tanh' = 1 - y^2. LeakyReLU, GELU and ELU
 take the forward *input* x (their derivatives are not functions of y alone for every slope/alpha,
@@ -8,7 +10,11 @@ and GELU's is not invertible). Softmax works row by row. Dropout keeps element i
 draw u[i] >= p and scales it by 1 / (1 - p); the same kernel masks the gradient.
 """
 from cython.parallel cimport prange
-from libc.math cimport erf, erff, exp, expf, expm1, expm1f, tanh, tanhf
+from libc.math cimport erf, erff, exp, expf, expm1, expm1f
+
+from ranvier._kernels._elementwise cimport (
+    RANVIER_ACT_RELU, RANVIER_ACT_SIGMOID, RANVIER_ACT_TANH, ranvier_elementwise_get_isa,
+    ranvier_elementwise_set_isa, ranvier_ew, ranvier_ew_kernels)
 
 ctypedef fused real:
     float
@@ -22,34 +28,10 @@ cdef inline real _exp(real x) noexcept nogil:
         return exp(x)
 
 
-cdef inline real _sigmoid(real x) noexcept nogil:
-    # Two branches so exp never overflows: for x < 0 use e^x / (1 + e^x).
-    cdef real e
-    if x >= 0:
-        return 1 / (1 + _exp(-x))
-    e = _exp(x)
-    return e / (1 + e)
-
-
-cdef extern from "elementwise.h":
-    # C kernels compiled once per instruction set (generic / AVX2 / AVX-512), picked at run time.
-    void ranvier_act_forward_f32(int act, const float *x, float *y, Py_ssize_t n) nogil
-    void ranvier_act_forward_f64(int act, const double *x, double *y, Py_ssize_t n) nogil
-    void ranvier_act_backward_f32(int act, const float *y, const float *dy, float *dx,
-                                  Py_ssize_t n) nogil
-    void ranvier_act_backward_f64(int act, const double *y, const double *dy, double *dx,
-                                  Py_ssize_t n) nogil
-    int ranvier_elementwise_get_isa() nogil
-    int ranvier_elementwise_set_isa(int isa) nogil
-
-cdef extern from "gemm.h":
-    enum:
-        RANVIER_ACT_RELU
-        RANVIER_ACT_SIGMOID
-        RANVIER_ACT_TANH
-
 cdef enum:
     CHUNK = 16384   # elements per task: whole cache lines per thread, few enough tasks to balance
+
+ranvier_elementwise_get_isa()   # choose now, not racily inside a parallel region
 
 
 def get_isa():
@@ -58,24 +40,29 @@ def get_isa():
 
 
 def set_isa(name):
+    """Force the elementwise kernels (activations and the losses' softmax) onto one ISA."""
     isas = ("generic", "avx2", "avx512")
     if name not in isas or ranvier_elementwise_set_isa(isas.index(name)) != 0:
         raise ValueError(f"elementwise ISA {name!r} is not supported here")
 
 
+cdef const ranvier_ew_kernels *ew_kernels() noexcept nogil:
+    return ranvier_ew()
+
+
 cdef inline void _fwd_chunk(int act, const real *x, real *y, Py_ssize_t n) noexcept nogil:
     if real is float:
-        ranvier_act_forward_f32(act, x, y, n)
+        ranvier_ew().act_forward_f32(act, x, y, n)
     else:
-        ranvier_act_forward_f64(act, x, y, n)
+        ranvier_ew().act_forward_f64(act, x, y, n)
 
 
 cdef inline void _bwd_chunk(int act, const real *y, const real *dy, real *dx,
                             Py_ssize_t n) noexcept nogil:
     if real is float:
-        ranvier_act_backward_f32(act, y, dy, dx, n)
+        ranvier_ew().act_backward_f32(act, y, dy, dx, n)
     else:
-        ranvier_act_backward_f64(act, y, dy, dx, n)
+        ranvier_ew().act_backward_f64(act, y, dy, dx, n)
 
 
 cdef void _forward(int act, const real[::1] x, real[::1] out, int num_threads) except *:
@@ -84,7 +71,7 @@ cdef void _forward(int act, const real[::1] x, real[::1] out, int num_threads) e
         raise ValueError(f"out has {out.shape[0]} elements, x has {n}")
     if n == 0:
         return
-    if nchunks == 1:
+    if nchunks == 1 or num_threads == 1:
         with nogil:
             _fwd_chunk(act, &x[0], &out[0], n)
         return
@@ -102,7 +89,7 @@ cdef void _backward(int act, const real[::1] y, const real[::1] dy, real[::1] dx
                          f"{dx.shape[0]})")
     if n == 0:
         return
-    if nchunks == 1:
+    if nchunks == 1 or num_threads == 1:
         with nogil:
             _bwd_chunk(act, &y[0], &dy[0], &dx[0], n)
         return
@@ -134,6 +121,63 @@ def tanh_forward(const real[::1] x, real[::1] out, int num_threads=1):
 
 def tanh_backward(const real[::1] y, const real[::1] dy, real[::1] dx, int num_threads=1):
     _backward(RANVIER_ACT_TANH, y, dy, dx, num_threads)
+
+
+# -- bias + activation in one pass (layers whose GEMM did not fuse them) ---------------------------
+cdef inline void _bias_rows(int act, const real *z, const real *b, real *y, Py_ssize_t rows,
+                            Py_ssize_t cols) noexcept nogil:
+    if real is float:
+        ranvier_ew().bias_act_f32(act, z, b, y, rows, cols)
+    else:
+        ranvier_ew().bias_act_f64(act, z, b, y, rows, cols)
+
+
+cdef void _bias_forward(int act, const real[:, ::1] z, const real[::1] b, real[:, ::1] y,
+                        int num_threads) except *:
+    cdef Py_ssize_t rows = z.shape[0], cols = z.shape[1], t, ntasks, per, r0, r1
+    if b.shape[0] != cols:
+        raise ValueError(f"b has {b.shape[0]} elements, z has {cols} columns")
+    if y.shape[0] != rows or y.shape[1] != cols:
+        raise ValueError(f"y has shape ({y.shape[0]}, {y.shape[1]}), z has ({rows}, {cols})")
+    if rows == 0 or cols == 0:
+        return
+    # y may be z itself; any other overlap (or b inside y) would read already-written values.
+    cdef const char *zp = <const char *>&z[0, 0]
+    cdef const char *yp = <const char *>&y[0, 0]
+    cdef const char *bp = <const char *>&b[0]
+    cdef Py_ssize_t nbytes = rows * cols * sizeof(real)
+    if (zp != yp and zp < yp + nbytes and yp < zp + nbytes) or (
+            bp < yp + nbytes and yp < bp + cols * <Py_ssize_t>sizeof(real)):
+        raise ValueError("y must be z itself or not overlap z and b")
+    # whole rows per task, ~CHUNK elements, a multiple of the 4 rows the C loop takes per pass
+    per = max(4, (CHUNK // cols) // 4 * 4)
+    ntasks = (rows + per - 1) // per
+    if ntasks == 1 or num_threads == 1:
+        with nogil:
+            _bias_rows(act, &z[0, 0], &b[0], &y[0, 0], rows, cols)
+        return
+    for t in prange(ntasks, nogil=True, schedule="static", num_threads=num_threads):
+        r0 = t * per
+        r1 = r0 + per if r0 + per < rows else rows
+        _bias_rows(act, &z[r0, 0], &b[0], &y[r0, 0], r1 - r0, cols)
+
+
+def bias_relu_forward(const real[:, ::1] z, const real[::1] b, real[:, ::1] y,
+                      int num_threads=1):
+    """y = max(z + b, 0) row by row (b broadcast over rows); y may be z."""
+    _bias_forward(RANVIER_ACT_RELU, z, b, y, num_threads)
+
+
+def bias_sigmoid_forward(const real[:, ::1] z, const real[::1] b, real[:, ::1] y,
+                         int num_threads=1):
+    """y = sigmoid(z + b) row by row; y may be z."""
+    _bias_forward(RANVIER_ACT_SIGMOID, z, b, y, num_threads)
+
+
+def bias_tanh_forward(const real[:, ::1] z, const real[::1] b, real[:, ::1] y,
+                      int num_threads=1):
+    """y = tanh(z + b) row by row; y may be z."""
+    _bias_forward(RANVIER_ACT_TANH, z, b, y, num_threads)
 
 
 cdef inline void _softmax_row(const real *x, real *out, Py_ssize_t d) noexcept nogil:

@@ -7,6 +7,9 @@ from cython.parallel cimport prange
 from libc.math cimport exp, fabs, log, log1p
 from libc.stdint cimport int64_t
 
+from ranvier._kernels._elementwise cimport ranvier_ce_args
+from ranvier._kernels.activations cimport ew_kernels   # one ISA choice for all elementwise code
+
 ctypedef fused real:
     float
     double
@@ -15,56 +18,97 @@ cdef enum:
     MSE_CHUNK = 4096    # elements per partial sum; fixed, so the sum order does not follow threads
 
 
-cdef inline double _logsumexp_row(const real *z, Py_ssize_t d, real *m_out) noexcept nogil:
-    # log(sum(exp(z - max))) in double; the max keeps exp in range even for |z| ~ 1e4.
-    cdef Py_ssize_t j
-    cdef real m = z[0]
-    cdef double s = 0.0
-    for j in range(1, d):
-        if z[j] > m:
-            m = z[j]
-    for j in range(d):
-        s += exp(<double>(z[j] - m))
-    m_out[0] = m
-    return log(s)
+# --------------------------------------------------------------------------------------------
+# Fused softmax + cross-entropy (csrc/softmax_ce_template.h: vector exp, double sums)
+# --------------------------------------------------------------------------------------------
+cdef enum:
+    CE_TASK = 16384     # logits per parallel task (whole rows); rows are independent
 
 
-cdef inline double _ce_label_row(const real *z, int64_t label, real *g, Py_ssize_t d,
-                                 double scale, signed char *hit) noexcept nogil:
-    cdef Py_ssize_t j, arg = 0
-    cdef real m
-    cdef double lse = _logsumexp_row(z, d, &m)
-    for j in range(d):
-        g[j] = <real>(scale * exp(<double>(z[j] - m) - lse))
-        if z[j] > z[arg]:
-            arg = j
-    g[label] = <real>(g[label] - scale)
-    if hit != NULL:
-        hit[0] = arg == label
-    return lse - <double>(z[label] - m)
-
-
-def softmax_cross_entropy_labels(const real[:, ::1] logits, const int64_t[::1] labels,
-                                 real[:, ::1] grad, double[::1] row_loss, double scale,
-                                 int num_threads=1, signed char[::1] row_hit=None):
-    """Per-row loss -log softmax(z)[label] into row_loss; grad = scale * (softmax(z) - onehot).
-    Labels must already be checked to lie in [0, n_classes). Returns the summed loss, or with
-    ``row_hit`` (int8, n) the pair (summed loss, rows whose argmax is the label)."""
-    cdef Py_ssize_t i, n = logits.shape[0], d = logits.shape[1], hits = 0
-    cdef double total = 0.0
-    if n == 0:
-        if row_hit is None:
-            return 0.0
-        return 0.0, 0
-    if row_hit is None:
-        for i in prange(n, nogil=True, schedule="static", num_threads=num_threads):
-            row_loss[i] = _ce_label_row(&logits[i, 0], labels[i], &grad[i, 0], d, scale, NULL)
+cdef inline void _ce_rows(const ranvier_ce_args *a, Py_ssize_t r0, Py_ssize_t r1,
+                          bint f32) noexcept nogil:
+    if f32:
+        ew_kernels().softmax_ce_f32(a, r0, r1)
     else:
-        for i in prange(n, nogil=True, schedule="static", num_threads=num_threads):
-            row_loss[i] = _ce_label_row(&logits[i, 0], labels[i], &grad[i, 0], d, scale,
-                                        &row_hit[i])
-    for i in range(n):
-        total += row_loss[i]
+        ew_kernels().softmax_ce_f64(a, r0, r1)
+
+
+cdef double _ce_run(const ranvier_ce_args *a, Py_ssize_t n, bint f32, int num_threads) noexcept:
+    """Rows [0, n) in tasks of whole rows, then the row losses summed in row order (the same
+    total for any thread count: each row is computed by one thread, the sum is serial)."""
+    cdef Py_ssize_t per = CE_TASK // a.d if a.d < CE_TASK else 1
+    cdef Py_ssize_t ntasks = (n + per - 1) // per, k, r1, i
+    cdef double total = 0.0
+    with nogil:
+        if ntasks == 1 or num_threads == 1:
+            _ce_rows(a, 0, n, f32)
+        else:
+            for k in prange(ntasks, schedule="static", num_threads=num_threads):
+                r1 = (k + 1) * per
+                _ce_rows(a, k * per, r1 if r1 < n else n, f32)
+        for i in range(n):
+            total += a.row_loss[i]
+    return total
+
+
+cdef int _ce_check(Py_ssize_t n, Py_ssize_t d, Py_ssize_t gn, Py_ssize_t gd,
+                   Py_ssize_t nloss) except -1:
+    if gn != n or gd != d:
+        raise ValueError(f"grad has shape ({gn}, {gd}), logits ({n}, {d})")
+    if nloss != n:
+        raise ValueError(f"row_loss has {nloss} entries, logits {n} rows")
+    if d == 0 and n > 0:
+        raise ValueError("logits have no classes")
+    return 0
+
+
+cdef int _ce_labels_setup(ranvier_ce_args *a, const int64_t[::1] labels, Py_ssize_t n,
+                          signed char[::1] row_hit) except -1:
+    # A label outside [0, d) would write outside its gradient row: checked here, not trusted.
+    cdef Py_ssize_t i, bad = -1
+    if labels.shape[0] != n:
+        raise ValueError(f"labels has {labels.shape[0]} entries, logits {n} rows")
+    with nogil:
+        for i in range(n):
+            if labels[i] < 0 or labels[i] >= a.d:
+                bad = i
+                break
+    if bad >= 0:
+        raise ValueError(f"label {labels[bad]} at row {bad} is outside [0, {a.d})")
+    a.labels = &labels[0] if n > 0 else NULL
+    a.hit = NULL
+    if row_hit is not None:
+        if row_hit.shape[0] != n:
+            raise ValueError(f"row_hit has {row_hit.shape[0]} entries, logits {n} rows")
+        if n > 0:
+            a.hit = &row_hit[0]
+    return 0
+
+
+cdef int _ce_weights_setup(ranvier_ce_args *a, const double[::1] weight,
+                           double label_smoothing) except -1:
+    cdef Py_ssize_t j
+    a.eps_c = label_smoothing / a.d if a.d > 0 else 0.0
+    a.keep = 1.0 - label_smoothing
+    a.w = NULL
+    a.wsum = <double>a.d
+    if weight is not None:
+        if weight.shape[0] != a.d:
+            raise ValueError(f"weight has {weight.shape[0]} entries, expected {a.d}")
+        a.w = &weight[0] if a.d > 0 else NULL
+        a.wsum = 0.0
+        for j in range(a.d):
+            a.wsum += weight[j]
+    a.plain = a.w == NULL and label_smoothing == 0.0
+    return 0
+
+
+cdef object _ce_labels(ranvier_ce_args *a, const int64_t[::1] labels, Py_ssize_t n, bint f32,
+                       int num_threads, signed char[::1] row_hit):
+    cdef Py_ssize_t i, hits = 0
+    cdef double total
+    _ce_labels_setup(a, labels, n, row_hit)
+    total = _ce_run(a, n, f32, num_threads) if n > 0 else 0.0
     if row_hit is None:
         return total
     for i in range(n):
@@ -72,33 +116,83 @@ def softmax_cross_entropy_labels(const real[:, ::1] logits, const int64_t[::1] l
     return total, hits
 
 
-cdef inline double _ce_prob_row(const real *z, const real *t, real *g, Py_ssize_t d,
-                                double scale) noexcept nogil:
-    # loss = -sum_j t_j log p_j; d/dz_j = p_j * sum(t) - t_j (targets need not sum to one).
-    cdef Py_ssize_t j
-    cdef real m
-    cdef double lse = _logsumexp_row(z, d, &m), tsum = 0.0, loss = 0.0
-    for j in range(d):
-        tsum += t[j]
-        loss -= t[j] * (<double>(z[j] - m) - lse)
-    for j in range(d):
-        g[j] = <real>(scale * (exp(<double>(z[j] - m) - lse) * tsum - t[j]))
-    return loss
+cdef void _ce_arrays(ranvier_ce_args *a, const real[:, ::1] logits, real[:, ::1] grad,
+                     double[::1] row_loss, double scale) except *:
+    cdef Py_ssize_t n = logits.shape[0], d = logits.shape[1]
+    _ce_check(n, d, grad.shape[0], grad.shape[1], row_loss.shape[0])
+    a.d = d
+    a.scale = scale
+    a.z = &logits[0, 0] if n > 0 else NULL
+    a.g = &grad[0, 0] if n > 0 else NULL
+    a.row_loss = &row_loss[0] if n > 0 else NULL
+    a.t = NULL
+    a.labels = NULL
+    a.hit = NULL
+    a.w = NULL
+    a.eps_c = 0.0
+    a.keep = 1.0
+    a.wsum = <double>d
+    a.plain = 1
+
+
+def softmax_cross_entropy_labels(const real[:, ::1] logits, const int64_t[::1] labels,
+                                 real[:, ::1] grad, double[::1] row_loss, double scale,
+                                 int num_threads=1, signed char[::1] row_hit=None):
+    """Per-row loss -log softmax(z)[label] into row_loss; grad = scale * (softmax(z) - onehot).
+    Labels outside [0, n_classes) raise ValueError. Returns the summed loss, or with
+    ``row_hit`` (int8, n) the pair (summed loss, rows whose first argmax is the label)."""
+    cdef ranvier_ce_args a
+    _ce_arrays(&a, logits, grad, row_loss, scale)
+    return _ce_labels(&a, labels, logits.shape[0], real is float, num_threads, row_hit)
+
+
+cdef object _ce_probs(ranvier_ce_args *a, const real[:, ::1] target, Py_ssize_t n, bint f32,
+                      int num_threads):
+    if target.shape[0] != n or target.shape[1] != a.d:
+        raise ValueError(f"target has shape ({target.shape[0]}, {target.shape[1]}), logits "
+                         f"({n}, {a.d})")
+    if n == 0:
+        return 0.0
+    a.t = &target[0, 0]
+    return _ce_run(a, n, f32, num_threads)
 
 
 def softmax_cross_entropy_probs(const real[:, ::1] logits, const real[:, ::1] target,
                                 real[:, ::1] grad, double[::1] row_loss, double scale,
                                 int num_threads=1):
-    """Cross-entropy against probability (e.g. one-hot) targets; see the label version."""
-    cdef Py_ssize_t i, n = logits.shape[0], d = logits.shape[1]
-    cdef double total = 0.0
-    if n == 0:
-        return 0.0
-    for i in prange(n, nogil=True, schedule="static", num_threads=num_threads):
-        row_loss[i] = _ce_prob_row(&logits[i, 0], &target[i, 0], &grad[i, 0], d, scale)
-    for i in range(n):
-        total += row_loss[i]
-    return total
+    """Cross-entropy against probability (e.g. one-hot) targets, rows need not sum to one:
+    row loss = -sum_j t_j log p_j, grad = scale * (p * sum(t) - t). Returns the summed loss."""
+    cdef ranvier_ce_args a
+    _ce_arrays(&a, logits, grad, row_loss, scale)
+    return _ce_probs(&a, target, logits.shape[0], real is float, num_threads)
+
+
+def softmax_cross_entropy_labels_weighted(const real[:, ::1] logits, const int64_t[::1] labels,
+                                          real[:, ::1] grad, double[::1] row_loss, double scale,
+                                          const double[::1] weight, double label_smoothing,
+                                          int num_threads=1, signed char[::1] row_hit=None):
+    """Cross-entropy with integer labels, optional class weights (float64, n_classes; None for
+    none) and label smoothing, per torch: row loss = (1 - eps) * w[y] * -log p_y
+    + eps / C * sum_j w_j * -log p_j; grad = scale * (p * sum(u) - u) with the effective target
+    u_j = w_j (eps / C + (1 - eps) [j == y]). Returns the summed row loss, or with ``row_hit``
+    (summed loss, argmax hits)."""
+    cdef ranvier_ce_args a
+    _ce_arrays(&a, logits, grad, row_loss, scale)
+    _ce_weights_setup(&a, weight, label_smoothing)
+    return _ce_labels(&a, labels, logits.shape[0], real is float, num_threads, row_hit)
+
+
+def softmax_cross_entropy_probs_weighted(const real[:, ::1] logits, const real[:, ::1] target,
+                                         real[:, ::1] grad, double[::1] row_loss, double scale,
+                                         const double[::1] weight, double label_smoothing,
+                                         int num_threads=1):
+    """Cross-entropy against probability targets with optional class weights (float64,
+    n_classes; None for none) and label smoothing, per torch: u = w * ((1 - eps) t + eps / C),
+    row loss = -sum_j u_j log p_j, grad = scale * (p * sum(u) - u). Returns the summed loss."""
+    cdef ranvier_ce_args a
+    _ce_arrays(&a, logits, grad, row_loss, scale)
+    _ce_weights_setup(&a, weight, label_smoothing)
+    return _ce_probs(&a, target, logits.shape[0], real is float, num_threads)
 
 
 cdef inline double _mse_chunk(const real *p, const real *t, real *g, Py_ssize_t n,
@@ -130,123 +224,6 @@ def mse(const real[::1] pred, const real[::1] target, real[::1] grad, int num_th
                                 &grad[c * MSE_CHUNK], c1 - c * MSE_CHUNK, scale)
     for c in range(nchunks):
         total += partial[c]
-    return total
-
-
-# --------------------------------------------------------------------------------------------
-# Cross-entropy with class weights and label smoothing (torch.nn.CrossEntropyLoss semantics)
-# --------------------------------------------------------------------------------------------
-# Both kernels use the effective target u (row-wise) with loss = -sum_j u_j log p_j and
-# d loss / d z_j = p_j * sum(u) - u_j:
-#   labels:        u_j = w_j * (eps / C + (1 - eps) * [j == label])
-#   probabilities: u_j = w_j * ((1 - eps) * t_j + eps / C)
-# (w_j = 1 without weights). How the row sum is normalised (scale) is the caller's choice.
-
-cdef inline double _ce_label_ext_row(const real *z, int64_t label, const double *w,
-                                     double wsum, double eps_c, double keep, real *g,
-                                     Py_ssize_t d, double scale, signed char *hit) noexcept nogil:
-    cdef Py_ssize_t j, arg = 0
-    cdef real m
-    cdef double lse = _logsumexp_row(z, d, &m)
-    cdef double wl = 1.0 if w == NULL else w[label]
-    cdef double usum = eps_c * wsum + keep * wl, wj, nlp, smooth = 0.0
-    for j in range(d):
-        wj = 1.0 if w == NULL else w[j]
-        nlp = lse - <double>(z[j] - m)          # -log p_j, >= 0
-        smooth += wj * nlp
-        g[j] = <real>(scale * (exp(-nlp) * usum - eps_c * wj))
-        if z[j] > z[arg]:
-            arg = j
-    nlp = lse - <double>(z[label] - m)
-    g[label] = <real>(scale * (exp(-nlp) * usum - (eps_c + keep) * wl))
-    if hit != NULL:
-        hit[0] = arg == label
-    return eps_c * smooth + keep * wl * nlp
-
-
-def softmax_cross_entropy_labels_weighted(const real[:, ::1] logits, const int64_t[::1] labels,
-                                          real[:, ::1] grad, double[::1] row_loss, double scale,
-                                          const double[::1] weight, double label_smoothing,
-                                          int num_threads=1, signed char[::1] row_hit=None):
-    """Cross-entropy with integer labels, optional class weights (float64, n_classes; None for
-    none) and label smoothing, per torch: row loss = (1 - eps) * w[y] * -log p_y
-    + eps / C * sum_j w_j * -log p_j; grad = scale * (p * sum(u) - u). Labels must already be in
-    [0, n_classes). Returns the summed row loss, or with ``row_hit`` (summed loss, argmax hits)."""
-    cdef Py_ssize_t i, j, n = logits.shape[0], d = logits.shape[1], hits = 0
-    cdef double total = 0.0, wsum = 0.0
-    cdef double eps_c = label_smoothing / d if d > 0 else 0.0, keep = 1.0 - label_smoothing
-    cdef const double *w = NULL
-    if weight is not None:
-        if weight.shape[0] != d:
-            raise ValueError(f"weight has {weight.shape[0]} entries, expected {d}")
-        w = &weight[0]
-        for j in range(d):
-            wsum += weight[j]
-    else:
-        wsum = <double>d
-    if n == 0:
-        if row_hit is None:
-            return 0.0
-        return 0.0, 0
-    if row_hit is None:
-        for i in prange(n, nogil=True, schedule="static", num_threads=num_threads):
-            row_loss[i] = _ce_label_ext_row(&logits[i, 0], labels[i], w, wsum, eps_c, keep,
-                                            &grad[i, 0], d, scale, NULL)
-    else:
-        for i in prange(n, nogil=True, schedule="static", num_threads=num_threads):
-            row_loss[i] = _ce_label_ext_row(&logits[i, 0], labels[i], w, wsum, eps_c, keep,
-                                            &grad[i, 0], d, scale, &row_hit[i])
-    for i in range(n):
-        total += row_loss[i]
-    if row_hit is None:
-        return total
-    for i in range(n):
-        hits += row_hit[i]
-    return total, hits
-
-
-cdef inline double _ce_prob_ext_row(const real *z, const real *t, const double *w,
-                                    double eps_c, double keep, real *g, Py_ssize_t d,
-                                    double scale) noexcept nogil:
-    cdef Py_ssize_t j
-    cdef real m
-    cdef double lse = _logsumexp_row(z, d, &m), usum = 0.0, loss = 0.0, u, nlp
-    for j in range(d):
-        u = keep * <double>t[j] + eps_c
-        if w != NULL:
-            u = u * w[j]
-        usum += u
-        loss += u * (lse - <double>(z[j] - m))
-    for j in range(d):
-        u = keep * <double>t[j] + eps_c
-        if w != NULL:
-            u = u * w[j]
-        g[j] = <real>(scale * (exp(<double>(z[j] - m) - lse) * usum - u))
-    return loss
-
-
-def softmax_cross_entropy_probs_weighted(const real[:, ::1] logits, const real[:, ::1] target,
-                                         real[:, ::1] grad, double[::1] row_loss, double scale,
-                                         const double[::1] weight, double label_smoothing,
-                                         int num_threads=1):
-    """Cross-entropy against probability targets with optional class weights (float64,
-    n_classes; None for none) and label smoothing, per torch: u = w * ((1 - eps) t + eps / C),
-    row loss = -sum_j u_j log p_j, grad = scale * (p * sum(u) - u). Returns the summed loss."""
-    cdef Py_ssize_t i, n = logits.shape[0], d = logits.shape[1]
-    cdef double total = 0.0
-    cdef double eps_c = label_smoothing / d if d > 0 else 0.0, keep = 1.0 - label_smoothing
-    cdef const double *w = NULL
-    if weight is not None:
-        if weight.shape[0] != d:
-            raise ValueError(f"weight has {weight.shape[0]} entries, expected {d}")
-        w = &weight[0]
-    if n == 0:
-        return 0.0
-    for i in prange(n, nogil=True, schedule="static", num_threads=num_threads):
-        row_loss[i] = _ce_prob_ext_row(&logits[i, 0], &target[i, 0], w, eps_c, keep,
-                                       &grad[i, 0], d, scale)
-    for i in range(n):
-        total += row_loss[i]
     return total
 
 
