@@ -437,40 +437,56 @@ static void FN(gemm_loops)(ptrdiff_t m, ptrdiff_t n, ptrdiff_t k, REAL alpha, co
 /* Small products on one thread (operands in L2): A is never packed (the kernels read it
  * through its strides), nor is B when its rows are contiguous (csb == 1). A column panel of B is
  * copied into a zero-padded panel only when its rows are strided (B = W.T, as in X @ W.T: a
- * transpose) or ragged (neither NR nor NR/2 wide, so that no kernel reads past a row). */
+ * transpose) or ragged (neither NR nor NR/2 wide, so that no kernel reads past a row).
+ *
+ * k is cut into the same slices as in gemm_loops and every tile is stored the same way, so each
+ * element of C gets the same operations in the same order on either path: results do not depend
+ * on which path (and so on how many threads) a product took. */
 static void FN(gemm_sup)(ptrdiff_t m, ptrdiff_t n, ptrdiff_t k, REAL alpha, const REAL *a,
                          ptrdiff_t rsa, ptrdiff_t csa, const REAL *b, ptrdiff_t rsb,
-                         ptrdiff_t csb, REAL beta,
-                         REAL *c, ptrdiff_t rsc, ptrdiff_t csc, const REAL *bias, int act,
-                         REAL *panel)
+                         ptrdiff_t csb, REAL beta, REAL *c, ptrdiff_t rsc, ptrdiff_t csc,
+                         const REAL *bias, int act)
 {
     REAL ab[MR * NR]
 #if defined(__GNUC__) || defined(__clang__)
         __attribute__((aligned(64)))
 #endif
         ;
-    const int direct = csc == 1 && alpha == (REAL)1 && (beta == (REAL)0 || beta == (REAL)1);
-    for (ptrdiff_t j0 = 0; j0 < n; j0 += NR) {
-        const ptrdiff_t cols = rv_min(NR, n - j0);
-        const REAL *bp = b + j0 * csb;
-        ptrdiff_t ldb = rsb;
-        if (csb != 1 || (cols != NR && cols != NRH)) {
-            FN(pack_b)(k, cols, bp, rsb, csb, panel);
-            bp = panel;
-            ldb = NR;
-        }
-        for (ptrdiff_t i0 = 0; i0 < m; i0 += MR) {
-            const ptrdiff_t rows = rv_min(MR, m - i0);
-            const FN(ukernel_fn) kernel = FN(pick_ukernel)(rows, cols, 1);
-            REAL *ct = c + i0 * rsc + j0 * csc;
-            if (direct && (cols == NR || cols == NRH)) {
-                kernel(k, a + i0 * rsa, rsa, csa, bp, ldb, ct, rsc, beta != (REAL)0);
-                if (bias || act != RANVIER_ACT_NONE)
-                    FN(epilogue)(rows, cols, ct, rsc, bias ? bias + j0 : NULL, act);
-            } else {
-                kernel(k, a + i0 * rsa, rsa, csa, bp, ldb, ab, NR, 0);
-                FN(store_tile)(rows, cols, alpha, ab, beta, ct, rsc, csc, 1,
-                               bias ? bias + j0 : NULL, act);
+    REAL panel[KC * NR]
+#if defined(__GNUC__) || defined(__clang__)
+        __attribute__((aligned(64)))
+#endif
+        ;
+    const ptrdiff_t kslices = (k + KC - 1) / KC, kstep = (k + kslices - 1) / kslices;
+    for (ptrdiff_t pc = 0; pc < k; pc += kstep) {
+        const ptrdiff_t kc = rv_min(kstep, k - pc);
+        const REAL beta_pc = (pc == 0) ? beta : (REAL)1;
+        const int last = pc + kc >= k;
+        const int direct = csc == 1 && alpha == (REAL)1 &&
+                           (beta_pc == (REAL)0 || beta_pc == (REAL)1);
+        for (ptrdiff_t j0 = 0; j0 < n; j0 += NR) {
+            const ptrdiff_t cols = rv_min(NR, n - j0);
+            const REAL *bp = b + pc * rsb + j0 * csb;
+            ptrdiff_t ldb = rsb;
+            if (csb != 1 || (cols != NR && cols != NRH)) {
+                FN(pack_b)(kc, cols, bp, rsb, csb, panel);
+                bp = panel;
+                ldb = NR;
+            }
+            for (ptrdiff_t i0 = 0; i0 < m; i0 += MR) {
+                const ptrdiff_t rows = rv_min(MR, m - i0);
+                const FN(ukernel_fn) kernel = FN(pick_ukernel)(rows, cols, 1);
+                const REAL *ap = a + i0 * rsa + pc * csa;
+                REAL *ct = c + i0 * rsc + j0 * csc;
+                if (direct && (cols == NR || cols == NRH)) {
+                    kernel(kc, ap, rsa, csa, bp, ldb, ct, rsc, beta_pc != (REAL)0);
+                    if (last && (bias || act != RANVIER_ACT_NONE))
+                        FN(epilogue)(rows, cols, ct, rsc, bias ? bias + j0 : NULL, act);
+                } else {
+                    kernel(kc, ap, rsa, csa, bp, ldb, ab, NR, 0);
+                    FN(store_tile)(rows, cols, alpha, ab, beta_pc, ct, rsc, csc, last,
+                                   bias ? bias + j0 : NULL, act);
+                }
             }
         }
     }
@@ -490,17 +506,7 @@ int GEMM_NAME(ptrdiff_t m, ptrdiff_t n, ptrdiff_t k, REAL alpha, const REAL *a, 
     if (work < RANVIER_GEMM_PARALLEL_MIN_WORK) nthreads = 1;
     const double bytes = ((double)m * k + (double)k * n + (double)m * n) * sizeof(REAL);
     if (nthreads == 1 && bytes <= ranvier_gemm_sup_max_bytes) {
-        REAL stack_panel[KC * NR]
-#if defined(__GNUC__) || defined(__clang__)
-            __attribute__((aligned(64)))
-#endif
-            ;
-        REAL *panel = k <= KC ? stack_panel
-                              : (REAL *)rv_aligned_alloc(sizeof(REAL) * (size_t)k * NR);
-        if (!panel) return -1;
-        FN(gemm_sup)(m, n, k, alpha, a, rsa, csa, b, rsb, csb, beta, c, rsc, csc, bias, act,
-                     panel);
-        if (panel != stack_panel) rv_aligned_free(panel);
+        FN(gemm_sup)(m, n, k, alpha, a, rsa, csa, b, rsb, csb, beta, c, rsc, csc, bias, act);
         return 0;
     }
     const ptrdiff_t kc_max = rv_min(KC, k);
