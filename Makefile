@@ -53,7 +53,7 @@ test-wheel:
 	$(WHEEL_VENV)/bin/python -m pip install --quiet "$$(ls wheelhouse/*.whl)[$(EXTRAS)]"
 	rm -rf build/wheel-tests && mkdir -p build/wheel-tests && cp -r tests build/wheel-tests/
 	cd build/wheel-tests && RANVIER_DATA_DIR="$${RANVIER_DATA_DIR:-$(abspath ../shared/data)}" \
-		$(abspath $(WHEEL_VENV))/bin/python -m pytest -q -p no:cacheprovider tests
+		$(abspath $(WHEEL_VENV))/bin/python -m pytest -q -p no:cacheprovider -rs tests
 
 # The serial build: no OpenMP at all, every kernel on one thread; the tests must still pass.
 test-no-openmp:
