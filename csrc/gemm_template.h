@@ -109,7 +109,7 @@ static ptrdiff_t rv_min(ptrdiff_t a, ptrdiff_t b) { return a < b ? a : b; }
     {                                                                                          \
         FN(ukbody_##R##_##C)(kc, a, rsa, csa, b, rsb, dst, ld, accumulate);                    \
     }
-#if defined(_OPENMP) || defined(__GNUC__)
+#if defined(__GNUC__) || defined(__clang__) /* MSVC's OpenMP 2.0 has no simd construct */
 #define RV_PRAGMA_SIMD _Pragma("omp simd")
 #else
 #define RV_PRAGMA_SIMD
