@@ -36,19 +36,20 @@
 #if defined(_MSC_VER) && !defined(restrict)
 #define restrict __restrict
 #endif
-/* 64-byte aligned buffer (cache line, and what AVX-512 loads like best); free with rv_aligned_free. */
+/* 64-byte aligned buffer (cache line, and what AVX-512 loads like best) of exactly ``bytes``, so
+ * that AddressSanitizer sees a write one element past it; free with rv_aligned_free. */
+#if defined(_WIN32)
+#include <malloc.h>
+static void *rv_aligned_alloc(size_t bytes) { return _aligned_malloc(bytes ? bytes : 1, 64); }
+static void rv_aligned_free(void *p) { _aligned_free(p); }
+#else
 static void *rv_aligned_alloc(size_t bytes)
 {
-    void *raw = malloc(bytes + 64 + sizeof(void *));
-    if (!raw) return NULL;
-    size_t addr = ((size_t)raw + sizeof(void *) + 63) & ~(size_t)63;
-    ((void **)addr)[-1] = raw;
-    return (void *)addr;
+    void *p = NULL;
+    return posix_memalign(&p, 64, bytes ? bytes : 1) == 0 ? p : NULL;
 }
-static void rv_aligned_free(void *p)
-{
-    if (p) free(((void **)p)[-1]);
-}
+static void rv_aligned_free(void *p) { free(p); }
+#endif
 static ptrdiff_t rv_min(ptrdiff_t a, ptrdiff_t b) { return a < b ? a : b; }
 #endif
 
@@ -133,6 +134,9 @@ RV_UKERNEL_PAIR(8)
 #endif
 #if MR != 4 && MR != 6 && MR != 8
 #error "gemm_template.h: MR must be 4, 6 or 8"
+#endif
+#if MC % MR != 0 || NC % NR != 0
+#error "gemm_template.h: MC and NC must be multiples of MR and NR"
 #endif
 
 typedef void (*FN(ukernel_fn))(ptrdiff_t, const REAL *, ptrdiff_t, ptrdiff_t, const REAL *,
@@ -512,8 +516,9 @@ int GEMM_NAME(ptrdiff_t m, ptrdiff_t n, ptrdiff_t k, REAL alpha, const REAL *a, 
     const ptrdiff_t kc_max = rv_min(KC, k);
     const ptrdiff_t mc_max = rv_min(MC, (m + MR - 1) / MR * MR);
     const ptrdiff_t nc_max = rv_min(NC, (n + NR - 1) / NR * NR);
-    REAL *a_pack = (REAL *)rv_aligned_alloc(sizeof(REAL) * (size_t)(mc_max + MR) * kc_max);
-    REAL *b_pack = (REAL *)rv_aligned_alloc(sizeof(REAL) * (size_t)(nc_max + NR) * kc_max);
+    /* MC and NC are multiples of MR and NR: the panels of a block fill these exactly. */
+    REAL *a_pack = (REAL *)rv_aligned_alloc(sizeof(REAL) * (size_t)mc_max * kc_max);
+    REAL *b_pack = (REAL *)rv_aligned_alloc(sizeof(REAL) * (size_t)nc_max * kc_max);
     if (!a_pack || !b_pack) {
         rv_aligned_free(a_pack);
         rv_aligned_free(b_pack);
