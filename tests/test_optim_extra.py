@@ -895,3 +895,19 @@ def test_defaults_match_torch_defaults():
         lr=0.01, lr_decay=0.0, weight_decay=0.0, initial_accumulator_value=0.0, eps=1e-10)
     assert rv.Adam(rv.Dense(3, 2).parameters()).param_groups[0]["amsgrad"] is False
     assert rv.AdamW(rv.Dense(3, 2).parameters()).param_groups[0]["amsgrad"] is False
+
+
+def test_step_follows_replaced_parameter_arrays():
+    """Replacing a parameter's data array (not writing into it) between steps: the next step
+    updates the new array; the flat-group cache is not fooled by identity or address reuse."""
+    model = rv.Sequential([rv.Dense(5, 4, seed=1), rv.ReLU(), rv.Dense(4, 3, seed=2)])
+    opt = rv.SGD(model.parameters(), lr=0.5)
+    for p in model.parameters():
+        p.grad[...] = 1.0
+    opt.step()
+    w = model.parameters()[0]
+    for _ in range(3):
+        w.data = w.data.copy()  # the old array is freed; a new one may take its address
+        before = w.data.copy()
+        opt.step()
+        np.testing.assert_array_equal(w.data, before - 0.5)

@@ -101,18 +101,24 @@ class Optimizer:
 
     # -- one kernel call per group when the group's parameters are adjacent in one buffer --------
     def _flat_group(self, gi, group):
-        """(data, grad, {state name: array}) 1-D views spanning the whole group, or None.
+        """(data, grad, {state name: array}, [state dict per parameter]) where data, grad and the
+        state arrays are 1-D views spanning the whole group, or None.
 
         A Sequential keeps its parameters and gradients in one buffer each, so an optimizer over
         ``model.parameters()`` updates everything in one native pass. The state arrays are then
-        allocated flat too, and each parameter's state is a view into them."""
+        allocated flat too, and each parameter's state is a view into them. The result is cached
+        while every parameter keeps the same data and grad arrays (held here, so a replaced array
+        is never mistaken for a new one at the same address)."""
         params = group["params"]
         names = tuple(self._state_names(group))
-        key = (names,) + tuple(id(p.data) for p in params) + tuple(id(p.grad) for p in params)
         cache = self.__dict__.setdefault("_flat_cache", {})
         hit = cache.get(gi)
-        if hit is not None and hit[0] == key:
-            return hit[1]
+        if hit is not None and hit[0] == names and len(hit[1]) == len(params):
+            for p, d, g in zip(params, hit[1], hit[2]):
+                if p.data is not d or p.grad is not g:
+                    break
+            else:
+                return hit[3]
         data = _flat_span([p.data for p in params])
         grad = _flat_span([p.grad for p in params])
         flat = None
@@ -128,9 +134,9 @@ class Optimizer:
                     st[name] = view
                     off += p.data.size
                 states[name] = buf
-            flat = (data, grad, states)
+            flat = (data, grad, states, sts)
         cache = self.__dict__.setdefault("_flat_cache", {})  # _param_state may have reset it
-        cache[gi] = (key, flat)
+        cache[gi] = (names, [p.data for p in params], [p.grad for p in params], flat)
         return flat
 
     def _cast_state(self, dtype):
@@ -150,9 +156,12 @@ class Optimizer:
                 continue
             flat = self._flat_group(gi, group)
             if flat is not None:
-                counters = [self.state[id(p)] for p in params]
+                counters = flat[3]
                 first = counters[0][key]
-                if all(st[key] == first for st in counters):
+                for st in counters:
+                    if st[key] != first:
+                        break
+                else:
                     self._update(group, flat[0], flat[1], flat[2], counters)
                     continue
                 # parameters at different steps (a loaded state): one call per parameter
@@ -293,23 +302,30 @@ class Optimizer:
         for group, new in zip(self.param_groups, new_groups):
             group.clear()
             group.update(new)
+        # Each parameter's state dict is updated in place and arrays are copied into the existing
+        # ones: the flat-group cache (which holds both) stays valid when nothing changes shape.
         keep_views = True
         old_state, self.state = self.state, {}
         for p, step, arrays in loaded:
-            st = old_state.pop(id(p), None) or {}
+            st = old_state.pop(id(p), None)
+            if st is None:
+                st, keep_views = {}, False
             if set(k for k, v in st.items() if isinstance(v, np.ndarray)) != set(arrays):
                 keep_views = False
-            new_st = {self._step_key: step}
+            new_arrays = {}
             for name, arr in arrays.items():
                 cur = st.get(name)
                 if (isinstance(cur, np.ndarray) and cur.shape == arr.shape
                         and cur.dtype == arr.dtype):
                     cur[...] = arr
-                    new_st[name] = cur
+                    new_arrays[name] = cur
                 else:
-                    new_st[name] = np.array(arr, copy=True, order="C")
+                    new_arrays[name] = np.array(arr, copy=True, order="C")
                     keep_views = False
-            self.state[id(p)] = new_st
+            st.clear()
+            st[self._step_key] = step
+            st.update(new_arrays)
+            self.state[id(p)] = st
         if old_state:  # parameters without saved state start afresh, as in PyTorch
             keep_views = False
         if not keep_views:
