@@ -15,7 +15,12 @@ column.
 NumPy's ufuncs run on one thread whatever the limit; ranvier uses ``threads_for(size)`` threads
 (one below its parallel threshold, as its layers do); PyTorch uses ``torch.set_num_threads``.
 
-    python benchmarks/bench_elementwise.py [--quick] [--threads 1,2]
+``--baseline DIR`` adds a column for another build of ranvier in the same process (DIR holds its
+``ranvier`` package, built in place: e.g. ``src`` of a checkout of the commit to compare with),
+so a change is measured side by side with what it replaces.
+
+    python benchmarks/bench_elementwise.py [--quick] [--threads 1,2] [--shapes 32x10,32x256]
+        [--baseline DIR] [--out FILE]
 """
 import argparse
 import os
@@ -32,6 +37,7 @@ from _common import (RESULTS_DIR, Threads, machine_record, optional_import, sett
                      time_calls, versions, write_json)
 
 LIBS = ("ranvier", "numpy", "torch")
+BASE = "ranvier_base"  # the --baseline build's column
 OPS = ("bias+relu fwd", "relu bwd", "sigmoid fwd", "tanh fwd", "softmax-CE")
 
 
@@ -61,34 +67,40 @@ def _fused_bias_relu(matmul, activations):
     return None, None
 
 
-def make_ops(shape, dtype, n_threads, rng, torch):
-    """{op: (bytes, {lib: callable})} on shared arrays; plus the ranvier path used per op."""
-    from ranvier._kernels import activations, losses, matmul
+def load_baseline(path):
+    """ranvier's kernel modules from the build under ``path``, imported beside this tree's: its
+    extension modules register under the same names, so they are taken and then forgotten."""
+    import importlib
 
-    rows, cols = shape
-    size = rows * cols
-    isz = np.dtype(dtype).itemsize
-    nt = _threads_for(size, n_threads)
-    x = rng.uniform(-4, 4, shape).astype(dtype)
-    z = x.copy()
-    b = (rng.uniform(-1, 1, cols) * 1e-6).astype(dtype)  # tiny: repeated in-place adds stay put
-    y = np.empty_like(x)
-    dy = rng.standard_normal(shape).astype(dtype)
-    dx = np.empty_like(x)
-    labels = rng.integers(0, cols, rows).astype(np.int64)
-    grad = np.empty_like(x)
-    row_loss = np.empty(rows, np.float64)
-    scale = 1.0 / rows
-    x1, z1, y1, dy1, dx1 = (a.reshape(-1) for a in (x, z, y, dy, dx))
+    path = os.path.abspath(path)
+    if not os.path.isdir(os.path.join(path, "ranvier")):
+        raise SystemExit(f"--baseline: no ranvier package in {path}")
+    if any(m == "ranvier" or m.startswith("ranvier.") for m in sys.modules):
+        raise SystemExit("--baseline must be loaded before ranvier is imported")
+    sys.path.insert(0, path)
+    try:
+        mods = {name: importlib.import_module(f"ranvier._kernels.{name}")
+                for name in ("activations", "losses", "matmul")}
+    finally:
+        sys.path.remove(path)
+        for m in [m for m in sys.modules if m == "ranvier" or m.startswith("ranvier.")]:
+            del sys.modules[m]
+    return mods
+
+
+def ranvier_calls(mods, a, dtype, nt):
+    """{op: callable} running ranvier's kernels from ``mods`` (activations, losses, matmul) on
+    the arrays in ``a``, and {op: the path taken}."""
+    activations, losses, matmul = mods["activations"], mods["losses"], mods["matmul"]
+    x1, z1, y1, dy1, dx1 = (a[k].reshape(-1) for k in ("x", "z", "y", "dy", "dx"))
     relu_f = _entry(activations.relu_forward, dtype)
     relu_b = _entry(activations.relu_backward, dtype)
     sig_f = _entry(activations.sigmoid_forward, dtype)
     tanh_f = _entry(activations.tanh_forward, dtype)
     bias_add = _entry(matmul.bias_add, dtype)
     sce = _entry(losses.softmax_cross_entropy_labels, dtype)
-    relu_f(x1, y1, nt)  # y = relu(x): the saved output relu bwd reads
+    z, b, y = a["z"], a["b"], a["y"]
     paths = {}
-
     fused_name, fused = _fused_bias_relu(matmul, activations)
     rv_bias_relu = None
     if fused is not None:
@@ -106,6 +118,40 @@ def make_ops(shape, dtype, n_threads, rng, torch):
             bias_add(z, b, nt)
             relu_f(z1, y1, nt)
         paths["bias+relu fwd"] = "matmul.bias_add + activations.relu_forward"
+    paths["softmax-CE"] = "losses.softmax_cross_entropy_labels (loss + grad, one pass)"
+    calls = {
+        "bias+relu fwd": rv_bias_relu,
+        "relu bwd": lambda: relu_b(y1, dy1, dx1, nt),
+        "sigmoid fwd": lambda: sig_f(x1, y1, nt),
+        "tanh fwd": lambda: tanh_f(x1, y1, nt),
+        "softmax-CE": lambda: sce(a["x"], a["labels"], a["grad"], a["row_loss"], a["scale"], nt),
+    }
+    return calls, paths
+
+
+def make_ops(shape, dtype, n_threads, rng, torch, baseline=None):
+    """{op: (bytes, {lib: callable})} on shared arrays; plus the ranvier path used per op."""
+    from ranvier._kernels import activations, losses, matmul
+
+    rows, cols = shape
+    size = rows * cols
+    isz = np.dtype(dtype).itemsize
+    nt = _threads_for(size, n_threads)
+    x = rng.uniform(-4, 4, shape).astype(dtype)
+    z = x.copy()
+    b = (rng.uniform(-1, 1, cols) * 1e-6).astype(dtype)  # tiny: repeated in-place adds stay put
+    y = np.maximum(x, 0)  # relu(x): the saved output relu bwd reads (bias+relu rewrites it)
+    dy = rng.standard_normal(shape).astype(dtype)
+    dx = np.empty_like(x)
+    labels = rng.integers(0, cols, rows).astype(np.int64)
+    grad = np.empty_like(x)
+    row_loss = np.empty(rows, np.float64)
+    scale = 1.0 / rows
+    arrays = dict(x=x, z=z, b=b, y=y, dy=dy, dx=dx, labels=labels, grad=grad, row_loss=row_loss,
+                  scale=scale)
+    rv, paths = ranvier_calls({"activations": activations, "losses": losses, "matmul": matmul},
+                              arrays, dtype, nt)
+    base = ranvier_calls(baseline, arrays, dtype, nt)[0] if baseline else {}
 
     def np_bias_relu():
         np.add(z, b, out=z)
@@ -134,18 +180,16 @@ def make_ops(shape, dtype, n_threads, rng, torch):
         return row_loss.sum()
 
     ops = {
-        "bias+relu fwd": (2 * size * isz, {"ranvier": rv_bias_relu, "numpy": np_bias_relu}),
-        "relu bwd": (3 * size * isz, {"ranvier": lambda: relu_b(y1, dy1, dx1, nt),
-                                      "numpy": lambda: np.multiply(dy, y > 0, out=dx)}),
-        "sigmoid fwd": (2 * size * isz, {"ranvier": lambda: sig_f(x1, y1, nt),
-                                         "numpy": np_sigmoid}),
-        "tanh fwd": (2 * size * isz, {"ranvier": lambda: tanh_f(x1, y1, nt),
-                                      "numpy": lambda: np.tanh(x, out=y)}),
-        "softmax-CE": (2 * size * isz, {"ranvier": lambda: sce(x, labels, grad, row_loss, scale,
-                                                               nt),
-                                        "numpy": np_sce}),
+        "bias+relu fwd": (2 * size * isz, {"numpy": np_bias_relu}),
+        "relu bwd": (3 * size * isz, {"numpy": lambda: np.multiply(dy, y > 0, out=dx)}),
+        "sigmoid fwd": (2 * size * isz, {"numpy": np_sigmoid}),
+        "tanh fwd": (2 * size * isz, {"numpy": lambda: np.tanh(x, out=y)}),
+        "softmax-CE": (2 * size * isz, {"numpy": np_sce}),
     }
-    paths["softmax-CE"] = "losses.softmax_cross_entropy_labels (loss + grad, one pass)"
+    for op, (_, calls) in ops.items():
+        calls["ranvier"] = rv[op]
+        if op in base:
+            calls[BASE] = base[op]
     if torch is not None:
         tx, tz, tb, ty, tdy, tdx = (torch.from_numpy(a) for a in (x, z, b, y, dy, dx))
         tl = torch.from_numpy(labels)
@@ -182,12 +226,14 @@ def make_ops(shape, dtype, n_threads, rng, torch):
     return ops, copy, paths, nt
 
 
-def run(quick=False, threads=(1, 2), repeats=None, target_s=None, settle_s=None, log=print):
+def run(quick=False, threads=(1, 2), repeats=None, target_s=None, settle_s=None, log=print,
+        shapes=None, baseline=None):
     torch = optional_import("torch")
+    libs = LIBS + ((BASE,) if baseline else ())
     repeats = repeats or (3 if quick else 7)
     target_s = target_s or (0.003 if quick else 0.03)
     settle_s = (0.0 if quick else 0.15) if settle_s is None else settle_s
-    shapes = ((32, 256), (1024, 1024)) if quick else ((32, 256), (4096, 4096))
+    shapes = shapes or (((32, 256), (1024, 1024)) if quick else ((32, 256), (4096, 4096)))
     dtype = np.float32
     tc = Threads()
     rows, copies, notes, paths = [], [], [], {}
@@ -198,7 +244,8 @@ def run(quick=False, threads=(1, 2), repeats=None, target_s=None, settle_s=None,
         tc.set(nt)
         for shape in shapes:
             rng = np.random.default_rng(0)
-            ops, (copy_bytes, copy_fn), paths, rv_nt = make_ops(shape, dtype, nt, rng, torch)
+            ops, (copy_bytes, copy_fn), paths, rv_nt = make_ops(shape, dtype, nt, rng, torch,
+                                                                baseline)
             settle(settle_s if nt > 1 else 0)
             tcopy = time_calls(copy_fn, repeats=repeats, target_s=target_s)
             copy_gbs = copy_bytes / tcopy["median"] / 1e9
@@ -209,7 +256,7 @@ def run(quick=False, threads=(1, 2), repeats=None, target_s=None, settle_s=None,
                 row = {"op": op, "shape": list(shape), "dtype": np.dtype(dtype).name,
                        "threads": nt, "ranvier_threads_used": rv_nt, "bytes": nbytes,
                        "copy_gbs": copy_gbs}
-                for lib in LIBS:
+                for lib in libs:
                     if lib not in calls:
                         row[lib] = None
                         continue
@@ -221,13 +268,16 @@ def run(quick=False, threads=(1, 2), repeats=None, target_s=None, settle_s=None,
                     t["gbs_min"] = nbytes / t["max"] / 1e9
                     t["gbs_max"] = nbytes / t["min"] / 1e9
                     row[lib] = t
-                for lib in LIBS[1:]:
+                for lib in libs[1:]:
                     if row.get(lib):
                         row[f"ratio_vs_{lib}"] = row["ranvier"]["gbs"] / row[lib]["gbs"]
                 row["ranvier_pct_of_copy"] = 100 * row["ranvier"]["gbs"] / copy_gbs
+                if row.get(BASE):
+                    row[f"{BASE}_pct_of_copy"] = 100 * row[BASE]["gbs"] / copy_gbs
                 rows.append(row)
                 log(f"  elementwise t={nt} {str(shape):12s} {op:14s} "
-                    + "  ".join(f"{lib} {row[lib]['gbs']:7.1f} GB/s" for lib in LIBS
+                    + "  ".join(f"{lib} {row[lib]['gbs']:7.1f} GB/s"
+                                f" {row[lib]['median'] * 1e6:9.2f} us" for lib in libs
                                 if row.get(lib))
                     + f"  (copy {copy_gbs:.1f} GB/s)")
     notes.append("GB/s = minimal bytes moved (inputs read once + outputs written once) / median "
@@ -237,6 +287,8 @@ def run(quick=False, threads=(1, 2), repeats=None, target_s=None, settle_s=None,
                  "its training step executes, allocations included); ranvier and NumPy write into "
                  "preallocated buffers.")
     notes.append("NumPy ufuncs are single-threaded: its 2-thread numbers measure the same code.")
+    if baseline:
+        notes.append(f"{BASE}: the --baseline build's kernels, timed in the same process.")
     return {"rows": rows, "copy": copies, "ranvier_paths": paths, "repeats": repeats,
             "target_s": target_s, "notes": notes}
 
@@ -245,9 +297,18 @@ def main():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--quick", action="store_true")
     ap.add_argument("--threads", default="1,2")
+    ap.add_argument("--shapes", default=None,
+                    help="comma-separated ROWSxCOLS, e.g. 32x10,32x256,4096x4096")
+    ap.add_argument("--baseline", default=None, metavar="DIR",
+                    help="directory holding another built ranvier package, run side by side")
     ap.add_argument("--out", default=os.path.join(RESULTS_DIR, "elementwise.json"))
     args = ap.parse_args()
-    res = run(quick=args.quick, threads=[int(t) for t in args.threads.split(",")])
+    baseline = load_baseline(args.baseline) if args.baseline else None
+    shapes = None
+    if args.shapes:
+        shapes = [tuple(int(v) for v in s.lower().split("x")) for s in args.shapes.split(",")]
+    res = run(quick=args.quick, threads=[int(t) for t in args.threads.split(",")], shapes=shapes,
+              baseline=baseline)
     write_json(args.out, {"machine": dict(machine_record(), versions=versions()),
                           "elementwise": res})
 

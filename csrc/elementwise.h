@@ -161,10 +161,13 @@ static inline float rv_tanhf(float x)
     static inline T rv_##act##_1(T v) { return (expr); }                                       \
     RV_FORWARD_LOOPS(act, T, rv_##act##_1)
 
-RV_ACTIVATION(relu_f32, float, v > 0.0f ? v : 0.0f)
-RV_ACTIVATION(relu_f64, double, v > 0.0 ? v : 0.0)
-RV_BACKWARD(rv_relu_backward_f32, float, v > 0.0f ? g : 0.0f)
-RV_BACKWARD(rv_relu_backward_f64, double, v > 0.0 ? g : 0.0)
+/* ReLU as torch: the forward keeps NaN (v < 0 is false for it; v > 0 ? v : 0 mapped it to 0), and
+ * the backward passes the gradient where y is NaN, as threshold_backward(dy, y, 0) does. Neither
+ * costs an instruction. */
+RV_ACTIVATION(relu_f32, float, v < 0.0f ? 0.0f : v)
+RV_ACTIVATION(relu_f64, double, v < 0.0 ? 0.0 : v)
+RV_BACKWARD(rv_relu_backward_f32, float, v <= 0.0f ? 0.0f : g)
+RV_BACKWARD(rv_relu_backward_f64, double, v <= 0.0 ? 0.0 : g)
 
 RV_ACTIVATION(sigmoid_f32, float, rv_sigmoidf(v))
 RV_ACTIVATION(sigmoid_f64, double, v >= 0.0 ? 1.0 / (1.0 + exp(-v)) : exp(v) / (1.0 + exp(v)))

@@ -82,6 +82,24 @@ def test_relu_forward_backward(dtype, num_threads, isa):
         _assert_sentinels(buf, f"relu_backward n={n}")
 
 
+def test_relu_propagates_nan_as_torch(dtype, isa, torch):
+    """relu(NaN) = NaN (torch.relu's clamp_min keeps it), also through the fused bias kernel;
+    the backward passes dy where y is NaN, as torch's threshold_backward(dy, y, 0)."""
+    x = np.array([np.nan, -np.nan, -np.inf, -1.0, -0.0, 0.0, 2.0, np.inf] * 3, dtype)
+    y = np.empty_like(x)
+    act.relu_forward(x, y, 1)
+    expected = torch.relu(torch.from_numpy(x)).numpy()
+    np.testing.assert_array_equal(y, expected)
+    yb = np.empty((3, 8), dtype)
+    act.bias_relu_forward(x.reshape(3, 8), np.zeros(8, dtype), yb, 1)
+    np.testing.assert_array_equal(yb.reshape(-1), expected)
+    dy = np.ones_like(x)
+    dx = np.empty_like(x)
+    act.relu_backward(y, dy, dx, 1)
+    ref = torch.ops.aten.threshold_backward(torch.from_numpy(dy), torch.from_numpy(y), 0).numpy()
+    np.testing.assert_array_equal(dx, ref)
+
+
 # --------------------------------------------------------------------------------------------
 # Sigmoid and tanh
 # --------------------------------------------------------------------------------------------

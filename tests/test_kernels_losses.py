@@ -375,3 +375,40 @@ def test_mse_same_result_for_any_thread_count(dtype):
 def test_mse_empty(dtype):
     e = np.empty(0, dtype)
     assert losses.mse(e, e, np.empty(0, dtype), 2, 1.0) == 0.0
+
+
+ELEMENTWISE = {
+    "mse": lambda p, t, g, nt: losses.mse(p, t, g, nt, 0.5),
+    "bce_with_logits": lambda p, t, g, nt: losses.bce_with_logits(p, t, g, None, nt, 0.5),
+    "bce": lambda p, t, g, nt: losses.bce(p, t, g, nt, 0.5),
+    "huber": lambda p, t, g, nt: losses.huber(p, t, g, 0.3, nt, 0.5),
+    "l1": lambda p, t, g, nt: losses.l1(p, t, g, nt, 0.5),
+}
+
+
+@pytest.mark.parametrize("name", list(ELEMENTWISE))
+def test_elementwise_losses_past_a_million_elements(name):
+    """Past 256 chunks of 4096 the chunks grow (the partials stay on the stack): still the same
+    bits for 1 and 2 threads, and the same sum as a float64 reference."""
+    rng = np.random.default_rng(16)
+    n = 3 * 256 * 4096 + 77
+    p = rng.uniform(0.01, 0.99, n).astype(np.float32)
+    t = rng.uniform(0, 1, n).astype(np.float32)
+    out = []
+    for nt in (1, 2):
+        g = np.empty_like(p)
+        out.append((ELEMENTWISE[name](p, t, g, nt), g.tobytes()))
+    assert out[0] == out[1]
+    if name == "mse":
+        d = p.astype(np.float64) - t.astype(np.float64)
+        ref = math.fsum(d * d)
+        assert abs(out[0][0] - ref) <= 8 * EPS64 * 4096 * 3 * ref
+
+
+@pytest.mark.parametrize("name", list(ELEMENTWISE))
+def test_elementwise_losses_check_lengths(name):
+    p = np.zeros(10, np.float32)
+    with pytest.raises(ValueError, match="target and grad"):
+        ELEMENTWISE[name](p, p[:9], np.empty(10, np.float32), 1)
+    with pytest.raises(ValueError, match="target and grad"):
+        ELEMENTWISE[name](p, p, np.empty(11, np.float32), 1)

@@ -4,6 +4,8 @@ Each test runs 10 steps with a fresh random gradient per step and compares param
 after every step. Tolerances are relative to the largest magnitude of the compared array:
 1e-12 for float64, 1e-5 for float32 (the two implementations round in different places).
 """
+import math
+
 import numpy as np
 import pytest
 
@@ -273,3 +275,37 @@ def test_optimizers_empty(dtype):
     opt.sgd_step(e, e, np.empty(0, dtype), 0.1, 0.9, 0.0, 0.0, False, True, 2)
     opt.adam_step(e, e, np.empty(0, dtype), np.empty(0, dtype), 0.1, 0.9, 0.999, 1e-8, 0.0, 1,
                   False, 2)
+
+
+# -- gradient-norm reduction (clip_grad_norm) ----------------------------------------------------
+NORM_LENGTHS = [1, 2, 17, 4095, 4096, 4097, 3 * 4096 + 5, 3 * 256 * 4096 + 5]
+
+
+@pytest.mark.parametrize("norm_type", [1.0, 2.0, 3.5, float("inf")])
+def test_norm_accumulate_matches_float64_reference(dtype, norm_type):
+    """sum |x|^p (max |x| for inf) in double, against math.fsum, the same bits for 1 and 2
+    threads; lengths around the 4096-element chunks and past 256 of them (longer chunks)."""
+    rng = np.random.default_rng(17)
+    for n in NORM_LENGTHS:
+        x = rng.standard_normal(n).astype(dtype)
+        a = np.abs(x.astype(np.float64))
+        got = [opt.norm_accumulate(readonly(x), norm_type, nt) for nt in (1, 2)]
+        assert got[0] == got[1], f"n={n}: {got}"
+        if norm_type == float("inf"):
+            assert got[0] == a.max()
+            continue
+        ref = math.fsum(a ** norm_type)
+        # each term's own rounding (pow: a few ulp) plus the double sums over a chunk and over
+        # the chunks
+        assert abs(got[0] - ref) <= (8 + n / 256 + 256) * np.finfo(np.float64).eps * ref, n
+
+
+def test_norm_accumulate_nan_and_bad_norm_type(dtype):
+    x = np.ones(3 * 4096 + 5, dtype)
+    x[5000] = np.nan
+    for p in (1.0, 2.0, 3.0, float("inf")):
+        assert np.isnan(opt.norm_accumulate(x, p, 2))
+    assert opt.norm_accumulate(np.empty(0, dtype), 2.0, 2) == 0.0
+    for bad in (0.0, -1.0, float("nan")):
+        with pytest.raises(ValueError, match="norm_type"):
+            opt.norm_accumulate(x, bad, 1)

@@ -39,8 +39,9 @@ def _target_like(target, pred, name="target"):
 
 
 def _check_unit_interval(arr, name):
-    """ValueError naming ``name`` unless every element lies in [0, 1] (NaN fails)."""
-    if not (np.all(arr >= 0) and np.all(arr <= 1)):
+    """ValueError naming ``name`` unless every element lies in [0, 1] (NaN fails: min and max
+    return it). min/max make no array-sized boolean temporaries, unlike arr >= 0."""
+    if arr.size and not (arr.min() >= 0 and arr.max() <= 1):
         bad = arr[~((arr >= 0) & (arr <= 1))]
         raise ValueError(f"{name} must hold values in [0, 1]; found {bad.size} outside "
                          f"(e.g. {bad.flat[0]!r})")

@@ -100,6 +100,7 @@ cdef void _backward(int act, const real[::1] y, const real[::1] dy, real[::1] dx
 
 
 def relu_forward(const real[::1] x, real[::1] out, int num_threads=1):
+    """out = max(x, 0); NaN stays NaN (as torch.relu)."""
     _forward(RANVIER_ACT_RELU, x, out, num_threads)
 
 
@@ -164,7 +165,7 @@ cdef void _bias_forward(int act, const real[:, ::1] z, const real[::1] b, real[:
 
 def bias_relu_forward(const real[:, ::1] z, const real[::1] b, real[:, ::1] y,
                       int num_threads=1):
-    """y = max(z + b, 0) row by row (b broadcast over rows); y may be z."""
+    """y = max(z + b, 0) row by row (b broadcast over rows), NaN kept as torch; y may be z."""
     _bias_forward(RANVIER_ACT_RELU, z, b, y, num_threads)
 
 

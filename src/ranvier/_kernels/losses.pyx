@@ -8,15 +8,12 @@ from libc.math cimport exp, fabs, log, log1p
 from libc.stdint cimport int64_t
 
 from ranvier._kernels._elementwise cimport ranvier_ce_args
+from ranvier._kernels._reduce cimport RED_MAX_CHUNKS, red_chunk_len
 from ranvier._kernels.activations cimport ew_kernels   # one ISA choice for all elementwise code
 
 ctypedef fused real:
     float
     double
-
-cdef enum:
-    MSE_CHUNK = 4096    # elements per partial sum; fixed, so the sum order does not follow threads
-
 
 # --------------------------------------------------------------------------------------------
 # Fused softmax + cross-entropy (csrc/softmax_ce_template.h: vector exp, double sums)
@@ -195,6 +192,28 @@ def softmax_cross_entropy_probs_weighted(const real[:, ::1] logits, const real[:
     return _ce_probs(&a, target, logits.shape[0], real is float, num_threads)
 
 
+# --------------------------------------------------------------------------------------------
+# Elementwise losses on flattened arrays: one driver (_elem_loss) cuts the array into chunks
+# (_reduce.pxd), runs the loss's chunk function on each and adds the double partial sums in chunk
+# order (the same loss for any thread count), with the partials on the stack.
+# --------------------------------------------------------------------------------------------
+
+cdef enum:
+    K_MSE
+    K_BCE_LOGITS
+    K_BCE
+    K_HUBER
+    K_L1
+
+
+cdef struct _ElemLoss:
+    int kind
+    double scale       # grad = scale * d loss / d pred
+    double delta       # Huber threshold
+    const double *pw   # BCE-with-logits pos_weight per column, or NULL
+    Py_ssize_t ncols   # its length (element i has column i % ncols)
+
+
 cdef inline double _mse_chunk(const real *p, const real *t, real *g, Py_ssize_t n,
                               double scale) noexcept nogil:
     cdef Py_ssize_t i
@@ -205,32 +224,6 @@ cdef inline double _mse_chunk(const real *p, const real *t, real *g, Py_ssize_t 
         g[i] = <real>(2.0 * scale * diff)
     return s
 
-
-def mse(const real[::1] pred, const real[::1] target, real[::1] grad, int num_threads=1,
-        double scale=1.0):
-    """Sum of squared errors (returned, in double); grad = 2 * scale * (pred - target)."""
-    cdef Py_ssize_t n = pred.shape[0], nchunks = (n + MSE_CHUNK - 1) // MSE_CHUNK, c, c1
-    cdef double total = 0.0
-    cdef double[::1] partial
-    if n == 0:
-        return 0.0
-    import numpy as np
-    partial = np.empty(nchunks)
-    for c in prange(nchunks, nogil=True, schedule="static", num_threads=num_threads):
-        c1 = (c + 1) * MSE_CHUNK
-        if c1 > n:
-            c1 = n
-        partial[c] = _mse_chunk(&pred[c * MSE_CHUNK], &target[c * MSE_CHUNK],
-                                &grad[c * MSE_CHUNK], c1 - c * MSE_CHUNK, scale)
-    for c in range(nchunks):
-        total += partial[c]
-    return total
-
-
-# --------------------------------------------------------------------------------------------
-# Elementwise losses on flattened arrays: fixed chunks of MSE_CHUNK elements, partial sums in
-# double added in chunk order (the same loss for any thread count).
-# --------------------------------------------------------------------------------------------
 
 cdef inline double _bce_logits_chunk(const real *z, const real *t, real *g, Py_ssize_t n,
                                      const double *pw, Py_ssize_t ncols, Py_ssize_t col,
@@ -266,43 +259,6 @@ cdef inline double _bce_logits_chunk(const real *z, const real *t, real *g, Py_s
     return s
 
 
-def bce_with_logits(const real[::1] logits, const real[::1] target, real[::1] grad,
-                    const double[::1] pos_weight=None, int num_threads=1, double scale=1.0):
-    """Summed binary cross-entropy on logits (in double) and grad = scale * d loss / d z.
-
-    ``pos_weight`` (float64, one per column, or None): element i has column i % len(pos_weight).
-    Returns (summed loss, hits) where hits counts elements with (z > 0) == (target > 0.5)."""
-    cdef Py_ssize_t n = logits.shape[0], nchunks = (n + MSE_CHUNK - 1) // MSE_CHUNK, c, c0, c1
-    cdef Py_ssize_t ncols = 1
-    cdef double total = 0.0
-    cdef int64_t hits = 0
-    cdef const double *pw = NULL
-    cdef double[::1] partial
-    cdef int64_t[::1] phits
-    if pos_weight is not None:
-        ncols = pos_weight.shape[0]
-        if ncols == 0 or n % ncols != 0:
-            raise ValueError(f"pos_weight has {ncols} entries, which does not divide the "
-                             f"{n} elements")
-        pw = &pos_weight[0]
-    if n == 0:
-        return 0.0, 0
-    import numpy as np
-    partial = np.empty(nchunks)
-    phits = np.empty(nchunks, np.int64)
-    for c in prange(nchunks, nogil=True, schedule="static", num_threads=num_threads):
-        c0 = c * MSE_CHUNK
-        c1 = c0 + MSE_CHUNK
-        if c1 > n:
-            c1 = n
-        partial[c] = _bce_logits_chunk(&logits[c0], &target[c0], &grad[c0], c1 - c0, pw, ncols,
-                                       c0 % ncols, scale, &phits[c])
-    for c in range(nchunks):
-        total += partial[c]
-        hits += phits[c]
-    return total, hits
-
-
 cdef inline double _bce_chunk(const real *p, const real *t, real *g, Py_ssize_t n, double scale,
                               int64_t *hits) noexcept nogil:
     # torch.nn.BCELoss: -(t max(log p, -100) + (1 - t) max(log(1 - p), -100));
@@ -330,33 +286,6 @@ cdef inline double _bce_chunk(const real *p, const real *t, real *g, Py_ssize_t 
     return s
 
 
-def bce(const real[::1] prob, const real[::1] target, real[::1] grad, int num_threads=1,
-        double scale=1.0):
-    """Summed binary cross-entropy on probabilities in [0, 1] (checked by the caller), logs
-    clamped at -100 as torch; grad = scale * (p - t) / max(p (1 - p), float32(1e-12)). Returns
-    (summed loss, hits) where hits counts elements with (p > 0.5) == (target > 0.5)."""
-    cdef Py_ssize_t n = prob.shape[0], nchunks = (n + MSE_CHUNK - 1) // MSE_CHUNK, c, c0, c1
-    cdef double total = 0.0
-    cdef int64_t hits = 0
-    cdef double[::1] partial
-    cdef int64_t[::1] phits
-    if n == 0:
-        return 0.0, 0
-    import numpy as np
-    partial = np.empty(nchunks)
-    phits = np.empty(nchunks, np.int64)
-    for c in prange(nchunks, nogil=True, schedule="static", num_threads=num_threads):
-        c0 = c * MSE_CHUNK
-        c1 = c0 + MSE_CHUNK
-        if c1 > n:
-            c1 = n
-        partial[c] = _bce_chunk(&prob[c0], &target[c0], &grad[c0], c1 - c0, scale, &phits[c])
-    for c in range(nchunks):
-        total += partial[c]
-        hits += phits[c]
-    return total, hits
-
-
 cdef inline double _huber_chunk(const real *p, const real *t, real *g, Py_ssize_t n,
                                 double delta, double scale) noexcept nogil:
     # 0.5 d^2 for |d| < delta, else delta (|d| - delta / 2); grad d clipped to [-delta, delta].
@@ -372,28 +301,6 @@ cdef inline double _huber_chunk(const real *p, const real *t, real *g, Py_ssize_
             s += delta * (ad - 0.5 * delta)
             g[i] = <real>(scale * delta if d > 0 else -scale * delta)
     return s
-
-
-def huber(const real[::1] pred, const real[::1] target, real[::1] grad, double delta,
-          int num_threads=1, double scale=1.0):
-    """Summed Huber loss (in double) with threshold ``delta`` > 0; grad = scale * clip(p - t,
-    -delta, delta)."""
-    cdef Py_ssize_t n = pred.shape[0], nchunks = (n + MSE_CHUNK - 1) // MSE_CHUNK, c, c0, c1
-    cdef double total = 0.0
-    cdef double[::1] partial
-    if n == 0:
-        return 0.0
-    import numpy as np
-    partial = np.empty(nchunks)
-    for c in prange(nchunks, nogil=True, schedule="static", num_threads=num_threads):
-        c0 = c * MSE_CHUNK
-        c1 = c0 + MSE_CHUNK
-        if c1 > n:
-            c1 = n
-        partial[c] = _huber_chunk(&pred[c0], &target[c0], &grad[c0], c1 - c0, delta, scale)
-    for c in range(nchunks):
-        total += partial[c]
-    return total
 
 
 cdef inline double _l1_chunk(const real *p, const real *t, real *g, Py_ssize_t n,
@@ -413,22 +320,95 @@ cdef inline double _l1_chunk(const real *p, const real *t, real *g, Py_ssize_t n
     return s
 
 
+cdef inline double _elem_chunk(const _ElemLoss *e, const real *p, const real *t, real *g,
+                               Py_ssize_t lo, Py_ssize_t n, Py_ssize_t per,
+                               int64_t *hits) noexcept nogil:
+    # Chunk [lo, lo + min(per, n - lo)) of loss e: its partial sum, and its hits (binary losses).
+    cdef Py_ssize_t m = per if n - lo > per else n - lo
+    hits[0] = 0
+    if e.kind == K_MSE:
+        return _mse_chunk(p + lo, t + lo, g + lo, m, e.scale)
+    if e.kind == K_BCE_LOGITS:
+        return _bce_logits_chunk(p + lo, t + lo, g + lo, m, e.pw, e.ncols, lo % e.ncols,
+                                 e.scale, hits)
+    if e.kind == K_BCE:
+        return _bce_chunk(p + lo, t + lo, g + lo, m, e.scale, hits)
+    if e.kind == K_HUBER:
+        return _huber_chunk(p + lo, t + lo, g + lo, m, e.delta, e.scale)
+    return _l1_chunk(p + lo, t + lo, g + lo, m, e.scale)
+
+
+cdef object _elem_loss(const _ElemLoss *e, const real[::1] p, const real[::1] t, real[::1] g,
+                       int num_threads, bint with_hits):
+    """Summed loss (and hits) of e over p, t; writes g."""
+    cdef Py_ssize_t n = p.shape[0], per, nchunks, c
+    cdef double part[RED_MAX_CHUNKS]
+    cdef int64_t phit[RED_MAX_CHUNKS]
+    cdef double total = 0.0
+    cdef int64_t hits = 0
+    if t.shape[0] != n or g.shape[0] != n:
+        raise ValueError(f"target and grad must have the prediction's {n} elements, got "
+                         f"{t.shape[0]} and {g.shape[0]}")
+    if n > 0:
+        per = red_chunk_len(n)
+        nchunks = (n + per - 1) // per
+        if nchunks == 1 or num_threads == 1:
+            with nogil:
+                for c in range(nchunks):
+                    part[c] = _elem_chunk(e, &p[0], &t[0], &g[0], c * per, n, per, &phit[c])
+        else:
+            for c in prange(nchunks, nogil=True, schedule="static", num_threads=num_threads):
+                part[c] = _elem_chunk(e, &p[0], &t[0], &g[0], c * per, n, per, &phit[c])
+        for c in range(nchunks):
+            total += part[c]
+            hits += phit[c]
+    if with_hits:
+        return total, hits
+    return total
+
+
+def mse(const real[::1] pred, const real[::1] target, real[::1] grad, int num_threads=1,
+        double scale=1.0):
+    """Sum of squared errors (returned, in double); grad = 2 * scale * (pred - target)."""
+    cdef _ElemLoss e = _ElemLoss(kind=K_MSE, scale=scale, delta=0.0, pw=NULL, ncols=1)
+    return _elem_loss(&e, pred, target, grad, num_threads, False)
+
+
+def bce_with_logits(const real[::1] logits, const real[::1] target, real[::1] grad,
+                    const double[::1] pos_weight=None, int num_threads=1, double scale=1.0):
+    """Summed binary cross-entropy on logits (in double) and grad = scale * d loss / d z.
+
+    ``pos_weight`` (float64, one per column, or None): element i has column i % len(pos_weight).
+    Returns (summed loss, hits) where hits counts elements with (z > 0) == (target > 0.5)."""
+    cdef _ElemLoss e = _ElemLoss(kind=K_BCE_LOGITS, scale=scale, delta=0.0, pw=NULL, ncols=1)
+    if pos_weight is not None:
+        e.ncols = pos_weight.shape[0]
+        if e.ncols == 0 or logits.shape[0] % e.ncols != 0:
+            raise ValueError(f"pos_weight has {e.ncols} entries, which does not divide the "
+                             f"{logits.shape[0]} elements")
+        e.pw = &pos_weight[0]
+    return _elem_loss(&e, logits, target, grad, num_threads, True)
+
+
+def bce(const real[::1] prob, const real[::1] target, real[::1] grad, int num_threads=1,
+        double scale=1.0):
+    """Summed binary cross-entropy on probabilities in [0, 1] (checked by the caller), logs
+    clamped at -100 as torch; grad = scale * (p - t) / max(p (1 - p), float32(1e-12)). Returns
+    (summed loss, hits) where hits counts elements with (p > 0.5) == (target > 0.5)."""
+    cdef _ElemLoss e = _ElemLoss(kind=K_BCE, scale=scale, delta=0.0, pw=NULL, ncols=1)
+    return _elem_loss(&e, prob, target, grad, num_threads, True)
+
+
+def huber(const real[::1] pred, const real[::1] target, real[::1] grad, double delta,
+          int num_threads=1, double scale=1.0):
+    """Summed Huber loss (in double) with threshold ``delta`` > 0; grad = scale * clip(p - t,
+    -delta, delta)."""
+    cdef _ElemLoss e = _ElemLoss(kind=K_HUBER, scale=scale, delta=delta, pw=NULL, ncols=1)
+    return _elem_loss(&e, pred, target, grad, num_threads, False)
+
+
 def l1(const real[::1] pred, const real[::1] target, real[::1] grad, int num_threads=1,
        double scale=1.0):
     """Summed absolute error (in double); grad = scale * sign(pred - target), 0 where equal."""
-    cdef Py_ssize_t n = pred.shape[0], nchunks = (n + MSE_CHUNK - 1) // MSE_CHUNK, c, c0, c1
-    cdef double total = 0.0
-    cdef double[::1] partial
-    if n == 0:
-        return 0.0
-    import numpy as np
-    partial = np.empty(nchunks)
-    for c in prange(nchunks, nogil=True, schedule="static", num_threads=num_threads):
-        c0 = c * MSE_CHUNK
-        c1 = c0 + MSE_CHUNK
-        if c1 > n:
-            c1 = n
-        partial[c] = _l1_chunk(&pred[c0], &target[c0], &grad[c0], c1 - c0, scale)
-    for c in range(nchunks):
-        total += partial[c]
-    return total
+    cdef _ElemLoss e = _ElemLoss(kind=K_L1, scale=scale, delta=0.0, pw=NULL, ncols=1)
+    return _elem_loss(&e, pred, target, grad, num_threads, False)

@@ -8,6 +8,8 @@ the parameter's type. Also: the gradient-norm reduction and in-place scale behin
 from cython.parallel cimport prange
 from libc.math cimport fabs, pow, sqrt
 
+from ranvier._kernels._reduce cimport RED_MAX_CHUNKS, red_chunk_len
+
 ctypedef fused real:
     float
     double
@@ -33,7 +35,6 @@ cdef extern from "optim.h":
     int ranvier_optim_set_isa(int isa) nogil
 
 cdef enum:
-    NORM_CHUNK = 4096   # elements per partial sum; fixed, so the sum order does not follow threads
     UPDATE_CHUNK = 16384  # elements per thread task of an elementwise update
 
 
@@ -265,11 +266,11 @@ cdef inline double _norm_chunk(const real *x, Py_ssize_t n, int kind, double p) 
 def norm_accumulate(const real[::1] x, double norm_type, int num_threads=1):
     """The reduction behind a p-norm, in double: sum(x^2) for p = 2, sum|x| for p = 1, max|x| for
     p = inf, sum|x|^p otherwise (the caller combines arrays and takes the root). Partial sums over
-    fixed chunks of NORM_CHUNK elements are added serially, so the result is the same for any
-    thread count. A NaN element gives NaN."""
-    cdef Py_ssize_t n = x.shape[0], nchunks = (n + NORM_CHUNK - 1) // NORM_CHUNK, c, c0, c1
+    chunks whose length depends on n alone (_reduce.pxd) are added serially, so the result is the
+    same for any thread count; the partials live on the stack. A NaN element gives NaN."""
+    cdef Py_ssize_t n = x.shape[0], per, nchunks, c
+    cdef double part[RED_MAX_CHUNKS]
     cdef double total = 0.0, v
-    cdef double[::1] partial
     cdef int kind
     if norm_type == 2.0:
         kind = NORM_L2
@@ -283,24 +284,25 @@ def norm_accumulate(const real[::1] x, double norm_type, int num_threads=1):
         raise ValueError(f"norm_type must be > 0 (or inf), got {norm_type}")
     if n == 0:
         return 0.0
-    import numpy as np
-    partial = np.empty(nchunks)
-    for c in prange(nchunks, nogil=True, schedule="static", num_threads=num_threads):
-        c0 = c * NORM_CHUNK
-        c1 = c0 + NORM_CHUNK
-        if c1 > n:
-            c1 = n
-        partial[c] = _norm_chunk(&x[c0], c1 - c0, kind, norm_type)
+    per = red_chunk_len(n)
+    nchunks = (n + per - 1) // per
+    if nchunks == 1 or num_threads == 1:
+        with nogil:
+            for c in range(nchunks):
+                part[c] = _norm_chunk(&x[c * per], min(per, n - c * per), kind, norm_type)
+    else:
+        for c in prange(nchunks, nogil=True, schedule="static", num_threads=num_threads):
+            part[c] = _norm_chunk(&x[c * per], min(per, n - c * per), kind, norm_type)
     if kind == NORM_INF:
         for c in range(nchunks):
-            v = partial[c]
+            v = part[c]
             if v > total or v != v:
                 total = v
                 if v != v:
                     break
     else:
         for c in range(nchunks):
-            total += partial[c]
+            total += part[c]
     return total
 
 
