@@ -38,8 +38,14 @@
 #define RV_EXPF_P5 5.0000001201e-1f
 static inline float rv_expf_core(float x)
 {
-    const float z = (x * RV_EXPF_LOG2E + RV_EXPF_MAGIC) - RV_EXPF_MAGIC;
-    const int32_t n = (int32_t)z;
+    /* n = round(x log2 e), read from the low mantissa bits of x log2 e + 1.5 * 2^23 (unsigned
+     * arithmetic: for a NaN x the bits are garbage but defined, and NaN * 2^n stays NaN; a float
+     * to int conversion of NaN, or a shift of a negative int, would be undefined behaviour). */
+    const float zb = x * RV_EXPF_LOG2E + RV_EXPF_MAGIC;
+    const float z = zb - RV_EXPF_MAGIC;
+    uint32_t zb_bits;
+    memcpy(&zb_bits, &zb, sizeof zb_bits);
+    const uint32_t n = zb_bits - 0x4B400000u; /* the bits of RV_EXPF_MAGIC */
     float r = x - z * RV_EXPF_LN2_HI;
     r = r - z * RV_EXPF_LN2_LO;
     const float r2 = r * r;
@@ -51,7 +57,7 @@ static inline float rv_expf_core(float x)
     p = p * r + RV_EXPF_P5;
     p = p * r2 + r + 1.0f;
     /* multiply by 2^n through the exponent field */
-    int32_t bits = (n + 127) << 23;
+    const uint32_t bits = (n + 127u) << 23;
     float scale;
     memcpy(&scale, &bits, sizeof scale);
     return p * scale;
