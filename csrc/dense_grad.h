@@ -32,7 +32,7 @@ void GRAD_NAME(ptrdiff_t n, ptrdiff_t d, ptrdiff_t j0, ptrdiff_t j1, const REAL 
             for (ptrdiff_t j = j0; j < j1; ++j) acc[j - j0] += (double)gi[j];
         }
     } else if (act == RANVIER_ACT_RELU) {
-        RV_GRAD_ROWS(v > (REAL)0 ? gi[j] : (REAL)0)
+        RV_GRAD_ROWS(v <= (REAL)0 ? (REAL)0 : gi[j]) /* NaN passes dy, as torch */
     } else if (act == RANVIER_ACT_SIGMOID) {
         RV_GRAD_ROWS(gi[j] * (v * ((REAL)1 - v)))
     } else if (act == RANVIER_ACT_TANH) {

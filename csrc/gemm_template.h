@@ -288,7 +288,7 @@ static void FN(pack_b)(ptrdiff_t kc, ptrdiff_t nr, const REAL *b, ptrdiff_t rsb,
 static inline REAL FN(activate)(REAL v, int act)
 {
     switch (act) {
-    case RANVIER_ACT_RELU: return v > (REAL)0 ? v : (REAL)0;
+    case RANVIER_ACT_RELU: return v < (REAL)0 ? (REAL)0 : v; /* NaN stays NaN, as torch */
     case RANVIER_ACT_SIGMOID:
         if (v >= (REAL)0) return (REAL)1 / ((REAL)1 + (REAL)exp(-(double)v));
         else {
@@ -320,7 +320,7 @@ static void FN(store_tile)(ptrdiff_t m, ptrdiff_t n, REAL alpha, const REAL *res
             if (last && bias)
                 for (ptrdiff_t j = 0; j < n; ++j) ci[j] += bias[j];
             if (last && act == RANVIER_ACT_RELU)
-                for (ptrdiff_t j = 0; j < n; ++j) ci[j] = ci[j] > (REAL)0 ? ci[j] : (REAL)0;
+                for (ptrdiff_t j = 0; j < n; ++j) ci[j] = ci[j] < (REAL)0 ? (REAL)0 : ci[j];
             else if (last && act != RANVIER_ACT_NONE)
                 for (ptrdiff_t j = 0; j < n; ++j) ci[j] = FN(activate)(ci[j], act);
         }
@@ -352,7 +352,7 @@ static void FN(epilogue)(ptrdiff_t m, ptrdiff_t n, REAL *c, ptrdiff_t rsc, const
         if (bias)
             for (ptrdiff_t j = 0; j < n; ++j) ci[j] += bias[j];
         if (act == RANVIER_ACT_RELU)
-            for (ptrdiff_t j = 0; j < n; ++j) ci[j] = ci[j] > (REAL)0 ? ci[j] : (REAL)0;
+            for (ptrdiff_t j = 0; j < n; ++j) ci[j] = ci[j] < (REAL)0 ? (REAL)0 : ci[j];
         else if (act != RANVIER_ACT_NONE)
             for (ptrdiff_t j = 0; j < n; ++j) ci[j] = FN(activate)(ci[j], act);
     }

@@ -235,3 +235,21 @@ def test_plan_splits_runs_at_other_layers_and_dtypes():
     assert len(blocks[0].dense) == 2 and len(blocks[2].dense) == 1
     mixed = _plan.build_plan([rv.Dense(4, 5, dtype=np.float32), rv.Dense(5, 3, dtype=np.float64)])
     assert len(mixed) == 2
+
+
+def test_fused_relu_keeps_nan_as_torch(dtype, gemm_path):
+    """relu(NaN) is NaN in the GEMM epilogue, and the fused backward passes dy where y is NaN
+    (torch's threshold_backward), as the unfused ReLU kernels do."""
+    x = np.ones((3, 4), dtype)
+    x[1, 2] = np.nan
+    w = np.ones((5, 4), dtype)
+    out = np.empty((3, 5), dtype)
+    mm.dense_forward(x, w, np.zeros(5, dtype), out, mm.ACT_RELU, 1)
+    assert np.isnan(out[1]).all() and not np.isnan(out[[0, 2]]).any()
+    y = np.array([[np.nan, -1.0, 2.0]], dtype)
+    dy = np.array([[3.0, 4.0, 5.0]], dtype)
+    dz = np.empty_like(y)
+    dw = np.empty((3, 2), dtype)
+    mm.dense_backward(np.ones((1, 2), dtype), np.ones((3, 2), dtype), y, dy, dz, dw,
+                      np.empty(3, dtype), None, mm.ACT_RELU, 1)
+    np.testing.assert_array_equal(dz, [[3.0, 0.0, 5.0]])
