@@ -172,6 +172,7 @@ extensions = [
     kernel_extension("losses"),
     kernel_extension("optimizers", ["runtime.c", "optim.c"]),
     kernel_extension("norm"),
+    kernel_extension("validation"),
 ]
 
 setup(

@@ -360,3 +360,29 @@ def test_set_num_threads_accepts_numpy_integers():
         assert rv.get_num_threads() == 1
     finally:
         rv.set_num_threads(None)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("bad", [np.nan, np.inf, -np.inf])
+def test_all_finite_finds_any_bad_element(dtype, bad):
+    from ranvier._validation import all_finite
+
+    n = 3 * 65536 + 7  # several scan chunks and a ragged tail
+    x = np.random.default_rng(0).standard_normal(n).astype(dtype) * 1e30
+    assert all_finite(x)
+    for pos in (0, 1, 65535, 65536, 2 * 65536 + 3, n - 1):
+        y = x.copy()
+        y[pos] = bad
+        assert not all_finite(y), pos
+        assert not all_finite(y.reshape(-1, 5)[:, ::-1].copy(order="F"))  # F order
+        assert not all_finite(y.reshape(-1, 5)[:, 1:]) or pos % 5 == 0     # strided: NumPy path
+    assert all_finite(np.empty(0, dtype))
+    assert all_finite(np.array([np.finfo(dtype).max, -np.finfo(dtype).max, 0.0], dtype))
+
+
+def test_all_finite_other_dtypes():
+    from ranvier._validation import all_finite
+
+    assert all_finite(np.arange(5))
+    assert not all_finite(np.array([1.0, np.nan], np.float16))
+    assert all_finite(np.array([1.0, 2.0], np.float16))

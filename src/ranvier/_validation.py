@@ -91,14 +91,15 @@ def check_features(x, name, dtype, n_features=None, check_finite=True, allow_nd=
 
 
 def all_finite(arr):
-    """True when no element is NaN or infinite. A finite sum proves it without a temporary the
-    size of the array; only when the sum is not finite (a NaN, an inf, or overflow) is each
-    element checked."""
+    """True when no element is NaN or infinite: one native pass over float32/float64 data in
+    memory order (no temporary), NumPy for anything else."""
     if arr.dtype.kind != "f":
         return True
-    with np.errstate(over="ignore", invalid="ignore"):
-        if np.isfinite(np.sum(arr, dtype=np.float64)):
-            return True
+    if arr.dtype in (np.float32, np.float64) and (arr.flags.c_contiguous or arr.flags.f_contiguous):
+        from ._kernels.validation import all_finite as native_all_finite
+
+        # a flat view in memory order (ravel copies nothing for a contiguous array)
+        return native_all_finite(arr.ravel(order="K"))
     return bool(np.isfinite(arr).all())
 
 
