@@ -29,9 +29,10 @@ enum { RANVIER_ACT_NONE = 0, RANVIER_ACT_RELU = 1, RANVIER_ACT_SIGMOID = 2, RANV
 #define RANVIER_GEMM_PARALLEL_MIN_WORK 2097152.0
 #endif
 
-/* Products on one thread whose operands fit in L2 together (at most this many bytes of A, B and
- * C) skip packing A, and B when its rows are contiguous: each packed panel would be reused only a
- * few times, so packing costs as much as the arithmetic. Default: half of a 1 MB L2 (Zen 4;
+/* Products below RANVIER_GEMM_PARALLEL_MIN_WORK (which always run on one thread) whose operands
+ * fit in L2 together (at most this many bytes of A, B and C) skip packing A, and B when its rows
+ * are contiguous: each packed panel would be reused only a few times, so packing costs as much as
+ * the arithmetic. Default: half of a 1 MB L2 (Zen 4;
  * Intel client cores have 1.25-2 MB). A variable so that tests can force either path. */
 extern double ranvier_gemm_sup_max_bytes;
 

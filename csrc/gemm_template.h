@@ -438,7 +438,7 @@ static void FN(gemm_loops)(ptrdiff_t m, ptrdiff_t n, ptrdiff_t k, REAL alpha, co
     }
 }
 
-/* Small products on one thread (operands in L2): A is never packed (the kernels read it
+/* Small products (always on one thread, operands in L2): A is never packed (the kernels read it
  * through its strides), nor is B when its rows are contiguous (csb == 1). A column panel of B is
  * copied into a zero-padded panel only when its rows are strided (B = W.T, as in X @ W.T: a
  * transpose) or ragged (neither NR nor NR/2 wide, so that no kernel reads past a row).
@@ -506,12 +506,16 @@ int GEMM_NAME(ptrdiff_t m, ptrdiff_t n, ptrdiff_t k, REAL alpha, const REAL *a, 
         return 0;
     }
     /* A parallel region costs microseconds; small products run on the calling thread. */
+    /* Which path a product takes depends on its shape alone, never on the thread count asked
+     * for, so results are bitwise identical for any number of threads. */
     const double work = (double)m * (double)n * (double)k;
-    if (work < RANVIER_GEMM_PARALLEL_MIN_WORK) nthreads = 1;
-    const double bytes = ((double)m * k + (double)k * n + (double)m * n) * sizeof(REAL);
-    if (nthreads == 1 && bytes <= ranvier_gemm_sup_max_bytes) {
-        FN(gemm_sup)(m, n, k, alpha, a, rsa, csa, b, rsb, csb, beta, c, rsc, csc, bias, act);
-        return 0;
+    if (work < RANVIER_GEMM_PARALLEL_MIN_WORK) {
+        nthreads = 1;
+        const double bytes = ((double)m * k + (double)k * n + (double)m * n) * sizeof(REAL);
+        if (bytes <= ranvier_gemm_sup_max_bytes) {
+            FN(gemm_sup)(m, n, k, alpha, a, rsa, csa, b, rsb, csb, beta, c, rsc, csc, bias, act);
+            return 0;
+        }
     }
     const ptrdiff_t kc_max = rv_min(KC, k);
     const ptrdiff_t mc_max = rv_min(MC, (m + MR - 1) / MR * MR);

@@ -70,8 +70,9 @@ def set_isa(name):
 
 
 def _set_unpacked_max_bytes(double nbytes):
-    """For tests: products on one thread with at most this many bytes of operands skip packing
-    (0 forces the packed path everywhere, inf the unpacked one). Returns the previous limit."""
+    """For tests: products below the parallel cut-off with at most this many bytes of operands
+    skip packing (0 forces the packed path everywhere, inf the unpacked one for every product
+    below the cut-off). Returns the previous limit."""
     global ranvier_gemm_sup_max_bytes
     before = ranvier_gemm_sup_max_bytes
     ranvier_gemm_sup_max_bytes = nbytes
