@@ -371,6 +371,34 @@ static void FN(scale_c)(ptrdiff_t m, ptrdiff_t n, REAL beta, REAL *c, ptrdiff_t 
         }
 }
 
+/* k in equal slices of at most KC: 784 = 4 x 196, not 3 x 256 + 16 (a 16-deep slice pays a
+ * whole pass over C for little work). */
+static inline ptrdiff_t FN(k_step)(ptrdiff_t k)
+{
+    const ptrdiff_t slices = (k + KC - 1) / KC;
+    return (k + slices - 1) / slices;
+}
+
+/* One tile of C from its A and B panels (packed, or read in place), done the same way on both
+ * paths: straight from registers into C when no scaling is needed (then the Dense epilogue after
+ * the last k slice), else through the scratch tile ab and store_tile. */
+static inline void FN(compute_tile)(ptrdiff_t rows, ptrdiff_t cols, ptrdiff_t kc, int sup,
+                                    const REAL *ap, ptrdiff_t rsa, ptrdiff_t csa, const REAL *bp,
+                                    ptrdiff_t ldb, REAL alpha, REAL beta_pc, int last, REAL *ct,
+                                    ptrdiff_t rsc, ptrdiff_t csc, const REAL *bias, int act,
+                                    REAL *ab)
+{
+    const FN(ukernel_fn) kernel = FN(pick_ukernel)(rows, cols, sup);
+    if (csc == 1 && alpha == (REAL)1 && (beta_pc == (REAL)0 || beta_pc == (REAL)1) &&
+        (cols == NR || cols == NRH)) {
+        kernel(kc, ap, rsa, csa, bp, ldb, ct, rsc, beta_pc != (REAL)0);
+        if (last && (bias || act != RANVIER_ACT_NONE)) FN(epilogue)(rows, cols, ct, rsc, bias, act);
+    } else {
+        kernel(kc, ap, rsa, csa, bp, ldb, ab, NR, 0);
+        FN(store_tile)(rows, cols, alpha, ab, beta_pc, ct, rsc, csc, last, bias, act);
+    }
+}
+
 /* The jc/pc/ic loops and the tile loop. Called inside a parallel region (its ``omp for`` loops
  * then split the packing and the tiles among the team) or, for one thread, directly: an orphaned
  * ``omp for`` runs serially, and no team is created (that costs about a microsecond per call,
@@ -385,9 +413,7 @@ static void FN(gemm_loops)(ptrdiff_t m, ptrdiff_t n, ptrdiff_t k, REAL alpha, co
         __attribute__((aligned(64)))
 #endif
         ;
-    /* k in equal slices of at most KC: 784 = 4 x 196, not 3 x 256 + 16 (a 16-deep slice pays a
-     * whole pass over C for little work). */
-    const ptrdiff_t kslices = (k + KC - 1) / KC, kstep = (k + kslices - 1) / kslices;
+    const ptrdiff_t kstep = FN(k_step)(k);
     for (ptrdiff_t jc = 0; jc < n; jc += NC) {
         const ptrdiff_t nc = rv_min(NC, n - jc);
         const ptrdiff_t nb_panels = (nc + NR - 1) / NR;
@@ -395,9 +421,6 @@ static void FN(gemm_loops)(ptrdiff_t m, ptrdiff_t n, ptrdiff_t k, REAL alpha, co
             const ptrdiff_t kc = rv_min(kstep, k - pc);
             const REAL beta_pc = (pc == 0) ? beta : (REAL)1;
             const int last = pc + kc >= k;
-            /* Write tiles straight from registers into C when no scaling is needed. */
-            const int direct = csc == 1 && alpha == (REAL)1 &&
-                               (beta_pc == (REAL)0 || beta_pc == (REAL)1);
 #pragma omp for schedule(static)
             for (ptrdiff_t jp = 0; jp < nb_panels; ++jp) {
                 const ptrdiff_t j0 = jc + jp * NR;
@@ -420,18 +443,10 @@ static void FN(gemm_loops)(ptrdiff_t m, ptrdiff_t n, ptrdiff_t k, REAL alpha, co
                     const ptrdiff_t jp = t / na_panels, ip = t % na_panels;
                     const ptrdiff_t i0 = ic + ip * MR, j0 = jc + jp * NR;
                     const ptrdiff_t rows = rv_min(MR, m - i0), cols = rv_min(NR, n - j0);
-                    const REAL *ap = a_pack + ip * MR * kc, *bp = b_pack + jp * NR * kc;
-                    REAL *ct = c + i0 * rsc + j0 * csc;
-                    if (direct && (cols == NR || cols == NRH)) {
-                        FN(pick_ukernel)(rows, cols, 0)(kc, ap, 1, MR, bp, NR, ct, rsc,
-                                                        beta_pc != (REAL)0);
-                        if (last && (bias || act != RANVIER_ACT_NONE))
-                            FN(epilogue)(rows, cols, ct, rsc, bias ? bias + j0 : NULL, act);
-                    } else {
-                        FN(pick_ukernel)(rows, cols, 0)(kc, ap, 1, MR, bp, NR, ab, NR, 0);
-                        FN(store_tile)(rows, cols, alpha, ab, beta_pc, ct, rsc, csc, last,
-                                       bias ? bias + j0 : NULL, act);
-                    }
+                    FN(compute_tile)(rows, cols, kc, 0, a_pack + ip * MR * kc, 1, MR,
+                                     b_pack + jp * NR * kc, NR, alpha, beta_pc, last,
+                                     c + i0 * rsc + j0 * csc, rsc, csc, bias ? bias + j0 : NULL,
+                                     act, ab);
                 }
             }
         }
@@ -443,9 +458,7 @@ static void FN(gemm_loops)(ptrdiff_t m, ptrdiff_t n, ptrdiff_t k, REAL alpha, co
  * copied into a zero-padded panel only when its rows are strided (B = W.T, as in X @ W.T: a
  * transpose) or ragged (neither NR nor NR/2 wide, so that no kernel reads past a row).
  *
- * k is cut into the same slices as in gemm_loops and every tile is stored the same way, so each
- * element of C gets the same operations in the same order on either path: results do not depend
- * on which path (and so on how many threads) a product took. */
+ * k is cut into the same slices as in gemm_loops and every tile goes through compute_tile. */
 static void FN(gemm_sup)(ptrdiff_t m, ptrdiff_t n, ptrdiff_t k, REAL alpha, const REAL *a,
                          ptrdiff_t rsa, ptrdiff_t csa, const REAL *b, ptrdiff_t rsb,
                          ptrdiff_t csb, REAL beta, REAL *c, ptrdiff_t rsc, ptrdiff_t csc,
@@ -461,13 +474,11 @@ static void FN(gemm_sup)(ptrdiff_t m, ptrdiff_t n, ptrdiff_t k, REAL alpha, cons
         __attribute__((aligned(64)))
 #endif
         ;
-    const ptrdiff_t kslices = (k + KC - 1) / KC, kstep = (k + kslices - 1) / kslices;
+    const ptrdiff_t kstep = FN(k_step)(k);
     for (ptrdiff_t pc = 0; pc < k; pc += kstep) {
         const ptrdiff_t kc = rv_min(kstep, k - pc);
         const REAL beta_pc = (pc == 0) ? beta : (REAL)1;
         const int last = pc + kc >= k;
-        const int direct = csc == 1 && alpha == (REAL)1 &&
-                           (beta_pc == (REAL)0 || beta_pc == (REAL)1);
         for (ptrdiff_t j0 = 0; j0 < n; j0 += NR) {
             const ptrdiff_t cols = rv_min(NR, n - j0);
             const REAL *bp = b + pc * rsb + j0 * csb;
@@ -479,18 +490,9 @@ static void FN(gemm_sup)(ptrdiff_t m, ptrdiff_t n, ptrdiff_t k, REAL alpha, cons
             }
             for (ptrdiff_t i0 = 0; i0 < m; i0 += MR) {
                 const ptrdiff_t rows = rv_min(MR, m - i0);
-                const FN(ukernel_fn) kernel = FN(pick_ukernel)(rows, cols, 1);
-                const REAL *ap = a + i0 * rsa + pc * csa;
-                REAL *ct = c + i0 * rsc + j0 * csc;
-                if (direct && (cols == NR || cols == NRH)) {
-                    kernel(kc, ap, rsa, csa, bp, ldb, ct, rsc, beta_pc != (REAL)0);
-                    if (last && (bias || act != RANVIER_ACT_NONE))
-                        FN(epilogue)(rows, cols, ct, rsc, bias ? bias + j0 : NULL, act);
-                } else {
-                    kernel(kc, ap, rsa, csa, bp, ldb, ab, NR, 0);
-                    FN(store_tile)(rows, cols, alpha, ab, beta_pc, ct, rsc, csc, last,
-                                   bias ? bias + j0 : NULL, act);
-                }
+                FN(compute_tile)(rows, cols, kc, 1, a + i0 * rsa + pc * csa, rsa, csa, bp, ldb,
+                                 alpha, beta_pc, last, c + i0 * rsc + j0 * csc, rsc, csc,
+                                 bias ? bias + j0 : NULL, act, ab);
             }
         }
     }
