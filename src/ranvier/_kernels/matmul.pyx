@@ -218,63 +218,8 @@ cdef inline void _grad_block(const real *y, const real *dy, real *dz, Py_ssize_t
         ranvier_dense_grad_f64(n, d, j0, j1, y, dy, dz, db, act)
 
 
-def dense_backward(const real[:, ::1] x, const real[:, ::1] w, const real[:, ::1] y,
-                   const real[:, ::1] dy, real[:, ::1] dz, real[:, ::1] dw, real[::1] db,
-                   real[:, ::1] dx, int act=RANVIER_ACT_NONE, int num_threads=1):
-    """Backward of out = act(x @ w.T + b), given y = out and dy = dL/dout:
-        dz = dy * act'(y) and db = sum_rows(dz)   (one pass; dz unused when act is none)
-        dw = dz.T @ x,  dx = dz @ w               (dx may be None for a first layer)
-    Column sums are taken in double, by column blocks, so they do not depend on thread count."""
-    cdef Py_ssize_t n = x.shape[0], fin = x.shape[1], fout = w.shape[0], rc = 0
-    cdef Py_ssize_t nblocks = (fout + COLSUM_BLOCK - 1) // COLSUM_BLOCK, blk
-    if (w.shape[1] != fin or dy.shape[0] != n or dy.shape[1] != fout or dw.shape[0] != fout
-            or dw.shape[1] != fin or y.shape[0] != n or y.shape[1] != fout):
-        raise ValueError("dense_backward: shapes do not agree")
-    if db is not None and db.shape[0] != fout:
-        raise ValueError("dense_backward: db has the wrong length")
-    if act != RANVIER_ACT_NONE and (dz.shape[0] != n or dz.shape[1] != fout):
-        raise ValueError("dense_backward: dz has the wrong shape")
-    if dx is not None and (dx.shape[0] != n or dx.shape[1] != fin):
-        raise ValueError("dense_backward: dx has the wrong shape")
-    if n == 0 or fout == 0 or fin == 0:
-        return
-    cdef const real *g = &dy[0, 0]
-    cdef real *pdb = &db[0] if db is not None else NULL
-    # Threads only pay off on large activations, and a parallel region costs ~1 us even for one.
-    cdef bint parallel = num_threads > 1 and nblocks > 1 and n * fout >= 131072
-    cdef real *pdz = &dz[0, 0] if act != RANVIER_ACT_NONE else NULL
-    if act != RANVIER_ACT_NONE or pdb != NULL:
-        if parallel:
-            for blk in prange(nblocks, nogil=True, schedule="static", num_threads=num_threads):
-                _grad_block(&y[0, 0], g, pdz, n, fout, blk, pdb, act)
-        else:
-            with nogil:
-                for blk in range(nblocks):
-                    _grad_block(&y[0, 0], g, pdz, n, fout, blk, pdb, act)
-    if pdz != NULL:
-        g = pdz
-    with nogil:
-        # dw (fout, fin) = g.T @ x: A = g transposed (row stride 1, column stride fout).
-        rc = _gemm(fout, fin, n, 1, g, 1, fout, &x[0, 0], fin, 1, 0, &dw[0, 0], fin, 1, NULL,
-                   RANVIER_ACT_NONE, num_threads)
-        if rc == 0 and dx is not None:
-            # dx (n, fin) = g @ w
-            rc = _gemm(n, fin, fout, 1, g, fout, 1, &w[0, 0], fin, 1, 0, &dx[0, 0], fin, 1, NULL,
-                       RANVIER_ACT_NONE, num_threads)
-    if rc != 0:
-        raise MemoryError("dense_backward: could not allocate packing buffers")
-
-
-# -- A run of Dense layers in one call ---------------------------------------------------------
-
-cimport numpy as cnp
-from libc.stdlib cimport free, malloc
-
-import numpy as np
-
-cnp.import_array()
-
-
+# Forward and backward over a table of Dense layers: dense_backward runs it for one layer,
+# DenseRun for a whole stack.
 cdef struct _LayerPtrs:
     Py_ssize_t fin, fout
     int act
@@ -329,6 +274,53 @@ cdef inline int _run_backward(_LayerPtrs *L, int nl, Py_ssize_t n, const real *x
                 return -1
         dy = <const real *>L[i].dx
     return 0
+
+
+def dense_backward(const real[:, ::1] x, const real[:, ::1] w, const real[:, ::1] y,
+                   const real[:, ::1] dy, real[:, ::1] dz, real[:, ::1] dw, real[::1] db,
+                   real[:, ::1] dx, int act=RANVIER_ACT_NONE, int num_threads=1):
+    """Backward of out = act(x @ w.T + b), given y = out and dy = dL/dout:
+        dz = dy * act'(y) and db = sum_rows(dz)   (one pass; dz unused when act is none)
+        dw = dz.T @ x,  dx = dz @ w               (dx may be None for a first layer)
+    Column sums are taken in double, by column blocks, so they do not depend on thread count."""
+    cdef Py_ssize_t n = x.shape[0], fin = x.shape[1], fout = w.shape[0]
+    cdef int rc = 0
+    if (w.shape[1] != fin or dy.shape[0] != n or dy.shape[1] != fout or dw.shape[0] != fout
+            or dw.shape[1] != fin or y.shape[0] != n or y.shape[1] != fout):
+        raise ValueError("dense_backward: shapes do not agree")
+    if db is not None and db.shape[0] != fout:
+        raise ValueError("dense_backward: db has the wrong length")
+    if act != RANVIER_ACT_NONE and (dz.shape[0] != n or dz.shape[1] != fout):
+        raise ValueError("dense_backward: dz has the wrong shape")
+    if dx is not None and (dx.shape[0] != n or dx.shape[1] != fin):
+        raise ValueError("dense_backward: dx has the wrong shape")
+    if n == 0 or fout == 0 or fin == 0:
+        return
+    # One layer through the same native pass DenseRun trains with.
+    cdef _LayerPtrs L
+    cdef bint want_dx = dx is not None
+    L.fin, L.fout, L.act = fin, fout, act
+    L.w = <void *>&w[0, 0]
+    L.b = NULL
+    L.dw = <void *>&dw[0, 0]
+    L.db = <void *>&db[0] if db is not None else NULL
+    L.out = <void *>&y[0, 0]
+    L.dz = <void *>&dz[0, 0] if act != RANVIER_ACT_NONE else NULL
+    L.dx = <void *>&dx[0, 0] if want_dx else NULL
+    with nogil:
+        rc = _run_backward(&L, 1, n, &x[0, 0], &dy[0, 0], want_dx, num_threads)
+    if rc != 0:
+        raise MemoryError("dense_backward: could not allocate packing buffers")
+
+
+# -- A run of Dense layers in one call ---------------------------------------------------------
+
+cimport numpy as cnp
+from libc.stdlib cimport free, malloc
+
+import numpy as np
+
+cnp.import_array()
 
 
 cdef class DenseRun:
