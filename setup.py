@@ -153,7 +153,10 @@ class RanvierBuildExt(build_ext):
 
 
 # Which per-ISA object families each extension links.
-ISA_FAMILIES = {"matmul": ("gemm",), "activations": ("elementwise",), "optimizers": ("optim",)}
+# (matmul takes the elementwise family too: the Dense backward pass and the activations applied
+# after a GEMM are the same objects the activation layers run.)
+ISA_FAMILIES = {"matmul": ("gemm", "elementwise"), "activations": ("elementwise",),
+                "optimizers": ("optim",)}
 
 
 def kernel_extension(name, c_sources=()):
@@ -167,7 +170,7 @@ def kernel_extension(name, c_sources=()):
 
 extensions = [
     kernel_extension("_runtime", ["runtime.c"]),
-    kernel_extension("matmul", ["runtime.c", "gemm.c"]),
+    kernel_extension("matmul", ["runtime.c", "gemm.c", "elementwise.c"]),
     kernel_extension("activations", ["runtime.c", "elementwise.c"]),
     kernel_extension("losses"),
     kernel_extension("optimizers", ["runtime.c", "optim.c"]),

@@ -5,20 +5,19 @@
  * nothing is ever transposed in memory. When beta == 0, C is written without being read.
  *
  * One translation unit per instruction set (gemm_generic.c, gemm_avx2.c, gemm_avx512.c) is compiled
- * with its own flags from gemm_template.h; gemm.c picks the best one the CPU supports at run time. */
+ * with its own flags from gemm_template.h and exports its table (ranvier_gemm_<isa>);
+ * ranvier_gemm_kernels_for(isa) gives the one of the active ISA (isa.h). */
 #ifndef RANVIER_GEMM_H
 #define RANVIER_GEMM_H
 
 #include <stddef.h>
 
+#include "activations.h"
+#include "isa.h"
+
 #ifdef __cplusplus
 extern "C" {
 #endif
-
-enum { RANVIER_ISA_GENERIC = 0, RANVIER_ISA_AVX2 = 1, RANVIER_ISA_AVX512 = 2 };
-
-/* Activation applied in the GEMM epilogue (Dense forward): C := act(alpha*A@B + beta*C + bias). */
-enum { RANVIER_ACT_NONE = 0, RANVIER_ACT_RELU = 1, RANVIER_ACT_SIGMOID = 2, RANVIER_ACT_TANH = 3 };
 
 /* Products with fewer multiply-adds than this run on one thread. 2^21 MACs is ~40 us of one
  * core's work: a parallel region (a few us when the cores are free) pays off above it, while
@@ -36,59 +35,29 @@ enum { RANVIER_ACT_NONE = 0, RANVIER_ACT_RELU = 1, RANVIER_ACT_SIGMOID = 2, RANV
  * Intel client cores have 1.25-2 MB). A variable so that tests can force either path. */
 extern double ranvier_gemm_sup_max_bytes;
 
-/* Returns 0 on success, -1 when the packing buffers could not be allocated.
- * bias (length n, may be NULL) and act form the epilogue; pass NULL, RANVIER_ACT_NONE for a plain
- * GEMM. nthreads is an upper bound: small products run on one thread. */
-typedef int (*ranvier_sgemm_fn)(ptrdiff_t m, ptrdiff_t n, ptrdiff_t k, float alpha,
-                                const float *a, ptrdiff_t rsa, ptrdiff_t csa,
-                                const float *b, ptrdiff_t rsb, ptrdiff_t csb, float beta,
-                                float *c, ptrdiff_t rsc, ptrdiff_t csc, const float *bias, int act,
-                                int nthreads);
-typedef int (*ranvier_dgemm_fn)(ptrdiff_t m, ptrdiff_t n, ptrdiff_t k, double alpha,
-                                const double *a, ptrdiff_t rsa, ptrdiff_t csa,
-                                const double *b, ptrdiff_t rsb, ptrdiff_t csb, double beta,
-                                double *c, ptrdiff_t rsc, ptrdiff_t csc, const double *bias, int act,
-                                int nthreads);
+/* C := act(alpha * A @ B + beta * C + bias): bias (length n, may be NULL) and act (an entry of
+ * the activation table, activations.h) form the epilogue of a Dense layer; pass NULL and
+ * {RANVIER_ACT_NONE} for a plain GEMM. nthreads is an upper bound: small products run on one
+ * thread. Returns 0 on success, -1 when the packing buffers could not be allocated. */
+#define RANVIER_GEMM_SIGNATURE(name, T)                                                          \
+    int name(ptrdiff_t m, ptrdiff_t n, ptrdiff_t k, T alpha, const T *a, ptrdiff_t rsa,          \
+             ptrdiff_t csa, const T *b, ptrdiff_t rsb, ptrdiff_t csb, T beta, T *c,             \
+             ptrdiff_t rsc, ptrdiff_t csc, const T *bias, ranvier_act act, int nthreads)
+typedef RANVIER_GEMM_SIGNATURE((*ranvier_sgemm_fn), float);
+typedef RANVIER_GEMM_SIGNATURE((*ranvier_dgemm_fn), double);
 
-/* Dispatching entry points (use the active ISA). */
-int ranvier_sgemm(ptrdiff_t m, ptrdiff_t n, ptrdiff_t k, float alpha,
-                  const float *a, ptrdiff_t rsa, ptrdiff_t csa,
-                  const float *b, ptrdiff_t rsb, ptrdiff_t csb, float beta,
-                  float *c, ptrdiff_t rsc, ptrdiff_t csc, const float *bias, int act,
-                  int nthreads);
-int ranvier_dgemm(ptrdiff_t m, ptrdiff_t n, ptrdiff_t k, double alpha,
-                  const double *a, ptrdiff_t rsa, ptrdiff_t csa,
-                  const double *b, ptrdiff_t rsb, ptrdiff_t csb, double beta,
-                  double *c, ptrdiff_t rsc, ptrdiff_t csc, const double *bias, int act,
-                  int nthreads);
+typedef struct ranvier_gemm_kernels {
+    ranvier_sgemm_fn sgemm;
+    ranvier_dgemm_fn dgemm;
+} ranvier_gemm_kernels;
 
-/* The first pass of a Dense layer's backward for columns j0..j1 (at most 64): dz = dy * act'(y),
- * db = column sums of dz in double; dz NULL means no activation, db NULL no bias (dense_grad.h). */
-void ranvier_dense_grad_f32(ptrdiff_t n, ptrdiff_t d, ptrdiff_t j0, ptrdiff_t j1, const float *y,
-                            const float *dy, float *dz, float *db, int act);
-void ranvier_dense_grad_f64(ptrdiff_t n, ptrdiff_t d, ptrdiff_t j0, ptrdiff_t j1, const double *y,
-                            const double *dy, double *dz, double *db, int act);
+/* The table for an ISA (isa.h); the generic one where this CPU cannot run it. */
+const ranvier_gemm_kernels *ranvier_gemm_kernels_for(int isa);
 
-/* ISA selection. set returns 0, or -1 if this build or CPU cannot run the requested ISA. */
-int ranvier_gemm_best_isa(void);
-int ranvier_gemm_get_isa(void);
-int ranvier_gemm_set_isa(int isa);
-int ranvier_gemm_isa_supported(int isa);
-
-/* Per-ISA implementations (gemm_<isa>.c). */
-#define RANVIER_DECLARE_GEMM(isa)                                                           \
-    int ranvier_sgemm_##isa(ptrdiff_t, ptrdiff_t, ptrdiff_t, float, const float *, ptrdiff_t, \
-                            ptrdiff_t, const float *, ptrdiff_t, ptrdiff_t, float, float *,  \
-                            ptrdiff_t, ptrdiff_t, const float *, int, int);                 \
-    int ranvier_dgemm_##isa(ptrdiff_t, ptrdiff_t, ptrdiff_t, double, const double *,        \
-                            ptrdiff_t, ptrdiff_t, const double *, ptrdiff_t, ptrdiff_t,     \
-                            double, double *, ptrdiff_t, ptrdiff_t, const double *, int,    \
-                            int);                                                           \
-    void ranvier_dense_grad_f32_##isa(ptrdiff_t, ptrdiff_t, ptrdiff_t, ptrdiff_t,            \
-                                      const float *, const float *, float *, float *, int);  \
-    void ranvier_dense_grad_f64_##isa(ptrdiff_t, ptrdiff_t, ptrdiff_t, ptrdiff_t,            \
-                                      const double *, const double *, double *, double *,    \
-                                      int);
+#define RANVIER_DECLARE_GEMM(isa)                                                                \
+    RANVIER_GEMM_SIGNATURE(ranvier_sgemm_##isa, float);                                          \
+    RANVIER_GEMM_SIGNATURE(ranvier_dgemm_##isa, double);                                         \
+    extern const ranvier_gemm_kernels ranvier_gemm_##isa;
 RANVIER_DECLARE_GEMM(generic)
 #if RANVIER_HAVE_X86_SIMD
 RANVIER_DECLARE_GEMM(avx2)

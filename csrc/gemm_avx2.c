@@ -5,7 +5,6 @@
 #define REAL float
 #define REAL_IS_DOUBLE 0
 #define TAG s_avx2
-#define GRAD_NAME ranvier_dense_grad_f32_avx2
 #define GEMM_NAME ranvier_sgemm_avx2
 #define MR 6
 #define NR 16
@@ -17,7 +16,6 @@
 #define REAL double
 #define REAL_IS_DOUBLE 1
 #define TAG d_avx2
-#define GRAD_NAME ranvier_dense_grad_f64_avx2
 #define GEMM_NAME ranvier_dgemm_avx2
 #define MR 6
 #define NR 8
@@ -25,3 +23,5 @@
 #define KC 256
 #define NC 4080
 #include "gemm_template.h"
+
+const ranvier_gemm_kernels ranvier_gemm_avx2 = {ranvier_sgemm_avx2, ranvier_dgemm_avx2};

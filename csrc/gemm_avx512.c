@@ -7,7 +7,6 @@
 #define REAL float
 #define REAL_IS_DOUBLE 0
 #define TAG s_avx512
-#define GRAD_NAME ranvier_dense_grad_f32_avx512
 #define GEMM_NAME ranvier_sgemm_avx512
 #define MR 8
 #define NR 32
@@ -19,7 +18,6 @@
 #define REAL double
 #define REAL_IS_DOUBLE 1
 #define TAG d_avx512
-#define GRAD_NAME ranvier_dense_grad_f64_avx512
 #define GEMM_NAME ranvier_dgemm_avx512
 #define MR 8
 #define NR 16
@@ -27,3 +25,5 @@
 #define KC 256
 #define NC 4096
 #include "gemm_template.h"
+
+const ranvier_gemm_kernels ranvier_gemm_avx512 = {ranvier_sgemm_avx512, ranvier_dgemm_avx512};

@@ -5,7 +5,6 @@
 #define REAL float
 #define REAL_IS_DOUBLE 0
 #define TAG s_generic
-#define GRAD_NAME ranvier_dense_grad_f32_generic
 #define GEMM_NAME ranvier_sgemm_generic
 #define MR 4
 #define NR 8
@@ -17,7 +16,6 @@
 #define REAL double
 #define REAL_IS_DOUBLE 1
 #define TAG d_generic
-#define GRAD_NAME ranvier_dense_grad_f64_generic
 #define GEMM_NAME ranvier_dgemm_generic
 #define MR 4
 #define NR 4
@@ -25,3 +23,5 @@
 #define KC 256
 #define NC 2048
 #include "gemm_template.h"
+
+const ranvier_gemm_kernels ranvier_gemm_generic = {ranvier_sgemm_generic, ranvier_dgemm_generic};

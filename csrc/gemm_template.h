@@ -13,16 +13,24 @@
  * of C is computed by one thread, summing k in the same order, so results do not depend on the
  * number of threads.
  *
- * GRAD_NAME names this instance of the Dense backward's fused activation/bias-gradient pass
- * (dense_grad.h), compiled with the same flags. */
+ * The Dense epilogue (+ bias, then the activation) runs the activation table's loops
+ * (activation_kernels.h), compiled with this unit's flags like the elementwise kernels, so a
+ * fused Dense + activation equals the Dense followed by the activation layer, bit for bit. */
 
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "activation_kernels.h"
+
 #define RV_CAT2(a, b) a##_##b
 #define RV_CAT(a, b) RV_CAT2(a, b)
 #define FN(name) RV_CAT(name, TAG)
+#if REAL_IS_DOUBLE
+#define RV_ACTFN(name) rv_##name##f64
+#else
+#define RV_ACTFN(name) rv_##name##f32
+#endif
 
 #ifndef RANVIER_GEMM_TEMPLATE_ONCE
 #define RANVIER_GEMM_TEMPLATE_ONCE
@@ -283,28 +291,11 @@ static void FN(pack_b)(ptrdiff_t kc, ptrdiff_t nr, const REAL *b, ptrdiff_t rsb,
     }
 }
 
-/* Epilogue of a Dense layer, applied once a tile's last k block is in: + bias[j], then the
- * activation (RANVIER_ACT_*), while the tile is still in cache. */
-static inline REAL FN(activate)(REAL v, int act)
-{
-    switch (act) {
-    case RANVIER_ACT_RELU: return v < (REAL)0 ? (REAL)0 : v; /* NaN stays NaN, as torch */
-    case RANVIER_ACT_SIGMOID:
-        if (v >= (REAL)0) return (REAL)1 / ((REAL)1 + (REAL)exp(-(double)v));
-        else {
-            const REAL e = (REAL)exp((double)v);
-            return e / ((REAL)1 + e);
-        }
-    case RANVIER_ACT_TANH: return (REAL)tanh((double)v);
-    default: return v;
-    }
-}
-
 /* C tile := alpha * ab + beta * C tile (+ bias, activation when ``last``), for the m x n corner
  * that exists. beta == 0 never reads C. */
 static void FN(store_tile)(ptrdiff_t m, ptrdiff_t n, REAL alpha, const REAL *restrict ab, REAL beta,
                            REAL *c, ptrdiff_t rsc, ptrdiff_t csc, int last, const REAL *bias,
-                           int act)
+                           ranvier_act act)
 {
     if (csc == 1) { /* the common case, separate so the compiler vectorises it */
         for (ptrdiff_t i = 0; i < m; ++i) {
@@ -317,13 +308,9 @@ static void FN(store_tile)(ptrdiff_t m, ptrdiff_t n, REAL alpha, const REAL *res
             } else {
                 for (ptrdiff_t j = 0; j < n; ++j) ci[j] = beta * ci[j] + alpha * abi[j];
             }
-            if (last && bias)
-                for (ptrdiff_t j = 0; j < n; ++j) ci[j] += bias[j];
-            if (last && act == RANVIER_ACT_RELU)
-                for (ptrdiff_t j = 0; j < n; ++j) ci[j] = ci[j] < (REAL)0 ? (REAL)0 : ci[j];
-            else if (last && act != RANVIER_ACT_NONE)
-                for (ptrdiff_t j = 0; j < n; ++j) ci[j] = FN(activate)(ci[j], act);
         }
+        if (last && (bias || act.code != RANVIER_ACT_NONE))
+            RV_ACTFN(bias_act_)(act, c, rsc, bias, c, rsc, m, n);
         return;
     }
     for (ptrdiff_t i = 0; i < m; ++i) {
@@ -338,36 +325,28 @@ static void FN(store_tile)(ptrdiff_t m, ptrdiff_t n, REAL alpha, const REAL *res
         }
         if (last && bias)
             for (ptrdiff_t j = 0; j < n; ++j) ci[j * csc] += bias[j];
-        if (last && act != RANVIER_ACT_NONE)
-            for (ptrdiff_t j = 0; j < n; ++j) ci[j * csc] = FN(activate)(ci[j * csc], act);
+        if (last && act.code != RANVIER_ACT_NONE)
+            for (ptrdiff_t j = 0; j < n; ++j) ci[j * csc] = RV_ACTFN(act_1_)(act, ci[j * csc]);
     }
 }
 
 /* The Dense epilogue on a tile already in C (unit column stride): + bias[j], then the activation. */
 static void FN(epilogue)(ptrdiff_t m, ptrdiff_t n, REAL *c, ptrdiff_t rsc, const REAL *bias,
-                         int act)
+                         ranvier_act act)
 {
-    for (ptrdiff_t i = 0; i < m; ++i) {
-        REAL *restrict ci = c + i * rsc;
-        if (bias)
-            for (ptrdiff_t j = 0; j < n; ++j) ci[j] += bias[j];
-        if (act == RANVIER_ACT_RELU)
-            for (ptrdiff_t j = 0; j < n; ++j) ci[j] = ci[j] < (REAL)0 ? (REAL)0 : ci[j];
-        else if (act != RANVIER_ACT_NONE)
-            for (ptrdiff_t j = 0; j < n; ++j) ci[j] = FN(activate)(ci[j], act);
-    }
+    RV_ACTFN(bias_act_)(act, c, rsc, bias, c, rsc, m, n);
 }
 
 /* C := act(beta * C + bias), used when there is nothing to multiply (k == 0 or alpha == 0). */
 static void FN(scale_c)(ptrdiff_t m, ptrdiff_t n, REAL beta, REAL *c, ptrdiff_t rsc, ptrdiff_t csc,
-                        const REAL *bias, int act)
+                        const REAL *bias, ranvier_act act)
 {
     for (ptrdiff_t i = 0; i < m; ++i)
         for (ptrdiff_t j = 0; j < n; ++j) {
             REAL *cij = c + i * rsc + j * csc;
             REAL v = (beta == (REAL)0) ? (REAL)0 : beta * *cij;
             if (bias) v += bias[j];
-            *cij = FN(activate)(v, act);
+            *cij = RV_ACTFN(act_1_)(act, v);
         }
 }
 
@@ -385,14 +364,15 @@ static inline ptrdiff_t FN(k_step)(ptrdiff_t k)
 static inline void FN(compute_tile)(ptrdiff_t rows, ptrdiff_t cols, ptrdiff_t kc, int sup,
                                     const REAL *ap, ptrdiff_t rsa, ptrdiff_t csa, const REAL *bp,
                                     ptrdiff_t ldb, REAL alpha, REAL beta_pc, int last, REAL *ct,
-                                    ptrdiff_t rsc, ptrdiff_t csc, const REAL *bias, int act,
-                                    REAL *ab)
+                                    ptrdiff_t rsc, ptrdiff_t csc, const REAL *bias,
+                                    ranvier_act act, REAL *ab)
 {
     const FN(ukernel_fn) kernel = FN(pick_ukernel)(rows, cols, sup);
     if (csc == 1 && alpha == (REAL)1 && (beta_pc == (REAL)0 || beta_pc == (REAL)1) &&
         (cols == NR || cols == NRH)) {
         kernel(kc, ap, rsa, csa, bp, ldb, ct, rsc, beta_pc != (REAL)0);
-        if (last && (bias || act != RANVIER_ACT_NONE)) FN(epilogue)(rows, cols, ct, rsc, bias, act);
+        if (last && (bias || act.code != RANVIER_ACT_NONE))
+            FN(epilogue)(rows, cols, ct, rsc, bias, act);
     } else {
         kernel(kc, ap, rsa, csa, bp, ldb, ab, NR, 0);
         FN(store_tile)(rows, cols, alpha, ab, beta_pc, ct, rsc, csc, last, bias, act);
@@ -406,7 +386,7 @@ static inline void FN(compute_tile)(ptrdiff_t rows, ptrdiff_t cols, ptrdiff_t kc
 static void FN(gemm_loops)(ptrdiff_t m, ptrdiff_t n, ptrdiff_t k, REAL alpha, const REAL *a,
                            ptrdiff_t rsa, ptrdiff_t csa, const REAL *b, ptrdiff_t rsb,
                            ptrdiff_t csb, REAL beta, REAL *c, ptrdiff_t rsc, ptrdiff_t csc,
-                           const REAL *bias, int act, REAL *a_pack, REAL *b_pack)
+                           const REAL *bias, ranvier_act act, REAL *a_pack, REAL *b_pack)
 {
     REAL ab[MR * NR]
 #if defined(__GNUC__) || defined(__clang__)
@@ -462,7 +442,7 @@ static void FN(gemm_loops)(ptrdiff_t m, ptrdiff_t n, ptrdiff_t k, REAL alpha, co
 static void FN(gemm_sup)(ptrdiff_t m, ptrdiff_t n, ptrdiff_t k, REAL alpha, const REAL *a,
                          ptrdiff_t rsa, ptrdiff_t csa, const REAL *b, ptrdiff_t rsb,
                          ptrdiff_t csb, REAL beta, REAL *c, ptrdiff_t rsc, ptrdiff_t csc,
-                         const REAL *bias, int act)
+                         const REAL *bias, ranvier_act act)
 {
     REAL ab[MR * NR]
 #if defined(__GNUC__) || defined(__clang__)
@@ -500,7 +480,7 @@ static void FN(gemm_sup)(ptrdiff_t m, ptrdiff_t n, ptrdiff_t k, REAL alpha, cons
 
 int GEMM_NAME(ptrdiff_t m, ptrdiff_t n, ptrdiff_t k, REAL alpha, const REAL *a, ptrdiff_t rsa,
               ptrdiff_t csa, const REAL *b, ptrdiff_t rsb, ptrdiff_t csb, REAL beta, REAL *c,
-              ptrdiff_t rsc, ptrdiff_t csc, const REAL *bias, int act, int nthreads)
+              ptrdiff_t rsc, ptrdiff_t csc, const REAL *bias, ranvier_act act, int nthreads)
 {
     if (m <= 0 || n <= 0) return 0;
     if (k <= 0 || alpha == (REAL)0) {
@@ -543,9 +523,8 @@ int GEMM_NAME(ptrdiff_t m, ptrdiff_t n, ptrdiff_t k, REAL alpha, const REAL *a, 
     return 0;
 }
 
-#include "dense_grad.h" /* the backward's first pass, for the same ISA and REAL */
-
 #undef FN
+#undef RV_ACTFN
 #undef NRH
 #undef REAL
 #undef REAL_IS_DOUBLE

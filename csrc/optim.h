@@ -1,7 +1,7 @@
 /* Optimizer updates (torch.optim semantics) as single passes over contiguous (param, grad, state)
  * arrays. One translation unit per instruction set (optim_generic.c, optim_avx2.c,
  * optim_avx512.c) is compiled with its own flags from optim_impl.h, so the loops vectorise
- * (sqrt and divide included) for the CPU at hand; optim.c picks one at run time. Each call works
+ * (sqrt and divide included) for the CPU at hand; optim.c gives the table for the active one. Each call works
  * on one thread: callers split arrays into chunks for threads. */
 #ifndef RANVIER_OPTIM_H
 #define RANVIER_OPTIM_H
@@ -26,32 +26,25 @@ typedef struct {
     int decoupled;
 } ranvier_adam_params;
 
-/* momentum_buf may be NULL when momentum == 0; max_exp_avg_sq is NULL unless AMSGrad. */
-void ranvier_sgd_f32(const ranvier_sgd_params *h, float *param, const float *grad,
-                     float *momentum_buf, ptrdiff_t n);
-void ranvier_sgd_f64(const ranvier_sgd_params *h, double *param, const double *grad,
-                     double *momentum_buf, ptrdiff_t n);
-void ranvier_adam_f32(const ranvier_adam_params *h, float *param, const float *grad,
-                      float *exp_avg, float *exp_avg_sq, float *max_exp_avg_sq, ptrdiff_t n);
-void ranvier_adam_f64(const ranvier_adam_params *h, double *param, const double *grad,
-                      double *exp_avg, double *exp_avg_sq, double *max_exp_avg_sq, ptrdiff_t n);
+/* The updates of one instruction set. momentum_buf may be NULL when momentum == 0;
+ * max_exp_avg_sq is NULL unless AMSGrad. */
+typedef struct ranvier_optim_kernels {
+    void (*sgd_f32)(const ranvier_sgd_params *h, float *param, const float *grad,
+                    float *momentum_buf, ptrdiff_t n);
+    void (*sgd_f64)(const ranvier_sgd_params *h, double *param, const double *grad,
+                    double *momentum_buf, ptrdiff_t n);
+    void (*adam_f32)(const ranvier_adam_params *h, float *param, const float *grad,
+                     float *exp_avg, float *exp_avg_sq, float *max_exp_avg_sq, ptrdiff_t n);
+    void (*adam_f64)(const ranvier_adam_params *h, double *param, const double *grad,
+                     double *exp_avg, double *exp_avg_sq, double *max_exp_avg_sq, ptrdiff_t n);
+} ranvier_optim_kernels;
 
-int ranvier_optim_get_isa(void);
-int ranvier_optim_set_isa(int isa); /* 0, or -1 when this CPU or build cannot run it */
+/* The table for an ISA (isa.h); the generic one where this CPU cannot run it. */
+const ranvier_optim_kernels *ranvier_optim_kernels_for(int isa);
 
-#define RANVIER_DECLARE_OPTIM(isa)                                                            \
-    void ranvier_sgd_f32_##isa(const ranvier_sgd_params *, float *, const float *, float *,   \
-                               ptrdiff_t);                                                    \
-    void ranvier_sgd_f64_##isa(const ranvier_sgd_params *, double *, const double *,          \
-                               double *, ptrdiff_t);                                          \
-    void ranvier_adam_f32_##isa(const ranvier_adam_params *, float *, const float *, float *, \
-                                float *, float *, ptrdiff_t);                                 \
-    void ranvier_adam_f64_##isa(const ranvier_adam_params *, double *, const double *,        \
-                                double *, double *, double *, ptrdiff_t);
-RANVIER_DECLARE_OPTIM(generic)
+extern const ranvier_optim_kernels ranvier_optim_generic;
 #if RANVIER_HAVE_X86_SIMD
-RANVIER_DECLARE_OPTIM(avx2)
-RANVIER_DECLARE_OPTIM(avx512)
+extern const ranvier_optim_kernels ranvier_optim_avx2, ranvier_optim_avx512;
 #endif
 
 #ifdef __cplusplus

@@ -19,7 +19,7 @@
         return (REAL)((double)g + wd * (double)p);                                              \
     }                                                                                           \
                                                                                                 \
-    void OPT_NAME(ranvier_sgd_##SUF)(const ranvier_sgd_params *h, REAL *restrict param,         \
+    static void OPT_NAME(ranvier_sgd_##SUF)(const ranvier_sgd_params *h, REAL *restrict param,         \
                                      const REAL *restrict grad, REAL *restrict buf,             \
                                      ptrdiff_t n)                                               \
     {                                                                                           \
@@ -42,7 +42,7 @@
         }                                                                                       \
     }                                                                                           \
                                                                                                 \
-    void OPT_NAME(ranvier_adam_##SUF)(const ranvier_adam_params *h, REAL *restrict param,       \
+    static void OPT_NAME(ranvier_adam_##SUF)(const ranvier_adam_params *h, REAL *restrict param,       \
                                       const REAL *restrict grad, REAL *restrict m,              \
                                       REAL *restrict v, REAL *restrict vmax, ptrdiff_t n)       \
     {                                                                                           \
@@ -82,3 +82,8 @@
 
 RV_DEFINE_OPTIM(float, f32, sqrtf)
 RV_DEFINE_OPTIM(double, f64, sqrt)
+
+const ranvier_optim_kernels OPT_NAME(ranvier_optim) = {
+    OPT_NAME(ranvier_sgd_f32), OPT_NAME(ranvier_sgd_f64), OPT_NAME(ranvier_adam_f32),
+    OPT_NAME(ranvier_adam_f64),
+};

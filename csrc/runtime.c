@@ -1,4 +1,6 @@
 #include "runtime.h"
+#include "activations.h"
+#include "isa.h"
 
 #if defined(_OPENMP)
 #include <omp.h>
@@ -94,3 +96,30 @@ int ranvier_cpu_has_avx512(void) { return (x86_features() >> 1) & 1; }
 int ranvier_cpu_has_avx2_fma(void) { return 0; }
 int ranvier_cpu_has_avx512(void) { return 0; }
 #endif
+
+/* -- the ISA list (isa.h) -------------------------------------------------------------------- */
+#define RV_ISA_NAME(CODE, name, code) #name,
+const char *const ranvier_isa_names[RANVIER_ISA_COUNT] = {RANVIER_ISAS(RV_ISA_NAME)};
+#undef RV_ISA_NAME
+
+int ranvier_isa_supported(int isa)
+{
+    switch (isa) {
+    case RANVIER_ISA_GENERIC: return 1;
+    case RANVIER_ISA_AVX2: return ranvier_cpu_has_avx2_fma();
+    case RANVIER_ISA_AVX512: return ranvier_cpu_has_avx512();
+    default: return 0;
+    }
+}
+
+int ranvier_isa_best(void)
+{
+    for (int isa = RANVIER_ISA_COUNT - 1; isa > 0; --isa)
+        if (ranvier_isa_supported(isa)) return isa;
+    return RANVIER_ISA_GENERIC;
+}
+
+/* -- the activation table's names (activations.h) ------------------------------------------- */
+#define RV_ACT_INFO(CODE, name, code, needs) {#name, code, RANVIER_ACT_NEEDS_##needs},
+const ranvier_act_info ranvier_act_table[RANVIER_ACT_COUNT] = {RANVIER_ACTIVATIONS(RV_ACT_INFO)};
+#undef RV_ACT_INFO

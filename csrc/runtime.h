@@ -14,7 +14,8 @@ int ranvier_omp_max_threads(void);
 /* Number of logical CPUs the OpenMP runtime sees, 1 without OpenMP. */
 int ranvier_omp_num_procs(void);
 
-/* CPU feature probes, cached after the first call; 0 on non-x86 machines. */
+/* CPU feature probes, cached after the first call; 0 on non-x86 machines. isa.h's
+ * ranvier_isa_supported is built on them. */
 int ranvier_cpu_has_avx2_fma(void);
 int ranvier_cpu_has_avx512(void);   /* F + DQ + VL, with OS support for the zmm state */
 

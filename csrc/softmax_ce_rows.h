@@ -45,7 +45,7 @@ CE_PLAIN_ROWS(double, f64, exp)
 #if RV_NF == 1
 CE_PLAIN_ROWS(float, f32, rv_expf_nonpos)
 #else
-/* e^x for x <= 0 or NaN, as rv_expf_nonpos in elementwise.h, on a vector. */
+/* e^x for x <= 0 or NaN, as rv_expf_nonpos in fastmath.h, on a vector. */
 static inline rv_vf ce_vexpf_nonpos(rv_vf x)
 {
     x = rv_max(rv_set1(RV_EXPF_ZERO_BELOW), x); /* NaN x: max returns x */

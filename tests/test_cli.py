@@ -46,7 +46,7 @@ def test_config_command_prints_report():
     res = _run("config")
     assert res.returncode == 0, res.stderr
     assert res.stdout.startswith("ranvier 0.1.0")
-    assert "OpenMP:" in res.stdout and "GEMM kernel:" in res.stdout
+    assert "OpenMP:" in res.stdout and "kernels (ISA):" in res.stdout
 
 
 def test_no_command_prints_help_and_returns_2():

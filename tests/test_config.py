@@ -37,7 +37,7 @@ def test_show_config_content():
     assert openmp and openmp.group(1) == ("yes" if cfg["openmp"] else "no")
     threads = re.search(r"^\s*threads:\s+(\d+)", text, flags=re.M)
     assert threads and int(threads.group(1)) == rv.get_num_threads()
-    gemm = re.search(r"^\s*GEMM kernel:\s+(\w+) \(supported: ([\w, ]+)\)", text, flags=re.M)
+    gemm = re.search(r"^\s*kernels \(ISA\):\s+(\w+) \(supported: ([\w, ]+)\)", text, flags=re.M)
     assert gemm and gemm.group(1) == rv.get_isa()
     assert rv.get_isa() in gemm.group(2).split(", ")
     assert re.search(r"^\s*python:\s+" + re.escape(sys.version.split()[0]), text, flags=re.M)
@@ -97,7 +97,7 @@ def test_set_num_threads_overrides_omp_num_threads():
 
 def test_get_isa_and_set_isa(isa, rng):
     assert rv.get_isa() == isa
-    assert re.search(rf"GEMM kernel:\s+{isa} ", _report())
+    assert re.search(rf"kernels \(ISA\):\s+{isa} ", _report())
     layer = rv.Dense(65, 33, dtype=np.float64, seed=0)
     x = rng.normal(size=(17, 65))
     np.testing.assert_allclose(layer.forward(x), x @ layer.weight.data.T, rtol=1e-12, atol=1e-13)

@@ -37,15 +37,19 @@ static int cmp_ll(const void *x, const void *y)
     return (a > b) - (a < b);
 }
 
+static int active_isa; /* chosen in main */
+
 static void run_ranvier(const product *p, const float *a, const float *b, float *c)
 {
     const int m = p->m, n = p->n, k = p->k;
+    const ranvier_sgemm_fn sgemm = ranvier_gemm_kernels_for(active_isa)->sgemm;
+    const ranvier_act none = {RANVIER_ACT_NONE, 0.0};
     if (p->form == FWD) /* a: X (m x k), b: W (n x k) */
-        ranvier_sgemm(m, n, k, 1, a, k, 1, b, 1, k, 0, c, n, 1, NULL, RANVIER_ACT_NONE, 1);
+        sgemm(m, n, k, 1, a, k, 1, b, 1, k, 0, c, n, 1, NULL, none, 1);
     else if (p->form == BWD_DATA) /* a: dY (m x k), b: W (k x n) */
-        ranvier_sgemm(m, n, k, 1, a, k, 1, b, n, 1, 0, c, n, 1, NULL, RANVIER_ACT_NONE, 1);
+        sgemm(m, n, k, 1, a, k, 1, b, n, 1, 0, c, n, 1, NULL, none, 1);
     else /* a: dY (k x m), b: X (k x n) */
-        ranvier_sgemm(m, n, k, 1, a, 1, m, b, n, 1, 0, c, n, 1, NULL, RANVIER_ACT_NONE, 1);
+        sgemm(m, n, k, 1, a, 1, m, b, n, 1, 0, c, n, 1, NULL, none, 1);
 }
 
 static void run_openblas(cblas_sgemm_fn gemm, const product *p, const float *a, const float *b,
@@ -75,17 +79,18 @@ int main(int argc, char **argv)
         return 1;
     }
     set_threads(1);
-    const char *isa = getenv("RANVIER_GEMM_ISA"); /* generic | avx2 | avx512; default: the best */
+    const char *isa = getenv("RANVIER_GEMM_ISA"); /* an isa.h name; default: the best */
+    active_isa = ranvier_isa_best();
     if (isa) {
-        const int code = !strcmp(isa, "avx512") ? RANVIER_ISA_AVX512
-                         : !strcmp(isa, "avx2") ? RANVIER_ISA_AVX2 : RANVIER_ISA_GENERIC;
-        if (ranvier_gemm_set_isa(code) != 0) {
+        active_isa = -1;
+        for (int i = 0; i < RANVIER_ISA_COUNT; ++i)
+            if (!strcmp(isa, ranvier_isa_names[i])) active_isa = i;
+        if (active_isa < 0 || !ranvier_isa_supported(active_isa)) {
             fprintf(stderr, "this CPU cannot run the %s kernel\n", isa);
             return 1;
         }
     }
-    printf("ranvier GEMM kernel: %s\n",
-           (const char *[]){"generic", "avx2", "avx512"}[ranvier_gemm_get_isa()]);
+    printf("ranvier GEMM kernel: %s\n", ranvier_isa_names[active_isa]);
     double log_ratio_sum = 0;
     int count = 0;
     printf("%-7s %16s %14s %14s %8s\n", "form", "m x n x k", "ranvier us", "OpenBLAS us",

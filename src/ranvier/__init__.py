@@ -8,11 +8,14 @@ __version__ = "0.1.0"
 
 from ._config import (get_isa, get_num_threads, set_isa, set_num_threads,  # noqa: E402
                       show_config)
+from ._random import manual_seed  # noqa: E402
 from .layers import Dense, Layer, Parameter, ReLU, Sigmoid, Softmax, Tanh  # noqa: E402
-from .layers import ELU, GELU, BatchNorm1d, Dropout, Flatten, LeakyReLU  # noqa: E402
+from .layers import ELU, GELU, Activation, BatchNorm1d, Dropout, Flatten, LeakyReLU  # noqa: E402
+from .layers import SiLU, register_layer  # noqa: E402
 from .losses import (BCELoss, BCEWithLogitsLoss, CrossEntropyLoss, HuberLoss,  # noqa: E402
                      L1Loss, Loss, MSELoss)
-from .model import History, Sequential  # noqa: E402
+from .history import History  # noqa: E402
+from .model import Sequential  # noqa: E402
 from .optim import (SGD, Adagrad, Adam, AdamW, Optimizer, RMSprop,  # noqa: E402
                     clip_grad_norm)
 from .schedulers import (CosineAnnealingLR, ExponentialLR, LinearLR, LRScheduler,  # noqa: E402
@@ -29,8 +32,9 @@ del _apply_isa_from_env
 
 __all__ = [
     "__version__", "show_config", "set_num_threads", "get_num_threads", "get_isa", "set_isa",
-    "Parameter", "Layer", "Dense", "ReLU", "Sigmoid", "Tanh", "Softmax",
-    "LeakyReLU", "GELU", "ELU", "Dropout", "BatchNorm1d", "Flatten",
+    "manual_seed",
+    "Parameter", "Layer", "Activation", "Dense", "ReLU", "Sigmoid", "Tanh", "Softmax",
+    "LeakyReLU", "GELU", "ELU", "SiLU", "Dropout", "BatchNorm1d", "Flatten", "register_layer",
     "Loss", "CrossEntropyLoss", "MSELoss", "BCEWithLogitsLoss", "BCELoss", "HuberLoss", "L1Loss",
     "Optimizer", "SGD", "Adam", "AdamW", "RMSprop", "Adagrad", "clip_grad_norm",
     "LRScheduler", "StepLR", "ExponentialLR", "CosineAnnealingLR", "LinearLR", "SequentialLR",

@@ -8,7 +8,7 @@ import numbers
 import os
 import sys
 
-from ._kernels import _runtime, matmul
+from ._kernels import _runtime
 
 # Below this many elements an elementwise kernel runs on one thread: waking a team costs a few
 # microseconds (and, on a busy machine, a wait for a descheduled thread), more than ~10 us of
@@ -65,18 +65,14 @@ def _apply_isa_from_env():
 
 
 def get_isa():
-    """Name of the GEMM micro-kernel in use: 'generic', 'avx2' or 'avx512'."""
-    return matmul.get_isa()
+    """The instruction set every native kernel family runs: 'generic', 'avx2' or 'avx512'."""
+    return _runtime.get_isa()
 
 
 def set_isa(name):
     """Force one instruction set for every native kernel family (GEMM, activations, optimizer
     updates), for tests and comparisons; ValueError if this CPU or build cannot run it."""
-    from ._kernels import activations, optimizers
-
-    matmul.set_isa(name)  # first: its error names the ISAs this CPU supports
-    activations.set_isa(name)
-    optimizers.set_isa(name)
+    _runtime.set_isa(name)
 
 
 def _compiler_info():
@@ -100,8 +96,8 @@ def config_dict():
         "num_threads": get_num_threads(),
         "omp_max_threads": _runtime.omp_max_threads(),
         "num_procs": _runtime.omp_num_procs(),
-        "gemm_isa": matmul.get_isa(),
-        "supported_isas": matmul.supported_isas(),
+        "isa": _runtime.get_isa(),
+        "supported_isas": _runtime.supported_isas(),
         "parallel_min_work": PARALLEL_MIN_WORK,
     }
 
@@ -118,6 +114,6 @@ def show_config(file=None):
         f"  OpenMP:          {openmp}",
         f"  threads:         {cfg['num_threads']} (OMP max {cfg['omp_max_threads']}, "
         f"{cfg['num_procs']} CPUs)",
-        f"  GEMM kernel:     {cfg['gemm_isa']} (supported: {', '.join(cfg['supported_isas'])})",
+        f"  kernels (ISA):   {cfg['isa']} (supported: {', '.join(cfg['supported_isas'])})",
     ]
     print("\n".join(lines), file=out)

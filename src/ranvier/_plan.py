@@ -1,85 +1,119 @@
-"""How a Sequential runs while it trains: a list of blocks over reused buffers.
+"""How a Sequential runs, in training and in inference alike: a plan of blocks.
 
-Consecutive ``Dense`` layers, each optionally followed by ``ReLU``/``Sigmoid``/``Tanh``, become one
-block backed by a native ``DenseRun``: its forward is one call that runs each layer as a single
-GEMM whose epilogue adds the bias and applies the activation, and its backward is one call that
-folds each activation gradient and bias gradient into one pass before the two GEMMs. The run keeps
-its output and gradient buffers per batch size, so a training step allocates nothing once the
-first batch has run, and a small network pays two native calls per step instead of two per layer.
-Other layers run through their own ``forward``/``backward``.
+The block protocol. A block runs one or more consecutive layers:
+    ``forward(x, nt)``                      -> the output; may be a workspace buffer, valid until
+                                               the block's next forward
+    ``backward(dy, need_input_grad, nt)``   -> dL/dx of the last forward (None when not needed),
+                                               with every parameter's ``.grad`` written
+``nt`` is the thread count. Layers keep their own mode (``layer.training``): in eval mode a block
+runs the inference form of its layers (Dropout passes through, BatchNorm uses running
+statistics), so ``fit``, ``evaluate``, ``predict`` and ``model.forward`` all run this same code and
+give bitwise-equal outputs for the same input and mode.
 
-Buffers returned by a block are overwritten by the next step: this path is internal to ``fit``.
+The fusion table, ``FUSIONS``, lists the patterns the plan is built from, tried in order at each
+position; a layer no pattern takes runs through its own forward/backward (``LayerBlock``):
+    dense+activation   maximal runs of Dense layers of one dtype, each optionally followed by an
+                       ``Activation`` (any entry of the native activation table): one native
+                       DenseRun (GEMM + bias + activation epilogue per layer; one fused
+                       activation/bias-gradient pass and two GEMMs per layer backward).
+A new family adds its pattern and block class here (e.g. Conv2d + bias + activation).
 """
 import numpy as np
 
 from ._config import get_num_threads
 from ._kernels import matmul as _mm
-from .layers import Dense, ReLU, Sigmoid, Tanh
-
-_ACT_CODES = {ReLU: _mm.ACT_RELU, Sigmoid: _mm.ACT_SIGMOID, Tanh: _mm.ACT_TANH}
-
-
-class DenseRunBlock:
-    """Dense layers (each + an optional fused activation) as one native forward/backward."""
-
-    __slots__ = ("dense", "run", "_dtype")
-
-    def __init__(self, pairs):
-        self.dense = [d for d, _ in pairs]
-        self.run = _mm.DenseRun(self.dense, [_ACT_CODES[type(a)] if a is not None else
-                                             _mm.ACT_NONE for _, a in pairs])
-        self._dtype = self.dense[0].dtype
-
-    def forward(self, x, nt):
-        if x.dtype != self._dtype or not x.flags.c_contiguous:
-            x = np.ascontiguousarray(x, dtype=self._dtype)
-        return self.run.forward(x, nt)
-
-    def backward(self, dy, need_input_grad, nt):
-        if dy.dtype != self._dtype or not dy.flags.c_contiguous:
-            dy = np.ascontiguousarray(dy, dtype=self._dtype)
-        return self.run.backward(dy, need_input_grad, nt)
+from .layers import Activation, Dense
 
 
 class LayerBlock:
-    """Any other layer, through its own forward/backward."""
+    """Any layer, through its own forward/backward."""
 
-    __slots__ = ("layer",)
+    __slots__ = ("layers",)
 
-    def __init__(self, layer):
-        self.layer = layer
+    def __init__(self, layers, workspace, key):
+        self.layers = tuple(layers)
 
     def forward(self, x, nt):
-        return self.layer.forward(x)
+        return self.layers[0].forward(x)
 
     def backward(self, dy, need_input_grad, nt):
-        return self.layer.backward(dy, need_input_grad=need_input_grad)
+        return self.layers[0].backward(dy, need_input_grad=need_input_grad)
 
 
-def build_plan(layers):
-    """Blocks for ``layers``: each maximal run of Dense (+ activation) layers of one dtype becomes
-    one DenseRunBlock."""
-    blocks, run, i = [], [], 0
+class DenseRunBlock:
+    """Dense layers (each + an optional fused activation) as one native forward/backward over
+    arrays: the layers' parameter arrays (rebound when one is replaced, e.g. by ``astype`` or the
+    model's flat parameter buffer) and buffers from the model's workspace, per batch size."""
 
-    def close_run():
-        if run:
-            blocks.append(DenseRunBlock(list(run)))
-            run.clear()
+    __slots__ = ("layers", "dense", "run", "dtype", "_params", "_bound", "_ws", "_key")
 
+    def __init__(self, layers, workspace, key):
+        self.layers = tuple(layers)
+        self.dense = [l for l in layers if isinstance(l, Dense)]
+        acts = []
+        for d, nxt in zip(layers, list(layers[1:]) + [None]):
+            if isinstance(d, Dense):
+                acts.append(nxt.fused_activation if isinstance(nxt, Activation) else (0, 0.0))
+        self.dtype = self.dense[0].dtype
+        self.run = _mm.DenseRun([(d.in_features, d.out_features, d.bias is not None)
+                                 for d in self.dense], acts, self.dtype)
+        self._params = [(d.weight, d.bias) for d in self.dense]
+        self._bound = None
+        self._ws, self._key = workspace, key
+
+    def _bind_params(self):
+        arrays = [(w.data, b.data if b is not None else None, w.grad,
+                   b.grad if b is not None else None) for w, b in self._params]
+        bound = self._bound
+        if bound is None or any(x is not y for a, c in zip(arrays, bound) for x, y in zip(a, c)):
+            self.run.bind_params(arrays)
+            self._bound = arrays
+
+    def forward(self, x, nt):
+        if x.dtype != self.dtype or not x.flags.c_contiguous:
+            x = np.ascontiguousarray(x, dtype=self.dtype)
+        self._bind_params()
+        n = x.shape[0]
+        if n != self.run.rows:
+            ws, key, dt = self._ws, self._key, self.dtype
+            self.run.bind_buffers(n, [
+                tuple(None if shape is None else ws.get((key, i, role), shape, dt)
+                      for role, shape in zip(("out", "pre", "dz", "dx"), shapes))
+                for i, shapes in enumerate(self.run.buffer_shapes(n))])
+        return self.run.forward(x, nt)
+
+    def backward(self, dy, need_input_grad, nt):
+        if dy.dtype != self.dtype or not dy.flags.c_contiguous:
+            dy = np.ascontiguousarray(dy, dtype=self.dtype)
+        return self.run.backward(dy, need_input_grad, nt)
+
+
+def _match_dense_run(layers, i):
+    """How many layers from i form a run of Dense (+ Activation) layers of one dtype (0: none)."""
+    j = i
+    while j < len(layers) and isinstance(layers[j], Dense) and layers[j].dtype == layers[i].dtype:
+        j += 2 if j + 1 < len(layers) and isinstance(layers[j + 1], Activation) else 1
+    return j - i
+
+
+# (name, matcher(layers, i) -> number of layers taken, block class)
+FUSIONS = [
+    ("dense+activation", _match_dense_run, DenseRunBlock),
+]
+
+
+def build_plan(layers, workspace):
+    """The blocks that run ``layers``, from the fusion table."""
+    blocks, i = [], 0
     while i < len(layers):
-        layer = layers[i]
-        if isinstance(layer, Dense):
-            if run and run[0][0].dtype != layer.dtype:
-                close_run()
-            nxt = layers[i + 1] if i + 1 < len(layers) else None
-            act = nxt if type(nxt) in _ACT_CODES else None
-            run.append((layer, act))
-            i += 2 if act is not None else 1
+        for _, match, block_cls in FUSIONS:
+            taken = match(layers, i)
+            if taken:
+                break
         else:
-            close_run()
-            blocks.append(LayerBlock(layer))
-            i += 1
-    close_run()
+            taken, block_cls = 1, LayerBlock
+        blocks.append(block_cls(layers[i:i + taken], workspace, len(blocks)))
+        i += taken
     return blocks
 
 
@@ -90,8 +124,8 @@ def run_forward(blocks, x):
     return x
 
 
-def run_backward(blocks, grad):
+def run_backward(blocks, grad, need_input_grad=False):
     nt = get_num_threads()
     for i in range(len(blocks) - 1, -1, -1):
-        grad = blocks[i].backward(grad, i > 0, nt)
+        grad = blocks[i].backward(grad, i > 0 or need_input_grad, nt)
     return grad

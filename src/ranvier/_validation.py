@@ -138,3 +138,9 @@ def check_labels(y, name, n_samples=None, n_classes=None):
 def is_integer_labels(y):
     arr = np.asarray(y)
     return arr.dtype.kind in "iub" and (arr.ndim == 1 or (arr.ndim == 2 and arr.shape[1] == 1))
+
+
+def check_bool(value, name):
+    if not isinstance(value, (bool, np.bool_)):
+        raise TypeError(f"{name} must be True or False, got {type(value).__name__}")
+    return bool(value)

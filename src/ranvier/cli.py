@@ -3,7 +3,7 @@
     ranvier demo                      train an MLP on the bundled 8x8 digits, print test accuracy
     ranvier train --data digits --hidden 128,64 --epochs 20 --out model.safetensors --plot c.png
     ranvier evaluate model.safetensors --data digits
-    ranvier config                    version, build, threads, GEMM kernel
+    ranvier config                    version, build, threads, kernel ISA
 """
 import argparse
 import os
@@ -154,7 +154,7 @@ def _demo(args):
     model = _build_model(64, (128, 64), 10, args.seed)
     print(f"ranvier {rv.__version__} demo: MLP 64-128-64-10 (ReLU) on the 8x8 digits, "
           f"{len(X_train)} train / {len(X_test)} test images")
-    print(f"threads: {rv.get_num_threads()}, GEMM kernel: {rv.get_isa()}")
+    print(f"threads: {rv.get_num_threads()}, kernels: {rv.get_isa()}")
     t0 = time.perf_counter()
     model.fit(X_train, y_train, loss=rv.CrossEntropyLoss(),
               optimizer=rv.SGD(model.parameters(), lr=args.lr, momentum=0.9),

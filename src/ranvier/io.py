@@ -8,7 +8,8 @@ optimizer's state and the epoch.
 
 Writes are atomic: the bytes go to a temporary file in the same folder, are flushed to disk, and
 replace the target with ``os.replace``. A save interrupted half way leaves the previous file whole.
-Nothing in a file is ever executed: layer types are looked up among ranvier's own layer classes.
+Nothing in a file is ever executed: layer types are looked up in the layer registry (ranvier's own
+layers, and a user's classes registered with ``ranvier.register_layer``).
 """
 import json
 import os
@@ -52,35 +53,21 @@ def _write_all(f, data):
     f.write(data)
 
 
-def _layer_registry():
-    from . import layers
-
-    return {name: cls for name, cls in vars(layers).items()
-            if isinstance(cls, type) and issubclass(cls, layers.Layer) and cls is not layers.Layer
-            and not name.startswith("_")}
-
-
 def model_state(model):
     """(name -> array) for every parameter and buffer, PyTorch's names."""
     out = {}
     for i, layer in enumerate(model.layers):
         for name, p in layer.named_parameters():
             out[f"{i}.{name}"] = p.data
-        for name, buf in getattr(layer, "named_buffers", lambda: [])():
+        for name, buf in layer.named_buffers():
             out[f"{i}.{name}"] = np.asarray(buf)
     return out
 
 
 def architecture(model):
-    registry = _layer_registry()
-    arch = []
-    for layer in model.layers:
-        name = type(layer).__name__
-        if registry.get(name) is not type(layer):
-            raise TypeError(f"cannot save a model containing {name}: only ranvier's own layers "
-                            "can be rebuilt from a file (save its weights with state_dict)")
-        arch.append({"type": name, "config": layer.config()})
-    return arch
+    from .layers.base import registered_name
+
+    return [{"type": registered_name(layer), "config": layer.config()} for layer in model.layers]
 
 
 def save(model, path, *, optimizer=None, epoch=None, extra=None):
@@ -188,15 +175,14 @@ def load(path):
     if meta.get("format_version") != FORMAT_VERSION:
         raise ValueError(f"{os.fspath(path)!r} has format version {meta.get('format_version')!r};"
                          f" this ranvier reads version {FORMAT_VERSION}")
-    registry = _layer_registry()
+    from .layers import layer_class
+
     try:
         arch = json.loads(meta["architecture"])
         dtype = np.dtype(meta["dtype"])
         layers = []
         for spec in arch:
-            cls = registry.get(spec["type"])
-            if cls is None:
-                raise ValueError(f"unknown layer type {spec['type']!r}")
+            cls = layer_class(spec["type"])
             cfg = dict(spec.get("config", {}))
             if "dtype" in inspect.signature(cls).parameters:
                 cfg["dtype"] = dtype

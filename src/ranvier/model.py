@@ -1,6 +1,8 @@
 """Sequential model: layers in order, and the training loop (fit), evaluate and predict.
 
 ``fit`` runs the four steps of training per mini-batch: forward, loss, backward, optimizer step.
+Every way of running the model (``fit``, ``evaluate``, ``predict``, ``predict_proba``,
+``model.forward``) runs one compiled plan of blocks (_plan.py), so they give bitwise-equal outputs.
 When the last layer is ``Softmax`` and the loss is ``CrossEntropyLoss``, training feeds the logits to
 the fused softmax + cross-entropy kernel (stable, one pass) and the Softmax layer is used only for
 prediction, as Keras users expect from a softmax output with a cross-entropy loss.
@@ -11,75 +13,17 @@ import time
 import numpy as np
 
 from . import _plan
+from ._random import generator_from
 from ._validation import (as_dtype, check_batch_match, check_features, check_float,
                           check_labels, check_positive_int, is_integer_labels)
 from ._progress import EpochProgress
+from ._workspace import Workspace
+from .history import History
 from .layers import Layer, Softmax
 from .losses import CrossEntropyLoss, _BinaryLoss, get_loss
 from .optim import Adam, get_optimizer
 
-__all__ = ["Sequential", "History"]
-
-
-class History:
-    """What ``fit`` returns, as Keras: ``history.history["loss"]`` is the per-epoch mean training loss;
-    ``"accuracy"`` is there for classifiers. ``history.epoch`` lists the epoch indices."""
-
-    def __init__(self):
-        self.history = {}
-        self.epoch = []
-        self.epoch_time = []
-
-    def _record(self, epoch, seconds, **metrics):
-        self.epoch.append(epoch)
-        self.epoch_time.append(seconds)
-        for k, v in metrics.items():
-            self.history.setdefault(k, []).append(float(v))
-
-    def __getitem__(self, key):
-        return self.history[key]
-
-    def plot(self, path=None, title=None):
-        """Draw loss and accuracy per epoch (training and validation) with matplotlib; saves a PNG
-        to ``path`` when given. Returns the matplotlib Figure."""
-        try:
-            import matplotlib
-
-            if path is not None:
-                matplotlib.use("Agg", force=False)
-            import matplotlib.pyplot as plt
-        except ImportError:
-            raise ImportError("History.plot needs matplotlib: pip install matplotlib "
-                              "(or pip install 'ranvier[plot]')") from None
-        if not self.epoch:
-            raise ValueError("History.plot: nothing to plot, no epoch was recorded")
-        panels = [("loss", "Loss")] + ([("accuracy", "Accuracy")]
-                                      if "accuracy" in self.history else [])
-        fig, axes = plt.subplots(1, len(panels), figsize=(5.5 * len(panels), 4), squeeze=False)
-        epochs = [e + 1 for e in self.epoch]
-        for ax, (key, label) in zip(axes[0], panels):
-            ax.plot(epochs, self.history[key], "o-", label="training", color="tab:blue")
-            if f"val_{key}" in self.history:
-                ax.plot(epochs, self.history[f"val_{key}"], "s--", label="validation",
-                        color="tab:orange")
-            ax.set_xlabel("epoch")
-            ax.set_ylabel(label.lower())
-            ax.set_title(label)
-            ax.grid(True, alpha=0.3)
-            ax.legend()
-            if len(epochs) <= 20:
-                ax.set_xticks(epochs)
-        if title:
-            fig.suptitle(title)
-        fig.tight_layout()
-        if path is not None:
-            fig.savefig(path, dpi=110)
-            plt.close(fig)
-        return fig
-
-    def __repr__(self):
-        last = {k: round(v[-1], 4) for k, v in self.history.items() if v}
-        return f"History(epochs={len(self.epoch)}, last={last})"
+__all__ = ["Sequential"]
 
 
 class Sequential:
@@ -97,8 +41,9 @@ class Sequential:
         self.history = None
         self.epoch = 0              # epochs trained so far (restored from checkpoints)
         self.stop_training = False  # set by callbacks to end fit early
-        self._plan = (None, None)  # (key, blocks): the training plan, kept across fit calls
-        self._gather = {}          # reused mini-batch buffers, by shape and dtype
+        self._plan = (None, None)  # (key, blocks): the compiled plan, kept across calls
+        self._workspace = Workspace()  # the plan's buffers and fit's mini-batch buffers
+        self._ran = None           # the blocks the last public forward ran (for backward)
         for layer in layers:
             self.add(layer)
         if dtype is not None:
@@ -173,11 +118,70 @@ class Sequential:
             off += size
 
     @property
-    def n_features_in(self):
+    def input_shape(self):
+        """The per-sample input shape the first shape-fixing layer takes (a Dense's
+        (in_features,), a BatchNorm1d's (num_features,)), looking through layers that keep the
+        shape; None when a reshaping layer (Flatten) comes first."""
         for layer in self.layers:
-            if hasattr(layer, "in_features"):
-                return layer.in_features
+            if layer.input_shape is not None:
+                return layer.input_shape
+            if type(layer).output_shape is not Layer.output_shape:
+                return None
         return None
+
+    @property
+    def n_features_in(self):
+        """Values per sample the model takes (after any Flatten), or None when no layer fixes it."""
+        for layer in self.layers:
+            if layer.input_shape is not None:
+                return math.prod(layer.input_shape)
+        return None
+
+    def output_shape(self, input_shape=None):
+        """The per-sample output shape for a per-sample ``input_shape`` (default: the model's
+        ``input_shape``), from each layer's ``output_shape``; ValueError naming the layer that
+        cannot take what the one before gives."""
+        shapes = self._layer_shapes(input_shape)
+        return shapes[-1] if shapes else None
+
+    def _layer_shapes(self, input_shape=None):
+        shape = self.input_shape if input_shape is None else tuple(input_shape)
+        if shape is None:
+            raise ValueError("the model's input shape is not fixed by its first layers (e.g. it "
+                             "starts with Flatten): pass input_shape, e.g. (28, 28)")
+        shapes = []
+        for i, layer in enumerate(self.layers):
+            try:
+                shape = tuple(layer.output_shape(shape))
+            except ValueError as exc:
+                raise ValueError(f"layer {i} ({type(layer).__name__}): {exc}") from None
+            shapes.append(shape)
+        return shapes
+
+    def summary(self, input_shape=None, print_fn=print):
+        """Print a Keras-style table (layer, output shape, parameter count, totals) and return it.
+        Parameter counts are PyTorch's (buffers such as BatchNorm's running statistics are
+        not parameters). ``input_shape``: per sample, needed when the model starts with Flatten."""
+        shapes = self._layer_shapes(input_shape)
+        rows = [(f"{i} ({type(l).__name__})", str((None,) + s),
+                 sum(p.data.size for p in l.parameters()))
+                for i, (l, s) in enumerate(zip(self.layers, shapes))]
+        total = sum(r[2] for r in rows)
+        buffers = sum(np.asarray(b).size for l in self.layers for _, b in l.named_buffers())
+        w0 = max([len("Layer (type)")] + [len(r[0]) for r in rows]) + 2
+        w1 = max([len("Output Shape")] + [len(r[1]) for r in rows]) + 2
+        w2 = max(len("Param #"), len(f"{total:,}"))
+        rule = "=" * (w0 + w1 + w2)
+        lines = ["Model: Sequential", rule,
+                 f"{'Layer (type)':<{w0}}{'Output Shape':<{w1}}{'Param #':>{w2}}", rule]
+        lines += [f"{a:<{w0}}{b:<{w1}}{c:>{w2},}" for a, b, c in rows]
+        lines += [rule, f"Total params: {total:,}", f"Trainable params: {total:,}",
+                  f"Non-trainable params: 0",
+                  f"Buffers (not parameters): {buffers:,}", f"Input shape: {(None,) + (self.input_shape if input_shape is None else tuple(input_shape))}"]
+        text = "\n".join(lines)
+        if print_fn is not None:
+            print_fn(text)
+        return text
 
     # -- state and files ----------------------------------------------------------------------
     def state_dict(self):
@@ -248,23 +252,40 @@ class Sequential:
             raise TypeError(f"the layers of this model mix dtypes {sorted(map(str, dts))}; "
                             "call model.astype(np.float32) (or float64) first")
 
-    def forward(self, x, _layers=None):
-        """Run the layers on a batch; returns the output (probabilities if the last layer is
-        Softmax, otherwise the raw outputs)."""
-        for layer in (self.layers if _layers is None else _layers):
-            x = layer.forward(x)
-        return x
+    def forward(self, x):
+        """Run the layers on a batch (the model's compiled plan, as fit and predict do); returns a
+        new array: the output (probabilities if the last layer is Softmax, otherwise the raw
+        outputs)."""
+        self._check_dtypes()
+        blocks = self._blocks()
+        self._ran = blocks
+        return np.array(_plan.run_forward(blocks, x), copy=True)
 
     __call__ = forward
 
     def backward(self, grad_output, need_input_grad=True):
-        """Backpropagate ``grad_output`` (d loss / d output) through every layer, filling each
-        parameter's ``.grad``; returns d loss / d input (None with ``need_input_grad=False``,
-        which skips that product)."""
-        g = grad_output
-        for i in range(len(self.layers) - 1, -1, -1):
-            g = self.layers[i].backward(g, need_input_grad=need_input_grad or i > 0)
-        return g
+        """Backpropagate ``grad_output`` (d loss / d output of the last ``forward``) through every
+        layer, filling each parameter's ``.grad``; returns d loss / d input as a new array (None
+        with ``need_input_grad=False``, which skips that product)."""
+        if self._ran is None:
+            raise RuntimeError("Sequential.backward called before forward")
+        g = _plan.run_backward(self._ran, grad_output, need_input_grad)
+        return None if g is None else np.array(g, copy=True)
+
+    def _blocks(self):
+        """The compiled plan for every layer (see _plan), rebuilt only when the layers, their
+        parameters or the dtype change, so its buffers survive from call to call."""
+        key = (tuple(map(id, self.layers)), tuple(map(id, self.parameters())), self.dtype)
+        if self._plan[0] != key:
+            self._plan = (key, _plan.build_plan(self.layers, self._workspace))
+        return self._plan[1]
+
+    def _training_blocks(self, loss):
+        """The blocks to run while training: all but a final Softmax when the loss fuses it."""
+        blocks = self._blocks()
+        if len(self._training_layers(loss)) < len(self.layers):
+            return blocks[:-1]
+        return blocks
 
     # -- training configuration ------------------------------------------------------------------
     def compile(self, loss=None, optimizer=None):
@@ -339,10 +360,11 @@ class Sequential:
             (X, y), held out before shuffling (Keras' rule); adds "val_loss" (and
             "val_accuracy"). callbacks: EarlyStopping, ModelCheckpoint, TerminateOnNaN, ... .
             verbose: 0 silent, 1 progress bar, 2 one line per epoch. initial_epoch: resume numbering.
+            seed: the shuffling's seed (default: ranvier.manual_seed's generator).
         Returns a History with the mean loss (and accuracy) per epoch. A NaN or infinite loss
         raises FloatingPointError naming the epoch and batch (TerminateOnNaN stops quietly instead).
         """
-        from .callbacks import Callback, TerminateOnNaN
+        from .callbacks import Callback
 
         epochs = check_positive_int(epochs, "epochs")
         batch_size = check_positive_int(batch_size, "batch_size")
@@ -353,13 +375,7 @@ class Sequential:
         for cb in callbacks:
             if not isinstance(cb, Callback):
                 raise TypeError(f"callbacks must be ranvier Callbacks, got {type(cb).__name__}")
-        loss_fn = self._resolve_loss(loss, y)
-        if optimizer is not None:
-            opt = get_optimizer(optimizer, self.parameters())
-        elif self.optimizer is not None:
-            opt = self.optimizer
-        else:
-            opt = Adam(self.parameters())
+        loss_fn, opt = self._fit_objectives(loss, optimizer, y)
         X, y = self._prepare_xy(X, y, loss_fn)
         validation = self._validation_set(validation_data, validation_split, X, y, loss_fn)
         if validation_data is None and validation is not None:
@@ -369,17 +385,11 @@ class Sequential:
         if optimizer is None and self.optimizer is None:
             self.optimizer = opt
         self._flatten_parameters()
-        classifier = self._is_classifier(loss_fn)
-        labels = (y if y.ndim == 1 else np.argmax(y, axis=1)) if classifier else None
-        blocks = self._training_plan(loss_fn)
-        rng = np.random.default_rng(seed)
-        n = X.shape[0]
-        steps = -(-n // batch_size)
+        run = _EpochRunner(self, X, y, loss_fn, opt, batch_size, shuffle, generator_from(seed),
+                           callbacks)
         history = History()
         self.history = history
         self.stop_training = False
-        stop_on_nan = any(isinstance(cb, TerminateOnNaN) for cb in callbacks)
-        batch_cbs = [cb for cb in callbacks if type(cb).on_batch_end is not Callback.on_batch_end]
         for cb in callbacks:
             cb.set_model(self)
             cb.on_train_begin()
@@ -389,52 +399,15 @@ class Sequential:
                 for cb in callbacks:
                     cb.on_epoch_begin(epoch)
                 t0 = time.perf_counter()
-                progress = EpochProgress(verbose, epoch, initial_epoch + epochs, steps)
-                order = rng.permutation(n) if shuffle else np.arange(n)
-                loss_sum, correct, seen = 0.0, 0, 0
-                # The step loop runs thousands of times per second on small networks: locals,
-                # bound methods and math.isfinite instead of NumPy scalar calls.
-                full_bufs = self._batch_buffers(min(batch_size, n), X, y)
-                for b, start in enumerate(range(0, n, batch_size)):
-                    idx = order[start:start + batch_size]
-                    m = len(idx)
-                    xb, yb = full_bufs if m == batch_size else self._batch_buffers(m, X, y)
-                    # mode="clip": indices come from a permutation; the default mode="raise"
-                    # would gather into a hidden temporary (a batch-sized allocation per step).
-                    X.take(idx, axis=0, out=xb, mode="clip")
-                    y.take(idx, axis=0, out=yb, mode="clip")
-                    out = _plan.run_forward(blocks, xb)
-                    batch_loss, hits = loss_fn._train_forward(out, yb)
-                    if not math.isfinite(batch_loss):
-                        if not stop_on_nan:
-                            raise FloatingPointError(
-                                f"training diverged: the loss is {batch_loss} at epoch "
-                                f"{epoch + 1}, batch {b + 1}; lower the learning rate or check "
-                                "the data")
-                        for cb in batch_cbs:
-                            cb.on_batch_end(b, {"loss": batch_loss})
-                        break
-                    _plan.run_backward(blocks, loss_fn.backward())
-                    opt.step()
-                    loss_sum += batch_loss * m
-                    seen += m
-                    if classifier:
-                        if hits is None:
-                            hits = int(np.count_nonzero(out.argmax(axis=1) == labels[idx]))
-                        correct += hits
-                    progress.update(batch_loss)
-                    for cb in batch_cbs:
-                        cb.on_batch_end(b, {"loss": batch_loss})
-                    if self.stop_training:
-                        break
-                if seen == 0:
+                progress = EpochProgress(verbose, epoch, initial_epoch + epochs, run.steps)
+                metrics = run.epoch(epoch, progress)
+                if metrics is None:  # the first batch diverged under TerminateOnNaN
                     progress.close(time.perf_counter() - t0, {})
                     break
-                metrics = {"loss": loss_sum / seen}
-                if classifier:
-                    metrics["accuracy"] = correct / seen
                 if validation is not None:
+                    self.eval()
                     val = self._evaluate_checked(validation[0], validation[1], loss_fn)
+                    self.train()
                     metrics.update({f"val_{k}": v for k, v in val.items()})
                 seconds = time.perf_counter() - t0
                 history._record(epoch, seconds, **metrics)
@@ -449,6 +422,17 @@ class Sequential:
         for cb in callbacks:
             cb.on_train_end()
         return history
+
+    def _fit_objectives(self, loss, optimizer, y):
+        """The loss and optimizer fit uses: given ones, else the compiled ones, else defaults."""
+        loss_fn = self._resolve_loss(loss, y)
+        if optimizer is not None:
+            opt = get_optimizer(optimizer, self.parameters())
+        elif self.optimizer is not None:
+            opt = self.optimizer
+        else:
+            opt = Adam(self.parameters())
+        return loss_fn, opt
 
     def _validation_set(self, validation_data, validation_split, X, y, loss_fn):
         if validation_data is not None:
@@ -468,33 +452,17 @@ class Sequential:
                              "validation; need at least one for each of training and validation")
         return X[-n_val:], y[-n_val:]
 
-    def _training_plan(self, loss_fn):
-        """Fused blocks for training (see _plan), rebuilt only when the layers or dtype change,
-        so their buffers survive from one fit call to the next."""
-        layers = self._training_layers(loss_fn)
-        key = (tuple(map(id, layers)), self.dtype)
-        if self._plan[0] != key:
-            self._plan = (key, _plan.build_plan(layers))
-        return self._plan[1]
-
-    def _batch_buffers(self, m, X, y):
-        """Buffers that mini-batches of size m are gathered into (np.take with out=)."""
-        key = (m, X.shape[1:], X.dtype, y.shape[1:], y.dtype)
-        bufs = self._gather.get(key)
-        if bufs is None:
-            if len(self._gather) > 4:
-                self._gather.clear()
-            bufs = self._gather[key] = (np.empty((m,) + X.shape[1:], X.dtype),
-                                        np.empty((m,) + y.shape[1:], y.dtype))
-        return bufs
-
-    def _forward_batches(self, X, batch_size, layers):
+    def _forward_batches(self, X, batch_size, blocks):
+        """The plan's output for X, batch by batch, in a new array."""
         batch_size = check_positive_int(batch_size, "batch_size")
         n = X.shape[0]
-        if batch_size >= n:
-            return self.forward(X, layers)
-        outs = [self.forward(X[s:s + batch_size], layers) for s in range(0, n, batch_size)]
-        return np.concatenate(outs, axis=0)
+        out = None
+        for s in range(0, n, batch_size):
+            y = _plan.run_forward(blocks, X[s:s + batch_size])
+            if out is None:
+                out = np.empty((n,) + y.shape[1:], y.dtype)
+            out[s:s + y.shape[0]] = y
+        return out
 
     def _check_X(self, X):
         self._check_dtypes()
@@ -504,9 +472,7 @@ class Sequential:
                               allow_nd=self._starts_with_flatten())
 
     def _starts_with_flatten(self):
-        from .layers import Flatten
-
-        return bool(self.layers) and isinstance(self.layers[0], Flatten)
+        return bool(self.layers) and self.input_shape is None
 
     def predict_proba(self, X, batch_size=1024):
         """Class probabilities: the softmax of the outputs, shape (n_samples, n_classes) (the
@@ -517,7 +483,7 @@ class Sequential:
         from .losses import BCEWithLogitsLoss
 
         X = self._check_X(X)
-        out = self._forward_batches(X, batch_size, self.layers)
+        out = self._forward_batches(X, batch_size, self._blocks())
         if isinstance(self.loss, _BinaryLoss):
             return Sigmoid().forward(out) if isinstance(self.loss, BCEWithLogitsLoss) else out
         if self.layers and isinstance(self.layers[-1], Softmax):
@@ -527,7 +493,7 @@ class Sequential:
     def predict(self, X, batch_size=1024):
         """Class labels for a classifier (cross-entropy loss or Softmax output), else the outputs."""
         X = self._check_X(X)
-        out = self._forward_batches(X, batch_size, self.layers)
+        out = self._forward_batches(X, batch_size, self._blocks())
         if isinstance(self.loss, _BinaryLoss):  # 0/1 per output; 1-D for a single output
             labels = self.loss._decide(out).astype(np.int64)
             return labels[:, 0] if labels.shape[1] == 1 else labels
@@ -543,7 +509,7 @@ class Sequential:
 
     def _evaluate_checked(self, X, y, loss_fn, batch_size=1024):
         """evaluate() on already validated arrays (fit's validation set)."""
-        out = self._forward_batches(X, batch_size, self._training_layers(loss_fn))
+        out = self._forward_batches(X, batch_size, self._training_blocks(loss_fn))
         result = {"loss": float(loss_fn.forward(out, y))}
         if isinstance(loss_fn, _BinaryLoss):
             result["accuracy"] = float(np.mean(loss_fn._decide(out) == (y > 0.5)))
@@ -551,3 +517,76 @@ class Sequential:
             labels = y if y.ndim == 1 else np.argmax(y, axis=1)
             result["accuracy"] = float(np.mean(out.argmax(axis=1) == labels))
         return result
+
+
+class _EpochRunner:
+    """One epoch of fit's inner loop: gather a mini-batch, forward, loss, backward, optimizer
+    step, per batch. The loop runs thousands of times per second on small networks: locals, bound
+    methods and math.isfinite instead of NumPy scalar calls, and buffers from the model's
+    workspace, so a step allocates nothing."""
+
+    def __init__(self, model, X, y, loss_fn, opt, batch_size, shuffle, rng, callbacks):
+        from .callbacks import Callback, TerminateOnNaN
+
+        self.model, self.X, self.y, self.loss_fn, self.opt = model, X, y, loss_fn, opt
+        self.batch_size, self.shuffle, self.rng = batch_size, shuffle, rng
+        self.n = X.shape[0]
+        self.steps = -(-self.n // batch_size)
+        self.classifier = model._is_classifier(loss_fn)
+        self.labels = (y if y.ndim == 1 else np.argmax(y, axis=1)) if self.classifier else None
+        self.blocks = model._training_blocks(loss_fn)
+        self.stop_on_nan = any(isinstance(cb, TerminateOnNaN) for cb in callbacks)
+        self.batch_cbs = [cb for cb in callbacks
+                          if type(cb).on_batch_end is not Callback.on_batch_end]
+
+    def _buffers(self, m):
+        """Buffers that a mini-batch of m rows is gathered into (np.take with out=)."""
+        ws, X, y = self.model._workspace, self.X, self.y
+        return (ws.get("batch_x", (m,) + X.shape[1:], X.dtype),
+                ws.get("batch_y", (m,) + y.shape[1:], y.dtype))
+
+    def epoch(self, epoch, progress):
+        """Trains one epoch; returns its metrics, or None when no batch completed."""
+        X, y, n, bs = self.X, self.y, self.n, self.batch_size
+        loss_fn, opt, blocks, labels = self.loss_fn, self.opt, self.blocks, self.labels
+        model, batch_cbs, classifier = self.model, self.batch_cbs, self.classifier
+        order = self.rng.permutation(n) if self.shuffle else np.arange(n)
+        loss_sum, correct, seen = 0.0, 0, 0
+        full_bufs = self._buffers(min(bs, n))
+        for b, start in enumerate(range(0, n, bs)):
+            idx = order[start:start + bs]
+            m = len(idx)
+            xb, yb = full_bufs if m == bs else self._buffers(m)
+            # mode="clip": indices come from a permutation; the default mode="raise" would gather
+            # into a hidden temporary (a batch-sized allocation per step).
+            X.take(idx, axis=0, out=xb, mode="clip")
+            y.take(idx, axis=0, out=yb, mode="clip")
+            out = _plan.run_forward(blocks, xb)
+            batch_loss, hits = loss_fn._train_forward(out, yb)
+            if not math.isfinite(batch_loss):
+                if not self.stop_on_nan:
+                    raise FloatingPointError(
+                        f"training diverged: the loss is {batch_loss} at epoch {epoch + 1}, batch "
+                        f"{b + 1}; lower the learning rate or check the data")
+                for cb in batch_cbs:
+                    cb.on_batch_end(b, {"loss": batch_loss})
+                break
+            _plan.run_backward(blocks, loss_fn.backward())
+            opt.step()
+            loss_sum += batch_loss * m
+            seen += m
+            if classifier:
+                if hits is None:
+                    hits = int(np.count_nonzero(out.argmax(axis=1) == labels[idx]))
+                correct += hits
+            progress.update(batch_loss)
+            for cb in batch_cbs:
+                cb.on_batch_end(b, {"loss": batch_loss})
+            if model.stop_training:
+                break
+        if seen == 0:
+            return None
+        metrics = {"loss": loss_sum / seen}
+        if classifier:
+            metrics["accuracy"] = correct / seen
+        return metrics

@@ -1,7 +1,24 @@
-# Declarations of csrc/elementwise.h. The kernels are linked into the activations extension only;
-# other modules reach them through activations.ew_kernels() (activations.pxd), so one ISA choice
-# (activations.set_isa, ranvier.set_isa) covers them all.
+# Declarations of csrc/elementwise.h and the activation table (csrc/activations.h). The kernels
+# are linked into the activations and matmul extensions; the losses reach them through
+# activations.ew_kernels() (activations.pxd). Each call takes the table of the active ISA.
 from libc.stdint cimport int64_t
+
+
+cdef extern from "activations.h" nogil:
+    enum:
+        RANVIER_ACT_NONE
+        RANVIER_ACT_COUNT
+        RANVIER_ACT_NEEDS_INPUT
+
+    ctypedef struct ranvier_act:
+        int code
+        double param
+
+    ctypedef struct ranvier_act_info:
+        const char *name
+        int code, needs
+
+    const ranvier_act_info ranvier_act_table[]
 
 
 cdef extern from "elementwise.h" nogil:
@@ -18,28 +35,27 @@ cdef extern from "elementwise.h" nogil:
         int plain
 
     ctypedef struct ranvier_ew_kernels:
-        void (*act_forward_f32)(int act, const float *x, float *y, Py_ssize_t n) noexcept nogil
-        void (*act_forward_f64)(int act, const double *x, double *y, Py_ssize_t n) noexcept nogil
-        void (*act_backward_f32)(int act, const float *y, const float *dy, float *dx,
+        void (*act_forward_f32)(ranvier_act a, const float *x, float *y,
+                                Py_ssize_t n) noexcept nogil
+        void (*act_forward_f64)(ranvier_act a, const double *x, double *y,
+                                Py_ssize_t n) noexcept nogil
+        void (*act_backward_f32)(ranvier_act a, const float *v, const float *dy, float *dx,
                                  Py_ssize_t n) noexcept nogil
-        void (*act_backward_f64)(int act, const double *y, const double *dy, double *dx,
+        void (*act_backward_f64)(ranvier_act a, const double *v, const double *dy, double *dx,
                                  Py_ssize_t n) noexcept nogil
-        void (*bias_act_f32)(int act, const float *z, const float *b, float *y, Py_ssize_t rows,
-                             Py_ssize_t cols) noexcept nogil
-        void (*bias_act_f64)(int act, const double *z, const double *b, double *y,
+        void (*bias_act_f32)(ranvier_act a, const float *z, const float *b, float *y,
                              Py_ssize_t rows, Py_ssize_t cols) noexcept nogil
+        void (*bias_act_f64)(ranvier_act a, const double *z, const double *b, double *y,
+                             Py_ssize_t rows, Py_ssize_t cols) noexcept nogil
+        void (*dense_grad_f32)(ranvier_act a, Py_ssize_t n, Py_ssize_t d, Py_ssize_t j0,
+                               Py_ssize_t j1, const float *v, const float *dy, float *dz,
+                               float *db) noexcept nogil
+        void (*dense_grad_f64)(ranvier_act a, Py_ssize_t n, Py_ssize_t d, Py_ssize_t j0,
+                               Py_ssize_t j1, const double *v, const double *dy, double *dz,
+                               double *db) noexcept nogil
         void (*softmax_ce_f32)(const ranvier_ce_args *a, Py_ssize_t r0,
                                Py_ssize_t r1) noexcept nogil
         void (*softmax_ce_f64)(const ranvier_ce_args *a, Py_ssize_t r0,
                                Py_ssize_t r1) noexcept nogil
 
-    const ranvier_ew_kernels *ranvier_ew()
-    int ranvier_elementwise_get_isa()
-    int ranvier_elementwise_set_isa(int isa)
-
-cdef extern from "gemm.h":
-    enum:
-        RANVIER_ACT_NONE
-        RANVIER_ACT_RELU
-        RANVIER_ACT_SIGMOID
-        RANVIER_ACT_TANH
+    const ranvier_ew_kernels *ranvier_ew_kernels_for(int isa)

@@ -18,3 +18,47 @@ def omp_max_threads():
 
 def omp_num_procs():
     return ranvier_omp_num_procs()
+
+
+# -- the instruction set the kernels run (one choice for every kernel family) ------------------
+cdef extern from "isa.h":
+    enum:
+        RANVIER_ISA_COUNT
+    const char *ranvier_isa_names[]
+    int ranvier_isa_supported(int isa) nogil
+    int ranvier_isa_best() nogil
+
+ISA_NAMES = tuple(ranvier_isa_names[i].decode() for i in range(RANVIER_ISA_COUNT))
+cdef int _active_isa = ranvier_isa_best()
+
+
+cdef int active_isa() noexcept nogil:
+    return _active_isa
+
+
+def supported_isas():
+    """The ISAs this build and CPU can run, narrowest first."""
+    return [name for i, name in enumerate(ISA_NAMES) if ranvier_isa_supported(i)]
+
+
+def best_isa():
+    """The widest ISA this CPU runs: the default."""
+    return ISA_NAMES[ranvier_isa_best()]
+
+
+def get_isa():
+    """The ISA every kernel family (GEMM, elementwise, optimizer updates) runs now."""
+    return ISA_NAMES[_active_isa]
+
+
+def set_isa(name):
+    """Run every kernel family on ``name``; ValueError (naming the choices) when unknown or when
+    this CPU or build cannot run it. A failed call keeps the current ISA."""
+    global _active_isa
+    if name not in ISA_NAMES:
+        raise ValueError(f"unknown ISA {name!r}; expected one of {ISA_NAMES}")
+    code = ISA_NAMES.index(name)
+    if not ranvier_isa_supported(code):
+        raise ValueError(f"ISA {name!r} is not supported by this CPU or build; "
+                         f"supported: {supported_isas()}")
+    _active_isa = code

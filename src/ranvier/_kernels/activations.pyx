@@ -1,24 +1,33 @@
-"""Activation functions, forward and backward, and dropout's mask.
+"""The activation table's kernels (csrc/activations.h), forward and backward, plus softmax and
+dropout's mask.
 
-Elementwise kernels work on flat C-contiguous 1-D views (the layer passes ``x.reshape(-1)``); the
-output may be the input (in place). The fused ``bias_<act>_forward`` kernels take the 2-D
-(rows, cols) pre-activation and a bias of length cols: y = act(z + b) in one pass.
-Backward kernels of ReLU, sigmoid and tanh take the forward *output* y, from which each derivative
-follows cheaply: relu' = (y > 0), sigmoid' = y (1 - y), tanh' = 1 - y^2. LeakyReLU, GELU and ELU
-take the forward *input* x (their derivatives are not functions of y alone for every slope/alpha,
-and GELU's is not invertible). Softmax works row by row. Dropout keeps element i when the uniform
-draw u[i] >= p and scales it by 1 / (1 - p); the same kernel masks the gradient.
+Every activation is one entry of the table, named by its code (``ACTIVATIONS[name]``) and applied
+by the same three kernels: ``forward(code, x, out, param)``, ``backward(code, v, dy, dx, param)``
+and the fused ``bias_forward(code, z, b, y, param)`` (y = act(z + b) row by row). ``param`` is the
+activation's scalar (LeakyReLU's slope, ELU's alpha). ``backward`` takes v = the forward *output*
+for the activations in ``NEEDS_OUTPUT`` (relu, sigmoid, tanh: their derivative is a function of
+y) and the forward *input* for the others. Elementwise kernels work on flat C-contiguous 1-D
+views (the layer passes ``x.reshape(-1)``); the output may be the input (in place). Softmax works
+row by row. Dropout keeps element i when the uniform draw u[i] >= p and scales it by 1 / (1 - p);
+the same kernel masks the gradient.
 """
 from cython.parallel cimport prange
-from libc.math cimport erf, erff, exp, expf, expm1, expm1f
+from libc.math cimport exp, expf
 
 from ranvier._kernels._elementwise cimport (
-    RANVIER_ACT_RELU, RANVIER_ACT_SIGMOID, RANVIER_ACT_TANH, ranvier_elementwise_get_isa,
-    ranvier_elementwise_set_isa, ranvier_ew, ranvier_ew_kernels)
+    RANVIER_ACT_COUNT, RANVIER_ACT_NEEDS_INPUT, ranvier_act, ranvier_act_table,
+    ranvier_ew_kernels, ranvier_ew_kernels_for)
+from ranvier._kernels._runtime cimport active_isa
 
 ctypedef fused real:
     float
     double
+
+# name -> code, in code order, read from the C table (the one list of activations).
+ACTIVATIONS = {ranvier_act_table[i].name.decode(): ranvier_act_table[i].code
+               for i in range(RANVIER_ACT_COUNT)}
+NEEDS_OUTPUT = frozenset(ranvier_act_table[i].name.decode() for i in range(RANVIER_ACT_COUNT)
+                         if ranvier_act_table[i].needs != RANVIER_ACT_NEEDS_INPUT)
 
 
 cdef inline real _exp(real x) noexcept nogil:
@@ -31,115 +40,92 @@ cdef inline real _exp(real x) noexcept nogil:
 cdef enum:
     CHUNK = 16384   # elements per task: whole cache lines per thread, few enough tasks to balance
 
-ranvier_elementwise_get_isa()   # choose now, not racily inside a parallel region
-
-
-def get_isa():
-    """Instruction set of the elementwise kernels in use ('generic', 'avx2', 'avx512')."""
-    return ("generic", "avx2", "avx512")[ranvier_elementwise_get_isa()]
-
-
-def set_isa(name):
-    """Force the elementwise kernels (activations and the losses' softmax) onto one ISA."""
-    isas = ("generic", "avx2", "avx512")
-    if name not in isas or ranvier_elementwise_set_isa(isas.index(name)) != 0:
-        raise ValueError(f"elementwise ISA {name!r} is not supported here")
-
 
 cdef const ranvier_ew_kernels *ew_kernels() noexcept nogil:
-    return ranvier_ew()
+    return ranvier_ew_kernels_for(active_isa())
 
 
-cdef inline void _fwd_chunk(int act, const real *x, real *y, Py_ssize_t n) noexcept nogil:
+cdef ranvier_act _act(int code, double param) except *:
+    if code < 0 or code >= RANVIER_ACT_COUNT:
+        raise ValueError(f"unknown activation code {code}; the table has {dict(ACTIVATIONS)}")
+    cdef ranvier_act a
+    a.code = code
+    a.param = param
+    return a
+
+
+cdef inline void _fwd_chunk(ranvier_act a, const real *x, real *y, Py_ssize_t n) noexcept nogil:
     if real is float:
-        ranvier_ew().act_forward_f32(act, x, y, n)
+        ew_kernels().act_forward_f32(a, x, y, n)
     else:
-        ranvier_ew().act_forward_f64(act, x, y, n)
+        ew_kernels().act_forward_f64(a, x, y, n)
 
 
-cdef inline void _bwd_chunk(int act, const real *y, const real *dy, real *dx,
+cdef inline void _bwd_chunk(ranvier_act a, const real *v, const real *dy, real *dx,
                             Py_ssize_t n) noexcept nogil:
     if real is float:
-        ranvier_ew().act_backward_f32(act, y, dy, dx, n)
+        ew_kernels().act_backward_f32(a, v, dy, dx, n)
     else:
-        ranvier_ew().act_backward_f64(act, y, dy, dx, n)
+        ew_kernels().act_backward_f64(a, v, dy, dx, n)
 
 
-cdef void _forward(int act, const real[::1] x, real[::1] out, int num_threads) except *:
+def forward(int code, const real[::1] x, real[::1] out, double param=0.0, int num_threads=1):
+    """out = act(x) for the activation ``code``; out may be x."""
+    cdef ranvier_act a = _act(code, param)
     cdef Py_ssize_t n = x.shape[0], c, nchunks = (n + CHUNK - 1) // CHUNK, lo, m
     if out.shape[0] != n:
-        raise ValueError(f"out has {out.shape[0]} elements, x has {n}")
+        raise ValueError(f"forward: out has {out.shape[0]} elements, x has {n}")
     if n == 0:
         return
-    if nchunks == 1 or num_threads == 1:
+    if nchunks == 1 or num_threads <= 1:
         with nogil:
-            _fwd_chunk(act, &x[0], &out[0], n)
+            _fwd_chunk(a, &x[0], &out[0], n)
         return
     for c in prange(nchunks, nogil=True, schedule="static", num_threads=num_threads):
         lo = c * CHUNK
         m = n - lo if n - lo < CHUNK else CHUNK
-        _fwd_chunk(act, &x[lo], &out[lo], m)
+        _fwd_chunk(a, &x[lo], &out[lo], m)
 
 
-cdef void _backward(int act, const real[::1] y, const real[::1] dy, real[::1] dx,
-                    int num_threads) except *:
-    cdef Py_ssize_t n = y.shape[0], c, nchunks = (n + CHUNK - 1) // CHUNK, lo, m
+def backward(int code, const real[::1] v, const real[::1] dy, real[::1] dx, double param=0.0,
+             int num_threads=1):
+    """dx = dy * act'(v), v the forward output (NEEDS_OUTPUT) or input; dx may be dy."""
+    cdef ranvier_act a = _act(code, param)
+    cdef Py_ssize_t n = v.shape[0], c, nchunks = (n + CHUNK - 1) // CHUNK, lo, m
     if dy.shape[0] != n or dx.shape[0] != n:
-        raise ValueError(f"y, dy and dx must have the same length ({n}, {dy.shape[0]}, "
-                         f"{dx.shape[0]})")
+        raise ValueError(f"backward: v, dy and dx must have the same length, got ({n}, "
+                         f"{dy.shape[0]}, {dx.shape[0]})")
     if n == 0:
         return
-    if nchunks == 1 or num_threads == 1:
+    if nchunks == 1 or num_threads <= 1:
         with nogil:
-            _bwd_chunk(act, &y[0], &dy[0], &dx[0], n)
+            _bwd_chunk(a, &v[0], &dy[0], &dx[0], n)
         return
     for c in prange(nchunks, nogil=True, schedule="static", num_threads=num_threads):
         lo = c * CHUNK
         m = n - lo if n - lo < CHUNK else CHUNK
-        _bwd_chunk(act, &y[lo], &dy[lo], &dx[lo], m)
-
-
-def relu_forward(const real[::1] x, real[::1] out, int num_threads=1):
-    """out = max(x, 0); NaN stays NaN (as torch.relu)."""
-    _forward(RANVIER_ACT_RELU, x, out, num_threads)
-
-
-def relu_backward(const real[::1] y, const real[::1] dy, real[::1] dx, int num_threads=1):
-    _backward(RANVIER_ACT_RELU, y, dy, dx, num_threads)
-
-
-def sigmoid_forward(const real[::1] x, real[::1] out, int num_threads=1):
-    _forward(RANVIER_ACT_SIGMOID, x, out, num_threads)
-
-
-def sigmoid_backward(const real[::1] y, const real[::1] dy, real[::1] dx, int num_threads=1):
-    _backward(RANVIER_ACT_SIGMOID, y, dy, dx, num_threads)
-
-
-def tanh_forward(const real[::1] x, real[::1] out, int num_threads=1):
-    _forward(RANVIER_ACT_TANH, x, out, num_threads)
-
-
-def tanh_backward(const real[::1] y, const real[::1] dy, real[::1] dx, int num_threads=1):
-    _backward(RANVIER_ACT_TANH, y, dy, dx, num_threads)
+        _bwd_chunk(a, &v[lo], &dy[lo], &dx[lo], m)
 
 
 # -- bias + activation in one pass (layers whose GEMM did not fuse them) ---------------------------
-cdef inline void _bias_rows(int act, const real *z, const real *b, real *y, Py_ssize_t rows,
+cdef inline void _bias_rows(ranvier_act a, const real *z, const real *b, real *y, Py_ssize_t rows,
                             Py_ssize_t cols) noexcept nogil:
     if real is float:
-        ranvier_ew().bias_act_f32(act, z, b, y, rows, cols)
+        ew_kernels().bias_act_f32(a, z, b, y, rows, cols)
     else:
-        ranvier_ew().bias_act_f64(act, z, b, y, rows, cols)
+        ew_kernels().bias_act_f64(a, z, b, y, rows, cols)
 
 
-cdef void _bias_forward(int act, const real[:, ::1] z, const real[::1] b, real[:, ::1] y,
-                        int num_threads) except *:
+def bias_forward(int code, const real[:, ::1] z, const real[::1] b, real[:, ::1] y,
+                 double param=0.0, int num_threads=1):
+    """y = act(z + b) row by row (b broadcast over rows); y may be z."""
+    cdef ranvier_act a = _act(code, param)
     cdef Py_ssize_t rows = z.shape[0], cols = z.shape[1], t, ntasks, per, r0, r1
     if b.shape[0] != cols:
-        raise ValueError(f"b has {b.shape[0]} elements, z has {cols} columns")
+        raise ValueError(f"bias_forward: b has {b.shape[0]} elements, z has {cols} columns")
     if y.shape[0] != rows or y.shape[1] != cols:
-        raise ValueError(f"y has shape ({y.shape[0]}, {y.shape[1]}), z has ({rows}, {cols})")
+        raise ValueError(f"bias_forward: y has shape ({y.shape[0]}, {y.shape[1]}), z has "
+                         f"({rows}, {cols})")
     if rows == 0 or cols == 0:
         return
     # y may be z itself; any other overlap (or b inside y) would read already-written values.
@@ -149,36 +135,18 @@ cdef void _bias_forward(int act, const real[:, ::1] z, const real[::1] b, real[:
     cdef Py_ssize_t nbytes = rows * cols * sizeof(real)
     if (zp != yp and zp < yp + nbytes and yp < zp + nbytes) or (
             bp < yp + nbytes and yp < bp + cols * <Py_ssize_t>sizeof(real)):
-        raise ValueError("y must be z itself or not overlap z and b")
+        raise ValueError("bias_forward: y must be z itself or not overlap z and b")
     # whole rows per task, ~CHUNK elements, a multiple of the 4 rows the C loop takes per pass
     per = max(4, (CHUNK // cols) // 4 * 4)
     ntasks = (rows + per - 1) // per
-    if ntasks == 1 or num_threads == 1:
+    if ntasks == 1 or num_threads <= 1:
         with nogil:
-            _bias_rows(act, &z[0, 0], &b[0], &y[0, 0], rows, cols)
+            _bias_rows(a, &z[0, 0], &b[0], &y[0, 0], rows, cols)
         return
     for t in prange(ntasks, nogil=True, schedule="static", num_threads=num_threads):
         r0 = t * per
         r1 = r0 + per if r0 + per < rows else rows
-        _bias_rows(act, &z[r0, 0], &b[0], &y[r0, 0], r1 - r0, cols)
-
-
-def bias_relu_forward(const real[:, ::1] z, const real[::1] b, real[:, ::1] y,
-                      int num_threads=1):
-    """y = max(z + b, 0) row by row (b broadcast over rows), NaN kept as torch; y may be z."""
-    _bias_forward(RANVIER_ACT_RELU, z, b, y, num_threads)
-
-
-def bias_sigmoid_forward(const real[:, ::1] z, const real[::1] b, real[:, ::1] y,
-                         int num_threads=1):
-    """y = sigmoid(z + b) row by row; y may be z."""
-    _bias_forward(RANVIER_ACT_SIGMOID, z, b, y, num_threads)
-
-
-def bias_tanh_forward(const real[:, ::1] z, const real[::1] b, real[:, ::1] y,
-                      int num_threads=1):
-    """y = tanh(z + b) row by row; y may be z."""
-    _bias_forward(RANVIER_ACT_TANH, z, b, y, num_threads)
+        _bias_rows(a, &z[r0, 0], &b[0], &y[r0, 0], r1 - r0, cols)
 
 
 cdef inline void _softmax_row(const real *x, real *out, Py_ssize_t d) noexcept nogil:
@@ -198,6 +166,9 @@ cdef inline void _softmax_row(const real *x, real *out, Py_ssize_t d) noexcept n
 
 def softmax_forward(const real[:, ::1] x, real[:, ::1] out, int num_threads=1):
     cdef Py_ssize_t i, n = x.shape[0], d = x.shape[1]
+    if out.shape[0] != n or out.shape[1] != d:
+        raise ValueError(f"softmax_forward: out has shape ({out.shape[0]}, {out.shape[1]}), x has "
+                         f"({n}, {d})")
     if d == 0:
         return
     for i in prange(n, nogil=True, schedule="static", num_threads=num_threads):
@@ -218,77 +189,12 @@ cdef inline void _softmax_backward_row(const real *y, const real *dy, real *dx,
 def softmax_backward(const real[:, ::1] y, const real[:, ::1] dy, real[:, ::1] dx,
                      int num_threads=1):
     cdef Py_ssize_t i, n = y.shape[0], d = y.shape[1]
+    if dy.shape[0] != n or dy.shape[1] != d or dx.shape[0] != n or dx.shape[1] != d:
+        raise ValueError("softmax_backward: y, dy and dx must have the same shape")
     if d == 0:
         return
     for i in prange(n, nogil=True, schedule="static", num_threads=num_threads):
         _softmax_backward_row(&y[i, 0], &dy[i, 0], &dx[i, 0], d)
-
-
-# -- LeakyReLU, GELU, ELU: backward from the input x (as torch's autograd does) --------------------
-def leaky_relu_forward(const real[::1] x, real[::1] out, double negative_slope,
-                       int num_threads=1):
-    """out = x if x > 0 else negative_slope * x."""
-    cdef Py_ssize_t i, n = x.shape[0]
-    cdef real s = <real>negative_slope
-    for i in prange(n, nogil=True, schedule="static", num_threads=num_threads):
-        out[i] = x[i] if x[i] > 0 else x[i] * s
-
-
-def leaky_relu_backward(const real[::1] x, const real[::1] dy, real[::1] dx,
-                        double negative_slope, int num_threads=1):
-    cdef Py_ssize_t i, n = x.shape[0]
-    cdef real s = <real>negative_slope
-    for i in prange(n, nogil=True, schedule="static", num_threads=num_threads):
-        dx[i] = dy[i] if x[i] > 0 else dy[i] * s
-
-
-cdef inline real _erf(real x) noexcept nogil:
-    if real is float:
-        return erff(x)
-    else:
-        return erf(x)
-
-
-cdef inline real _expm1(real x) noexcept nogil:
-    if real is float:
-        return expm1f(x)
-    else:
-        return expm1(x)
-
-
-def gelu_forward(const real[::1] x, real[::1] out, int num_threads=1):
-    """Exact GELU: out = x * Phi(x) = 0.5 x (1 + erf(x / sqrt 2)) (torch's approximate='none')."""
-    cdef Py_ssize_t i, n = x.shape[0]
-    cdef real half = 0.5, one = 1, rsqrt2 = <real>0.70710678118654752440
-    for i in prange(n, nogil=True, schedule="static", num_threads=num_threads):
-        out[i] = half * x[i] * (one + _erf(x[i] * rsqrt2))
-
-
-def gelu_backward(const real[::1] x, const real[::1] dy, real[::1] dx, int num_threads=1):
-    """dx = dy * (Phi(x) + x phi(x)), phi the standard normal density."""
-    cdef Py_ssize_t i, n = x.shape[0]
-    cdef real half = 0.5, one = 1, rsqrt2 = <real>0.70710678118654752440
-    cdef real rsqrt2pi = <real>0.39894228040143267794
-    for i in prange(n, nogil=True, schedule="static", num_threads=num_threads):
-        dx[i] = dy[i] * (half * (one + _erf(x[i] * rsqrt2))
-                         + x[i] * rsqrt2pi * _exp(-half * x[i] * x[i]))
-
-
-def elu_forward(const real[::1] x, real[::1] out, double alpha, int num_threads=1):
-    """out = x if x > 0 else alpha * (exp(x) - 1), with expm1 so small |x| keeps its digits."""
-    cdef Py_ssize_t i, n = x.shape[0]
-    cdef real a = <real>alpha
-    for i in prange(n, nogil=True, schedule="static", num_threads=num_threads):
-        out[i] = x[i] if x[i] > 0 else a * _expm1(x[i])
-
-
-def elu_backward(const real[::1] x, const real[::1] dy, real[::1] dx, double alpha,
-                 int num_threads=1):
-    """dx = dy if x > 0 else dy * alpha * exp(x) (at x == 0 the left derivative, as torch)."""
-    cdef Py_ssize_t i, n = x.shape[0]
-    cdef real a = <real>alpha
-    for i in prange(n, nogil=True, schedule="static", num_threads=num_threads):
-        dx[i] = dy[i] if x[i] > 0 else dy[i] * a * _exp(x[i])
 
 
 # -- Dropout ---------------------------------------------------------------------------------------

@@ -1,72 +1,53 @@
 """GEMM and the Dense layer's kernels built on it: fused forward (GEMM + bias + activation
-epilogue), fused backward (activation gradient + bias gradient in one pass, then two GEMMs), and the
-unfused bias add / bias gradient.
+epilogue), fused backward (activation gradient + bias gradient in one pass, then two GEMMs), a run
+of Dense layers as one native call (DenseRun), and the unfused bias add / bias gradient.
 
 ``gemm`` computes out := alpha * op(a) @ op(b) + beta * out where op transposes by swapping strides,
 so X @ W.T, dY @ W and dY.T @ X never copy their operands. Inputs are const memoryviews (read-only
-arrays work) of any strides; ``out`` may be strided too.
+arrays work) of any strides; ``out`` may be strided too. Activations are codes of the activation
+table (activations.ACTIVATIONS) with their scalar parameter.
 """
 from cython.parallel cimport prange
+
+from ranvier._kernels._elementwise cimport (
+    RANVIER_ACT_COUNT, RANVIER_ACT_NEEDS_INPUT, RANVIER_ACT_NONE, ranvier_act, ranvier_act_table,
+    ranvier_ew_kernels, ranvier_ew_kernels_for)
+from ranvier._kernels._runtime cimport active_isa
 
 ctypedef fused real:
     float
     double
 
 cdef extern from "gemm.h":
-    int ranvier_sgemm(Py_ssize_t m, Py_ssize_t n, Py_ssize_t k, float alpha,
-                      const float *a, Py_ssize_t rsa, Py_ssize_t csa,
-                      const float *b, Py_ssize_t rsb, Py_ssize_t csb, float beta,
-                      float *c, Py_ssize_t rsc, Py_ssize_t csc, const float *bias, int act,
-                      int nthreads) nogil
-    int ranvier_dgemm(Py_ssize_t m, Py_ssize_t n, Py_ssize_t k, double alpha,
-                      const double *a, Py_ssize_t rsa, Py_ssize_t csa,
-                      const double *b, Py_ssize_t rsb, Py_ssize_t csb, double beta,
-                      double *c, Py_ssize_t rsc, Py_ssize_t csc, const double *bias, int act,
-                      int nthreads) nogil
-    void ranvier_dense_grad_f32(Py_ssize_t n, Py_ssize_t d, Py_ssize_t j0, Py_ssize_t j1,
-                                const float *y, const float *dy, float *dz, float *db,
-                                int act) nogil
-    void ranvier_dense_grad_f64(Py_ssize_t n, Py_ssize_t d, Py_ssize_t j0, Py_ssize_t j1,
-                                const double *y, const double *dy, double *dz, double *db,
-                                int act) nogil
+    ctypedef int (*ranvier_sgemm_fn)(Py_ssize_t m, Py_ssize_t n, Py_ssize_t k, float alpha,
+                                     const float *a, Py_ssize_t rsa, Py_ssize_t csa,
+                                     const float *b, Py_ssize_t rsb, Py_ssize_t csb, float beta,
+                                     float *c, Py_ssize_t rsc, Py_ssize_t csc, const float *bias,
+                                     ranvier_act act, int nthreads) noexcept nogil
+    ctypedef int (*ranvier_dgemm_fn)(Py_ssize_t m, Py_ssize_t n, Py_ssize_t k, double alpha,
+                                     const double *a, Py_ssize_t rsa, Py_ssize_t csa,
+                                     const double *b, Py_ssize_t rsb, Py_ssize_t csb,
+                                     double beta, double *c, Py_ssize_t rsc, Py_ssize_t csc,
+                                     const double *bias, ranvier_act act,
+                                     int nthreads) noexcept nogil
+    ctypedef struct ranvier_gemm_kernels:
+        ranvier_sgemm_fn sgemm
+        ranvier_dgemm_fn dgemm
+    const ranvier_gemm_kernels *ranvier_gemm_kernels_for(int isa) nogil
     double ranvier_gemm_sup_max_bytes
-    int ranvier_gemm_best_isa() nogil
-    int ranvier_gemm_get_isa() nogil
-    int ranvier_gemm_set_isa(int isa) nogil
-    int ranvier_gemm_isa_supported(int isa) nogil
-    enum:
-        RANVIER_ACT_NONE
-        RANVIER_ACT_RELU
-        RANVIER_ACT_SIGMOID
-        RANVIER_ACT_TANH
-
-# Activation codes shared with the C epilogue.
-ACT_NONE, ACT_RELU, ACT_SIGMOID, ACT_TANH = (RANVIER_ACT_NONE, RANVIER_ACT_RELU,
-                                             RANVIER_ACT_SIGMOID, RANVIER_ACT_TANH)
-
-ISA_NAMES = ("generic", "avx2", "avx512")
 
 
-def get_isa():
-    """Name of the GEMM micro-kernel in use."""
-    return ISA_NAMES[ranvier_gemm_get_isa()]
+cdef ranvier_act _act(int code, double param) except *:
+    if code < 0 or code >= RANVIER_ACT_COUNT:
+        raise ValueError(f"unknown activation code {code}")
+    cdef ranvier_act a
+    a.code = code
+    a.param = param
+    return a
 
 
-def best_isa():
-    return ISA_NAMES[ranvier_gemm_best_isa()]
-
-
-def supported_isas():
-    return [name for i, name in enumerate(ISA_NAMES) if ranvier_gemm_isa_supported(i)]
-
-
-def set_isa(name):
-    """Force a micro-kernel ('generic', 'avx2', 'avx512'); ValueError if this CPU cannot run it."""
-    if name not in ISA_NAMES:
-        raise ValueError(f"unknown ISA {name!r}; expected one of {ISA_NAMES}")
-    if ranvier_gemm_set_isa(ISA_NAMES.index(name)) != 0:
-        raise ValueError(f"ISA {name!r} is not supported by this CPU or build; "
-                         f"supported: {supported_isas()}")
+cdef inline bint _needs_input(int code) noexcept nogil:
+    return ranvier_act_table[code].needs == RANVIER_ACT_NEEDS_INPUT
 
 
 def _set_unpacked_max_bytes(double nbytes):
@@ -103,10 +84,10 @@ def gemm(const real[:, :] a, const real[:, :] b, real[:, :] out, bint trans_a=Fa
         return
     cdef const real *pa = &a[0, 0] if k > 0 else NULL
     cdef const real *pb = &b[0, 0] if k > 0 else NULL
+    cdef ranvier_act none = _act(RANVIER_ACT_NONE, 0.0)
     with nogil:
         rc = _gemm(m, n, k, <real>alpha, pa, rsa, csa, pb, rsb, csb, <real>beta, &out[0, 0],
-                   out.strides[0] // isz, out.strides[1] // isz, NULL, RANVIER_ACT_NONE,
-                   num_threads)
+                   out.strides[0] // isz, out.strides[1] // isz, NULL, none, num_threads)
     if rc != 0:
         raise MemoryError("gemm: could not allocate packing buffers")
 
@@ -114,13 +95,13 @@ def gemm(const real[:, :] a, const real[:, :] b, real[:, :] out, bint trans_a=Fa
 cdef inline int _gemm(Py_ssize_t m, Py_ssize_t n, Py_ssize_t k, real alpha, const real *a,
                       Py_ssize_t rsa, Py_ssize_t csa, const real *b, Py_ssize_t rsb,
                       Py_ssize_t csb, real beta, real *c, Py_ssize_t rsc, Py_ssize_t csc,
-                      const real *bias, int act, int nthreads) noexcept nogil:
+                      const real *bias, ranvier_act act, int nthreads) noexcept nogil:
     if real is float:
-        return ranvier_sgemm(m, n, k, alpha, a, rsa, csa, b, rsb, csb, beta, c, rsc, csc, bias,
-                             act, nthreads)
+        return ranvier_gemm_kernels_for(active_isa()).sgemm(
+            m, n, k, alpha, a, rsa, csa, b, rsb, csb, beta, c, rsc, csc, bias, act, nthreads)
     else:
-        return ranvier_dgemm(m, n, k, alpha, a, rsa, csa, b, rsb, csb, beta, c, rsc, csc, bias,
-                             act, nthreads)
+        return ranvier_gemm_kernels_for(active_isa()).dgemm(
+            m, n, k, alpha, a, rsa, csa, b, rsb, csb, beta, c, rsc, csc, bias, act, nthreads)
 
 
 def bias_add(real[:, ::1] y, const real[::1] bias, int num_threads=1):
@@ -184,61 +165,59 @@ def bias_grad(const real[:, ::1] dy, real[::1] out, bint accumulate=False, int n
                       accumulate)
 
 
-# -- Dense layer --------------------------------------------------------------------------------
 
-def dense_forward(const real[:, ::1] x, const real[:, ::1] w, const real[::1] bias,
-                  real[:, ::1] out, int act=RANVIER_ACT_NONE, int num_threads=1):
-    """out = act(x @ w.T + bias) in one GEMM: bias and activation are the epilogue of each tile.
-    x: (n, in), w: (out, in) as torch.nn.Linear, bias: (out,) or None, out: (n, out)."""
-    cdef Py_ssize_t n = x.shape[0], fin = x.shape[1], fout = w.shape[0], rc
-    if w.shape[1] != fin or out.shape[0] != n or out.shape[1] != fout:
-        raise ValueError(f"dense_forward: x {tuple(x.shape)[:2]}, w {tuple(w.shape)[:2]} and out "
-                         f"{tuple(out.shape)[:2]} do not agree")
-    if bias is not None and bias.shape[0] != fout:
-        raise ValueError(f"dense_forward: bias has {bias.shape[0]} entries, expected {fout}")
-    if n == 0 or fout == 0:
-        return
-    cdef const real *pb = &bias[0] if bias is not None else NULL
-    with nogil:
-        rc = _gemm(n, fout, fin, 1, &x[0, 0] if fin > 0 else NULL, fin, 1,
-                   &w[0, 0] if fin > 0 else NULL, 1, fin, 0, &out[0, 0], fout, 1, pb, act,
-                   num_threads)
-    if rc != 0:
-        raise MemoryError("dense_forward: could not allocate packing buffers")
+# -- Dense layers: a table of layers run forward and backward natively ---------------------------
 
-
-cdef inline void _grad_block(const real *y, const real *dy, real *dz, Py_ssize_t n,
-                             Py_ssize_t d, Py_ssize_t blk, real *db, int act) noexcept nogil:
-    # Column block blk of the fused pass (C, per ISA): dz = dy * act'(y) and db = column sums of
-    # dz in double; without dz (no activation), db alone.
+cdef inline void _grad_block(ranvier_act a, const real *v, const real *dy, real *dz, Py_ssize_t n,
+                             Py_ssize_t d, Py_ssize_t blk, real *db) noexcept nogil:
+    # Column block blk of the fused pass: dz = dy * act'(v) and db = column sums of dz in double;
+    # without dz (no activation), db alone.
     cdef Py_ssize_t j0 = blk * COLSUM_BLOCK, j1 = min((blk + 1) * COLSUM_BLOCK, d)
     if real is float:
-        ranvier_dense_grad_f32(n, d, j0, j1, y, dy, dz, db, act)
+        ranvier_ew_kernels_for(active_isa()).dense_grad_f32(a, n, d, j0, j1, v, dy, dz, db)
     else:
-        ranvier_dense_grad_f64(n, d, j0, j1, y, dy, dz, db, act)
+        ranvier_ew_kernels_for(active_isa()).dense_grad_f64(a, n, d, j0, j1, v, dy, dz, db)
 
 
-# Forward and backward over a table of Dense layers: dense_backward runs it for one layer,
-# DenseRun for a whole stack.
+cdef inline void _act_rows(ranvier_act a, const real *z, real *y, Py_ssize_t n) noexcept nogil:
+    if real is float:
+        ranvier_ew_kernels_for(active_isa()).act_forward_f32(a, z, y, n)
+    else:
+        ranvier_ew_kernels_for(active_isa()).act_forward_f64(a, z, y, n)
+
+
 cdef struct _LayerPtrs:
     Py_ssize_t fin, fout
-    int act
+    ranvier_act act
+    bint act_needs_input  # the activation's derivative is written in its input: keep pre
     void *w
     void *b      # NULL without bias
     void *dw
     void *db     # NULL without bias
     void *out    # (n, fout) for the bound batch size
+    void *pre    # (n, fout) pre-activation, only when act_needs_input
     void *dz     # (n, fout), NULL when act is none (dy itself is the pre-activation gradient)
-    void *dx     # (n, fin), the next lower layer's dy
+    void *dx     # (n, fin), the next lower layer's dy; NULL for a first layer without it
 
 
 cdef inline int _run_forward(_LayerPtrs *L, int nl, Py_ssize_t n, const real *x,
                              int nt) noexcept nogil:
+    # Each layer is one GEMM whose epilogue adds the bias and applies the activation; an
+    # activation whose backward needs its input keeps the pre-activation and is applied after.
     cdef int i
     cdef const real *inp = x
+    cdef ranvier_act none
+    none.code, none.param = RANVIER_ACT_NONE, 0.0
     for i in range(nl):
-        if _gemm(n, L[i].fout, L[i].fin, 1, inp, L[i].fin, 1, <const real *>L[i].w, 1, L[i].fin,
-                 0, <real *>L[i].out, L[i].fout, 1, <const real *>L[i].b, L[i].act, nt) != 0:
+        if L[i].act_needs_input:
+            if _gemm(n, L[i].fout, L[i].fin, 1, inp, L[i].fin, 1, <const real *>L[i].w, 1,
+                     L[i].fin, 0, <real *>L[i].pre, L[i].fout, 1, <const real *>L[i].b, none,
+                     nt) != 0:
+                return -1
+            _act_rows(L[i].act, <const real *>L[i].pre, <real *>L[i].out, n * L[i].fout)
+        elif _gemm(n, L[i].fout, L[i].fin, 1, inp, L[i].fin, 1, <const real *>L[i].w, 1,
+                   L[i].fin, 0, <real *>L[i].out, L[i].fout, 1, <const real *>L[i].b, L[i].act,
+                   nt) != 0:
             return -1
         inp = <const real *>L[i].out
     return 0
@@ -250,70 +229,35 @@ cdef inline int _run_backward(_LayerPtrs *L, int nl, Py_ssize_t n, const real *x
     cdef Py_ssize_t blk, nblocks
     cdef const real *g
     cdef const real *inp
+    cdef const real *v
+    cdef ranvier_act none
+    none.code, none.param = RANVIER_ACT_NONE, 0.0
     for i in range(nl - 1, -1, -1):
         nblocks = (L[i].fout + COLSUM_BLOCK - 1) // COLSUM_BLOCK
+        v = <const real *>(L[i].pre if L[i].act_needs_input else L[i].out)
         if L[i].dz != NULL or L[i].db != NULL:
             if nt > 1 and nblocks > 1 and n * L[i].fout >= 131072:
                 for blk in prange(nblocks, schedule="static", num_threads=nt):
-                    _grad_block(<const real *>L[i].out, dy, <real *>L[i].dz, n, L[i].fout, blk,
-                                <real *>L[i].db, L[i].act)
+                    _grad_block(L[i].act, v, dy, <real *>L[i].dz, n, L[i].fout, blk,
+                                <real *>L[i].db)
             else:
                 for blk in range(nblocks):
-                    _grad_block(<const real *>L[i].out, dy, <real *>L[i].dz, n, L[i].fout, blk,
-                                <real *>L[i].db, L[i].act)
+                    _grad_block(L[i].act, v, dy, <real *>L[i].dz, n, L[i].fout, blk,
+                                <real *>L[i].db)
         g = <const real *>L[i].dz if L[i].dz != NULL else dy
         inp = <const real *>L[i - 1].out if i > 0 else x
         # dW (fout, fin) = g.T @ input
         if _gemm(L[i].fout, L[i].fin, n, 1, g, 1, L[i].fout, inp, L[i].fin, 1, 0,
-                 <real *>L[i].dw, L[i].fin, 1, NULL, RANVIER_ACT_NONE, nt) != 0:
+                 <real *>L[i].dw, L[i].fin, 1, NULL, none, nt) != 0:
             return -1
         if i > 0 or first_dx:
             # dX (n, fin) = g @ W
             if _gemm(n, L[i].fin, L[i].fout, 1, g, L[i].fout, 1, <const real *>L[i].w, L[i].fin,
-                     1, 0, <real *>L[i].dx, L[i].fin, 1, NULL, RANVIER_ACT_NONE, nt) != 0:
+                     1, 0, <real *>L[i].dx, L[i].fin, 1, NULL, none, nt) != 0:
                 return -1
         dy = <const real *>L[i].dx
     return 0
 
-
-def dense_backward(const real[:, ::1] x, const real[:, ::1] w, const real[:, ::1] y,
-                   const real[:, ::1] dy, real[:, ::1] dz, real[:, ::1] dw, real[::1] db,
-                   real[:, ::1] dx, int act=RANVIER_ACT_NONE, int num_threads=1):
-    """Backward of out = act(x @ w.T + b), given y = out and dy = dL/dout:
-        dz = dy * act'(y) and db = sum_rows(dz)   (one pass; dz unused when act is none)
-        dw = dz.T @ x,  dx = dz @ w               (dx may be None for a first layer)
-    Column sums are taken in double, by column blocks, so they do not depend on thread count."""
-    cdef Py_ssize_t n = x.shape[0], fin = x.shape[1], fout = w.shape[0]
-    cdef int rc = 0
-    if (w.shape[1] != fin or dy.shape[0] != n or dy.shape[1] != fout or dw.shape[0] != fout
-            or dw.shape[1] != fin or y.shape[0] != n or y.shape[1] != fout):
-        raise ValueError("dense_backward: shapes do not agree")
-    if db is not None and db.shape[0] != fout:
-        raise ValueError("dense_backward: db has the wrong length")
-    if act != RANVIER_ACT_NONE and (dz.shape[0] != n or dz.shape[1] != fout):
-        raise ValueError("dense_backward: dz has the wrong shape")
-    if dx is not None and (dx.shape[0] != n or dx.shape[1] != fin):
-        raise ValueError("dense_backward: dx has the wrong shape")
-    if n == 0 or fout == 0 or fin == 0:
-        return
-    # One layer through the same native pass DenseRun trains with.
-    cdef _LayerPtrs L
-    cdef bint want_dx = dx is not None
-    L.fin, L.fout, L.act = fin, fout, act
-    L.w = <void *>&w[0, 0]
-    L.b = NULL
-    L.dw = <void *>&dw[0, 0]
-    L.db = <void *>&db[0] if db is not None else NULL
-    L.out = <void *>&y[0, 0]
-    L.dz = <void *>&dz[0, 0] if act != RANVIER_ACT_NONE else NULL
-    L.dx = <void *>&dx[0, 0] if want_dx else NULL
-    with nogil:
-        rc = _run_backward(&L, 1, n, &x[0, 0], &dy[0, 0], want_dx, num_threads)
-    if rc != 0:
-        raise MemoryError("dense_backward: could not allocate packing buffers")
-
-
-# -- A run of Dense layers in one call ---------------------------------------------------------
 
 cimport numpy as cnp
 from libc.stdlib cimport free, malloc
@@ -323,136 +267,215 @@ import numpy as np
 cnp.import_array()
 
 
+cdef _check_array(object a, str what, object dtype, tuple shape, bint writeable):
+    if not isinstance(a, np.ndarray):
+        raise TypeError(f"{what} must be a numpy array, got {type(a).__name__}")
+    if a.dtype != dtype:
+        raise TypeError(f"{what} must be {dtype}, got {a.dtype}")
+    if a.shape != shape:
+        raise ValueError(f"{what} must have shape {shape}, got {a.shape}")
+    if not a.flags.c_contiguous:
+        raise ValueError(f"{what} must be C-contiguous")
+    if writeable and not a.flags.writeable:
+        raise ValueError(f"{what} must be writeable")
+
+
+def dense_forward(const real[:, ::1] x, const real[:, ::1] w, const real[::1] bias,
+                  real[:, ::1] out, int act=RANVIER_ACT_NONE, double param=0.0,
+                  int num_threads=1):
+    """out = act(x @ w.T + bias) in one GEMM: bias and activation are the epilogue of each tile.
+    x: (n, in), w: (out, in) as torch.nn.Linear, bias: (out,) or None, out: (n, out)."""
+    cdef ranvier_act a = _act(act, param)
+    cdef Py_ssize_t n = x.shape[0], fin = x.shape[1], fout = w.shape[0], rc
+    if w.shape[1] != fin or out.shape[0] != n or out.shape[1] != fout:
+        raise ValueError(f"dense_forward: x {tuple(x.shape)[:2]}, w {tuple(w.shape)[:2]} and out "
+                         f"{tuple(out.shape)[:2]} do not agree")
+    if bias is not None and bias.shape[0] != fout:
+        raise ValueError(f"dense_forward: bias has {bias.shape[0]} entries, expected {fout}")
+    if n == 0 or fout == 0:
+        return
+    cdef const real *pb = &bias[0] if bias is not None else NULL
+    with nogil:
+        rc = _gemm(n, fout, fin, 1, &x[0, 0] if fin > 0 else NULL, fin, 1,
+                   &w[0, 0] if fin > 0 else NULL, 1, fin, 0, &out[0, 0], fout, 1, pb, a,
+                   num_threads)
+    if rc != 0:
+        raise MemoryError("dense_forward: could not allocate packing buffers")
+
+
+def dense_backward(const real[:, ::1] x, const real[:, ::1] w, const real[:, ::1] v,
+                   const real[:, ::1] dy, real[:, ::1] dz, real[:, ::1] dw, real[::1] db,
+                   real[:, ::1] dx, int act=RANVIER_ACT_NONE, double param=0.0,
+                   int num_threads=1):
+    """Backward of out = act(x @ w.T + b), given dy = dL/dout and v = out, or the pre-activation
+    x @ w.T + b for an activation whose derivative needs its input (activations.NEEDS_OUTPUT):
+        dz = dy * act'(v) and db = sum_rows(dz)   (one pass; dz unused when act is none)
+        dw = dz.T @ x,  dx = dz @ w               (dx may be None for a first layer)
+    Column sums are taken in double, by column blocks, so they do not depend on thread count."""
+    cdef ranvier_act a = _act(act, param)
+    cdef Py_ssize_t n = x.shape[0], fin = x.shape[1], fout = w.shape[0]
+    cdef int rc = 0
+    if (w.shape[1] != fin or dy.shape[0] != n or dy.shape[1] != fout or dw.shape[0] != fout
+            or dw.shape[1] != fin or v.shape[0] != n or v.shape[1] != fout):
+        raise ValueError("dense_backward: shapes do not agree")
+    if db is not None and db.shape[0] != fout:
+        raise ValueError("dense_backward: db has the wrong length")
+    if act != RANVIER_ACT_NONE and (dz is None or dz.shape[0] != n or dz.shape[1] != fout):
+        raise ValueError("dense_backward: dz must have the shape of dy")
+    if dx is not None and (dx.shape[0] != n or dx.shape[1] != fin):
+        raise ValueError("dense_backward: dx has the wrong shape")
+    if n == 0 or fout == 0 or fin == 0:
+        return
+    # One layer through the same native pass DenseRun trains with.
+    cdef _LayerPtrs L
+    cdef bint want_dx = dx is not None
+    L.fin, L.fout, L.act = fin, fout, a
+    L.act_needs_input = _needs_input(act)
+    L.w = <void *>&w[0, 0]
+    L.b = NULL
+    L.dw = <void *>&dw[0, 0]
+    L.db = <void *>&db[0] if db is not None else NULL
+    L.out = L.pre = <void *>&v[0, 0]
+    L.dz = <void *>&dz[0, 0] if act != RANVIER_ACT_NONE else NULL
+    L.dx = <void *>&dx[0, 0] if want_dx else NULL
+    with nogil:
+        rc = _run_backward(&L, 1, n, &x[0, 0], &dy[0, 0], want_dx, num_threads)
+    if rc != 0:
+        raise MemoryError("dense_backward: could not allocate packing buffers")
+
+
 cdef class DenseRun:
-    """Consecutive Dense layers (each with an optional fused ReLU/sigmoid/tanh) trained as one
-    block: ``forward`` and ``backward`` are one native call each for the whole run, over
-    workspaces kept per batch size. Weights, biases and their gradients are read from the layers'
-    Parameters (identity-checked on every call, so replacing ``param.data`` is seen); the
-    returned arrays are overwritten by the next call.
+    """Consecutive Dense layers, each with an optional fused activation, as one native forward and
+    one native backward over arrays it is given: per layer the parameters ``(w, b, dw, db)``
+    (``bind_params``, b and db None without bias) and, per batch size, the buffers
+    ``(out, pre, dz, dx)`` (``bind_buffers``; ``buffer_shapes`` says which are needed). It knows
+    nothing of layers or Parameters: the caller rebinds when an array is replaced.
 
-    Layer by layer, each layer and direction costs a Python call, buffer checks and a native call
-    (~3 us); a small network's whole step is a few tens of us of arithmetic."""
+    Layer by layer, each layer and direction would cost a Python call, buffer checks and a native
+    call (~3 us); a small network's whole step is a few tens of us of arithmetic."""
 
-    cdef list dense, acts, bound
-    cdef dict workspaces
-    cdef tuple ws
+    cdef _LayerPtrs *L
     cdef int nl, is_double
     cdef Py_ssize_t n
-    cdef _LayerPtrs *L
-    cdef object dtype, x
+    cdef object dtype, x, outs
+    cdef tuple params, buffers
+    cdef list acts
 
     def __cinit__(self):
         self.L = NULL
 
-    def __init__(self, dense_layers, act_codes):
-        self.dense = list(dense_layers)
-        self.acts = [int(a) for a in act_codes]
-        self.nl = len(self.dense)
-        if self.nl == 0 or len(self.acts) != self.nl:
-            raise ValueError("DenseRun needs one activation code per Dense layer")
-        self.dtype = self.dense[0].weight.data.dtype
+    def __init__(self, shapes, acts, dtype):
+        """shapes: ((fin, fout, has_bias), ...) per layer; acts: ((code, param), ...)."""
+        self.nl = len(shapes)
+        if self.nl == 0 or len(acts) != self.nl:
+            raise ValueError("DenseRun needs one activation (code, param) per layer")
+        self.dtype = np.dtype(dtype)
         if self.dtype not in (np.float32, np.float64):
             raise TypeError(f"DenseRun: unsupported dtype {self.dtype}")
         self.is_double = self.dtype == np.float64
         self.L = <_LayerPtrs *>malloc(sizeof(_LayerPtrs) * self.nl)
         if self.L == NULL:
             raise MemoryError()
-        self.workspaces = {}
+        cdef int i
+        self.acts = []
+        for i in range(self.nl):
+            fin, fout, has_bias = shapes[i]
+            if fin < 1 or fout < 1:
+                raise ValueError(f"DenseRun: layer {i} has shape ({fin}, {fout})")
+            if i > 0 and fin != self.L[i - 1].fout:
+                raise ValueError(f"DenseRun: layer {i} takes {fin} features, the layer before "
+                                 f"gives {self.L[i - 1].fout}")
+            code, param = acts[i]
+            self.L[i].fin, self.L[i].fout = fin, fout
+            self.L[i].act = _act(code, param)
+            self.L[i].act_needs_input = _needs_input(code)
+            self.L[i].b = self.L[i].db = NULL
+            self.acts.append((code, param, bool(has_bias)))
+        self.params = self.buffers = None
+        self.n = -1
         self.x = None
-        self._bind_params()
-        self._bind_rows(0)
 
     def __dealloc__(self):
         free(self.L)
 
-    @property
-    def in_features(self):
-        return self.L[0].fin
-
-    cdef bint _params_unchanged(self):
+    def buffer_shapes(self, Py_ssize_t n):
+        """Per layer, the shapes of (out, pre, dz, dx) for n rows; None where not needed."""
         cdef int i
-        cdef tuple t
+        shapes = []
         for i in range(self.nl):
-            d = self.dense[i]
-            t = self.bound[i]
-            if d.weight.data is not t[0] or d.weight.grad is not t[1]:
-                return False
-            if d.bias is not None and (d.bias.data is not t[2] or d.bias.grad is not t[3]):
-                return False
-        return True
+            code = self.acts[i][0]
+            shapes.append(((n, self.L[i].fout),
+                           (n, self.L[i].fout) if self.L[i].act_needs_input else None,
+                           (n, self.L[i].fout) if code != RANVIER_ACT_NONE else None,
+                           (n, self.L[i].fin)))
+        return shapes
 
-    cdef _bind_params(self):
-        """Point the layer table at the layers' current parameters (checked)."""
+    def bind_params(self, params):
+        """params: ((w, b, dw, db), ...): w, dw (fout, fin); b, db (fout,) or None."""
         cdef int i
-        params = []
-        fin_prev = None
+        if len(params) != self.nl:
+            raise ValueError(f"DenseRun: {len(params)} parameter sets for {self.nl} layers")
         for i in range(self.nl):
-            d = self.dense[i]
-            w, dw = d.weight.data, d.weight.grad
-            b = d.bias.data if d.bias is not None else None
-            db = d.bias.grad if d.bias is not None else None
-            for name, a in (("weight", w), ("weight grad", dw), ("bias", b), ("bias grad", db)):
-                if a is not None and (not isinstance(a, np.ndarray) or a.dtype != self.dtype
-                                      or not a.flags.c_contiguous or not a.flags.writeable):
-                    raise ValueError(f"DenseRun: layer {i} {name} must be a writeable "
-                                     f"C-contiguous {self.dtype} array")
-            if w.ndim != 2 or dw.shape != w.shape:
-                raise ValueError(f"DenseRun: layer {i} weight and its gradient do not agree")
-            fout, fin = w.shape
-            if b is not None and (b.shape != (fout,) or db.shape != (fout,)):
-                raise ValueError(f"DenseRun: layer {i} bias must have {fout} entries")
-            if fin_prev is not None and fin != fin_prev:
-                raise ValueError(f"DenseRun: layer {i} takes {fin} features, the layer before "
-                                 f"gives {fin_prev}")
-            fin_prev = fout
-            if self.workspaces and (fin != self.L[i].fin or fout != self.L[i].fout):
-                self.workspaces = {}  # new shapes: the old workspaces no longer fit
-                self.n = -1
-            self.L[i].fin, self.L[i].fout, self.L[i].act = fin, fout, self.acts[i]
+            w, b, dw, db = params[i]
+            fin, fout, has_bias = self.L[i].fin, self.L[i].fout, self.acts[i][2]
+            _check_array(w, f"layer {i} weight", self.dtype, (fout, fin), False)
+            _check_array(dw, f"layer {i} weight gradient", self.dtype, (fout, fin), True)
+            if has_bias:
+                _check_array(b, f"layer {i} bias", self.dtype, (fout,), False)
+                _check_array(db, f"layer {i} bias gradient", self.dtype, (fout,), True)
+            elif b is not None or db is not None:
+                raise ValueError(f"DenseRun: layer {i} has no bias")
+        for i in range(self.nl):
+            w, b, dw, db = params[i]
             self.L[i].w = cnp.PyArray_DATA(w)
             self.L[i].dw = cnp.PyArray_DATA(dw)
             self.L[i].b = cnp.PyArray_DATA(b) if b is not None else NULL
             self.L[i].db = cnp.PyArray_DATA(db) if db is not None else NULL
-            params.append((w, dw, b, db))
-        self.bound = params
+        self.params = tuple(params)  # kept alive while bound
 
-    cdef _bind_rows(self, Py_ssize_t n):
-        """Point the layer table at the workspaces for n rows (made on first use)."""
+    def bind_buffers(self, Py_ssize_t n, buffers):
+        """buffers: per layer (out, pre, dz, dx) for n rows, as buffer_shapes(n) says."""
         cdef int i
-        ws = self.workspaces.get(n)
-        if ws is None:
-            if len(self.workspaces) > 4:  # batch sizes come and go only with partial batches
-                self.workspaces.clear()
-            ws = tuple((np.empty((n, self.L[i].fout), self.dtype),
-                        np.empty((n, self.L[i].fout), self.dtype)
-                        if self.acts[i] != RANVIER_ACT_NONE else None,
-                        np.empty((n, self.L[i].fin), self.dtype)) for i in range(self.nl))
-            self.workspaces[n] = ws
+        if len(buffers) != self.nl:
+            raise ValueError(f"DenseRun: {len(buffers)} buffer sets for {self.nl} layers")
+        shapes = self.buffer_shapes(n)
         for i in range(self.nl):
-            out, dz, dx = ws[i]
+            for what, a, shape in zip(("out", "pre", "dz", "dx"), buffers[i], shapes[i]):
+                if shape is None:
+                    if a is not None:
+                        raise ValueError(f"DenseRun: layer {i} needs no {what} buffer")
+                else:
+                    _check_array(a, f"layer {i} {what} buffer", self.dtype, shape, True)
+        for i in range(self.nl):
+            out, pre, dz, dx = buffers[i]
             self.L[i].out = cnp.PyArray_DATA(out)
+            self.L[i].pre = cnp.PyArray_DATA(pre) if pre is not None else NULL
             self.L[i].dz = cnp.PyArray_DATA(dz) if dz is not None else NULL
             self.L[i].dx = cnp.PyArray_DATA(dx)
-        self.ws = ws
+        self.buffers = tuple(buffers)
         self.n = n
+        self.x = None
 
-    cdef _check_rows(self, object a, Py_ssize_t cols, str name):
-        if (not isinstance(a, np.ndarray) or a.ndim != 2 or a.dtype != self.dtype
-                or not a.flags.c_contiguous or a.shape[1] != cols):
-            raise ValueError(f"DenseRun: {name} must be a C-contiguous {self.dtype} array with "
-                             f"{cols} columns")
+    @property
+    def rows(self):
+        """The batch size the buffers are bound for (-1 before any)."""
+        return self.n
 
     def forward(self, x, int num_threads=1):
-        """The run's output for x (n, in_features); overwritten by the next forward."""
-        if not self._params_unchanged():
-            self._bind_params()
-        self._check_rows(x, self.L[0].fin, "x")
-        cdef Py_ssize_t n = x.shape[0]
-        if n != self.n:
-            self._bind_rows(n)
+        """The run's output for x (rows, in_features): the last layer's out buffer."""
+        if self.params is None:
+            raise RuntimeError("DenseRun.forward: bind_params first")
+        if (not isinstance(x, np.ndarray) or x.ndim != 2 or x.dtype != self.dtype
+                or not x.flags.c_contiguous or x.shape[1] != self.L[0].fin):
+            raise ValueError(f"DenseRun.forward: x must be a C-contiguous {self.dtype} array "
+                             f"with {self.L[0].fin} columns")
+        if x.shape[0] != self.n:
+            raise ValueError(f"DenseRun.forward: x has {x.shape[0]} rows, the buffers are bound "
+                             f"for {self.n}")
         self.x = x  # kept for backward: the caller's buffer must not change in between
         cdef void *px = cnp.PyArray_DATA(x)
         cdef int rc = 0
+        cdef Py_ssize_t n = self.n
         if n > 0:
             with nogil:
                 if self.is_double:
@@ -461,24 +484,24 @@ cdef class DenseRun:
                     rc = _run_forward(self.L, self.nl, n, <const float *>px, num_threads)
         if rc != 0:
             raise MemoryError("DenseRun: could not allocate GEMM packing buffers")
-        return self.ws[self.nl - 1][0]
+        return self.buffers[self.nl - 1][0]
 
     def backward(self, dy, bint need_input_grad, int num_threads=1):
-        """Writes every weight and bias gradient from dy (n, out_features) of the last forward;
-        returns dL/dx, or None when not needed (the first layers of a model)."""
+        """Writes every weight and bias gradient from dy (rows, out_features) of the last forward;
+        returns dL/dx (the first layer's dx buffer), or None when not needed."""
         if self.x is None:
             raise RuntimeError("DenseRun.backward called before forward")
-        if not self._params_unchanged():
-            raise RuntimeError("DenseRun: parameters were replaced between forward and backward")
-        self._check_rows(dy, self.L[self.nl - 1].fout, "dy")
-        cdef Py_ssize_t n = dy.shape[0]
-        if n != self.n:
-            raise ValueError(f"DenseRun: dy has {n} rows, the last forward had {self.n}")
+        if (not isinstance(dy, np.ndarray) or dy.ndim != 2 or dy.dtype != self.dtype
+                or not dy.flags.c_contiguous or dy.shape[0] != self.n
+                or dy.shape[1] != self.L[self.nl - 1].fout):
+            raise ValueError(f"DenseRun.backward: dy must be a C-contiguous {self.dtype} array "
+                             f"of shape ({self.n}, {self.L[self.nl - 1].fout})")
         cdef void *px = cnp.PyArray_DATA(self.x)
         cdef void *pdy = cnp.PyArray_DATA(dy)
         cdef int rc = 0
+        cdef Py_ssize_t n = self.n
         if n == 0:  # a sum over no rows: every gradient is zero
-            for _, dw, _, db in self.bound:
+            for _, _, dw, db in self.params:
                 dw.fill(0)
                 if db is not None:
                     db.fill(0)
@@ -492,4 +515,4 @@ cdef class DenseRun:
                                        need_input_grad, num_threads)
         if rc != 0:
             raise MemoryError("DenseRun: could not allocate GEMM packing buffers")
-        return self.ws[0][2] if need_input_grad else None
+        return self.buffers[0][3] if need_input_grad else None

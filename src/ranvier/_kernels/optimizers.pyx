@@ -9,6 +9,7 @@ from cython.parallel cimport prange
 from libc.math cimport fabs, pow, sqrt
 
 from ranvier._kernels._reduce cimport RED_MAX_CHUNKS, red_chunk_len
+from ranvier._kernels._runtime cimport active_isa
 
 ctypedef fused real:
     float
@@ -23,30 +24,19 @@ cdef extern from "optim.h":
         double beta1, beta2, one_minus_beta1, one_minus_beta2, eps, weight_decay, step_size
         double inv_sqrt_bc2, decay
         int decoupled
-    void ranvier_sgd_f32(const ranvier_sgd_params *h, float *p, const float *g, float *buf,
-                         Py_ssize_t n) nogil
-    void ranvier_sgd_f64(const ranvier_sgd_params *h, double *p, const double *g, double *buf,
-                         Py_ssize_t n) nogil
-    void ranvier_adam_f32(const ranvier_adam_params *h, float *p, const float *g, float *m,
-                          float *v, float *vmax, Py_ssize_t n) nogil
-    void ranvier_adam_f64(const ranvier_adam_params *h, double *p, const double *g, double *m,
-                          double *v, double *vmax, Py_ssize_t n) nogil
-    int ranvier_optim_get_isa() nogil
-    int ranvier_optim_set_isa(int isa) nogil
+    ctypedef struct ranvier_optim_kernels:
+        void (*sgd_f32)(const ranvier_sgd_params *h, float *p, const float *g, float *buf,
+                        Py_ssize_t n) noexcept nogil
+        void (*sgd_f64)(const ranvier_sgd_params *h, double *p, const double *g, double *buf,
+                        Py_ssize_t n) noexcept nogil
+        void (*adam_f32)(const ranvier_adam_params *h, float *p, const float *g, float *m,
+                         float *v, float *vmax, Py_ssize_t n) noexcept nogil
+        void (*adam_f64)(const ranvier_adam_params *h, double *p, const double *g, double *m,
+                         double *v, double *vmax, Py_ssize_t n) noexcept nogil
+    const ranvier_optim_kernels *ranvier_optim_kernels_for(int isa) nogil
 
 cdef enum:
     UPDATE_CHUNK = 16384  # elements per thread task of an elementwise update
-
-
-def get_isa():
-    """Instruction set of the SGD/Adam update loops in use ('generic', 'avx2', 'avx512')."""
-    return ("generic", "avx2", "avx512")[ranvier_optim_get_isa()]
-
-
-def set_isa(name):
-    isas = ("generic", "avx2", "avx512")
-    if name not in isas or ranvier_optim_set_isa(isas.index(name)) != 0:
-        raise ValueError(f"optimizer ISA {name!r} is not supported here")
 
 
 cdef inline int _check_len(Py_ssize_t n, Py_ssize_t m, str name) except -1:
@@ -76,17 +66,17 @@ cdef inline real _decayed(real g, real p, real wd) noexcept nogil:
 cdef inline void _sgd_chunk(const ranvier_sgd_params *h, real *p, const real *g, real *buf,
                             Py_ssize_t n) noexcept nogil:
     if real is float:
-        ranvier_sgd_f32(h, p, g, buf, n)
+        ranvier_optim_kernels_for(active_isa()).sgd_f32(h, p, g, buf, n)
     else:
-        ranvier_sgd_f64(h, p, g, buf, n)
+        ranvier_optim_kernels_for(active_isa()).sgd_f64(h, p, g, buf, n)
 
 
 cdef inline void _adam_chunk(const ranvier_adam_params *h, real *p, const real *g, real *m,
                              real *v, real *vmax, Py_ssize_t n) noexcept nogil:
     if real is float:
-        ranvier_adam_f32(h, p, g, m, v, vmax, n)
+        ranvier_optim_kernels_for(active_isa()).adam_f32(h, p, g, m, v, vmax, n)
     else:
-        ranvier_adam_f64(h, p, g, m, v, vmax, n)
+        ranvier_optim_kernels_for(active_isa()).adam_f64(h, p, g, m, v, vmax, n)
 
 
 def sgd_step(real[::1] param, const real[::1] grad, real[::1] momentum_buf, double lr,

@@ -1,0 +1,73 @@
+"""Dropout (inverted): its mask kernel is _kernels/activations.pyx's dropout_apply; tests in
+tests/test_layers_dropout.py."""
+import numbers
+
+import numpy as np
+
+from .._config import threads_for
+from .._kernels import activations as _act
+from .._random import generator_from
+from .._validation import check_float
+from .base import Layer, as_float, register_layer
+
+
+@register_layer
+class Dropout(Layer):
+    """Inverted dropout: in training each element is zeroed with probability ``p`` and the kept
+    ones are scaled by 1 / (1 - p), so evaluation (``training`` False, set by
+    ``Sequential.eval()``) is the identity.
+
+    The mask comes from a numpy Generator seeded by ``seed`` (an int, a Generator, or None for a
+    draw from ranvier.manual_seed's generator): two layers with the same int seed draw the same sequence of masks. Uniform draws
+    are float32 whatever the data's dtype, into a buffer reused from batch to batch; a native
+    kernel applies them (element kept where draw >= p). ``config()`` records an int seed (None
+    when the seed was None or a Generator).
+    """
+
+    def __init__(self, p=0.5, seed=None):
+        p = check_float(p, "p", minimum=0.0)
+        if p >= 1.0:
+            raise ValueError(f"p must be in [0, 1), got {p}")
+        self.p = p
+        self.seed = int(seed) if isinstance(seed, numbers.Integral) and not isinstance(
+            seed, bool) else None
+        self._rng = generator_from(seed)
+        self._scale = 1.0 / (1.0 - p)
+        self._u = np.empty(0, np.float32)  # uniform draws of the last training forward
+        self._masked = False               # whether the last forward applied a mask
+        self._shape = self._dtype = None
+
+    def forward(self, x):
+        x = as_float(x)
+        self._shape, self._dtype = x.shape, x.dtype
+        self._masked = bool(self.training) and self.p > 0.0
+        if not self._masked:
+            return x.copy()
+        n = x.size
+        if self._u.size < n:
+            self._u = np.empty(n, np.float32)
+        u = self._u[:n]
+        self._rng.random(dtype=np.float32, out=u)
+        y = np.empty_like(x)
+        _act.dropout_apply(x.reshape(-1), u, self.p, self._scale, y.reshape(-1), threads_for(n))
+        return y
+
+    def backward(self, grad_output, need_input_grad=True):
+        if self._shape is None:
+            raise RuntimeError("Dropout.backward called before forward")
+        dy = as_float(grad_output, "grad_output")
+        if dy.shape != self._shape:
+            raise ValueError(f"grad_output must have shape {self._shape}, got {dy.shape}")
+        if not need_input_grad:
+            return None
+        dy = np.ascontiguousarray(dy, dtype=self._dtype)
+        if not self._masked:
+            return dy.copy()
+        n = dy.size
+        dx = np.empty_like(dy)
+        _act.dropout_apply(dy.reshape(-1), self._u[:n], self.p, self._scale, dx.reshape(-1),
+                           threads_for(n))
+        return dx
+
+    def config(self):
+        return {"p": self.p, "seed": self.seed}
