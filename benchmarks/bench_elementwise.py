@@ -57,8 +57,24 @@ def _threads_for(size, n):
         return n
 
 
+def _activation(activations, name, kind, dtype):
+    """f(x, out, nt) (forward) or f(v, dy, dx, nt) (backward) for one activation: the activation
+    table's generic kernel, or the named one of a build from before the table (--baseline)."""
+    table = getattr(activations, "ACTIVATIONS", None)
+    if table is None:
+        return _entry(getattr(activations, f"{name}_{kind}"), dtype)
+    generic, code = _entry(getattr(activations, kind), dtype), table[name]
+    return lambda *arrays_nt: generic(code, *arrays_nt[:-1], 0.0, arrays_nt[-1])
+
+
 def _fused_bias_relu(matmul, activations):
     """A purely elementwise fused bias + ReLU kernel, if ranvier has one by now (name-based)."""
+    table = getattr(activations, "ACTIVATIONS", None)
+    if table is not None:
+        fused = activations.bias_forward
+        return "activations.bias_forward(relu)", (
+            lambda z, b, y, nt=1, num_threads=None: _entry(fused, z.dtype.type)(
+                table["relu"], z, b, y, 0.0, nt if num_threads is None else num_threads))
     for mod in (activations, matmul):
         for name in dir(mod):
             low = name.lower()
@@ -93,10 +109,10 @@ def ranvier_calls(mods, a, dtype, nt):
     the arrays in ``a``, and {op: the path taken}."""
     activations, losses, matmul = mods["activations"], mods["losses"], mods["matmul"]
     x1, z1, y1, dy1, dx1 = (a[k].reshape(-1) for k in ("x", "z", "y", "dy", "dx"))
-    relu_f = _entry(activations.relu_forward, dtype)
-    relu_b = _entry(activations.relu_backward, dtype)
-    sig_f = _entry(activations.sigmoid_forward, dtype)
-    tanh_f = _entry(activations.tanh_forward, dtype)
+    relu_f = _activation(activations, "relu", "forward", dtype)
+    relu_b = _activation(activations, "relu", "backward", dtype)
+    sig_f = _activation(activations, "sigmoid", "forward", dtype)
+    tanh_f = _activation(activations, "tanh", "forward", dtype)
     bias_add = _entry(matmul.bias_add, dtype)
     sce = _entry(losses.softmax_cross_entropy_labels, dtype)
     z, b, y = a["z"], a["b"], a["y"]

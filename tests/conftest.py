@@ -34,11 +34,11 @@ def num_threads(request):
 def isa(request):
     """Every instruction set this CPU can run, for all kernel families at once (GEMM,
     activations, optimizer updates); restores the best one after."""
-    from ranvier._kernels import matmul
+    from ranvier._kernels import _runtime
 
-    if request.param not in matmul.supported_isas():
+    if request.param not in _runtime.supported_isas():
         pytest.skip(f"this CPU cannot run the {request.param} kernel")
-    before = matmul.get_isa()
+    before = _runtime.get_isa()
     ranvier.set_isa(request.param)
     yield request.param
     ranvier.set_isa(before)

@@ -110,17 +110,21 @@ def test_set_isa_rejects_unknown_name():
     assert rv.get_isa() == before
 
 
-def test_set_isa_switches_every_kernel_family(isa):
-    from ranvier._kernels import activations, matmul, optimizers
+def test_one_isa_list_and_one_choice_for_every_kernel_family():
+    """The ISA names come from the C list (isa.h) and the active ISA lives in one place: no
+    kernel module keeps a choice of its own."""
+    from ranvier._kernels import _runtime, activations, matmul, optimizers
 
-    assert (matmul.get_isa(), activations.get_isa(), optimizers.get_isa()) == (isa, isa, isa)
+    assert _runtime.ISA_NAMES == ("generic", "avx2", "avx512")
+    for mod in (activations, matmul, optimizers):
+        assert not hasattr(mod, "set_isa") and not hasattr(mod, "get_isa"), mod.__name__
+    assert _runtime.best_isa() == _runtime.supported_isas()[-1]
 
 
 def test_ranvier_isa_environment_variable():
-    code = ("import ranvier; from ranvier._kernels import activations, optimizers; "
-            "print(ranvier.get_isa(), activations.get_isa(), optimizers.get_isa())")
+    code = "import ranvier; from ranvier._kernels import _runtime; print(ranvier.get_isa())"
     res = _child(code, RANVIER_ISA="generic")
     assert res.returncode == 0, res.stderr
-    assert res.stdout.strip() == "generic generic generic"
+    assert res.stdout.strip() == "generic"
     res = _child("import ranvier", RANVIER_ISA="bogus")
     assert res.returncode != 0 and "ValueError" in res.stderr and "bogus" in res.stderr

@@ -72,12 +72,12 @@ def test_relu_forward_backward(dtype, num_threads, isa):
         expected_y = np.where(x > 0, x, dtype.type(0))
         for xin in (x, readonly(x)):
             buf, y = _guarded(n, dtype)
-            act.relu_forward(xin, y, num_threads)
+            act.forward(act.ACTIVATIONS["relu"], xin, y, 0.0, num_threads)
             np.testing.assert_array_equal(y, expected_y, err_msg=f"relu_forward n={n}")
             _assert_sentinels(buf, f"relu_forward n={n}")
         expected_dx = np.where(expected_y > 0, dy, dtype.type(0))
         buf, dx = _guarded(n, dtype)
-        act.relu_backward(readonly(expected_y), readonly(dy), dx, num_threads)
+        act.backward(act.ACTIVATIONS["relu"], readonly(expected_y), readonly(dy), dx, 0.0, num_threads)
         np.testing.assert_array_equal(dx, expected_dx, err_msg=f"relu_backward n={n}")
         _assert_sentinels(buf, f"relu_backward n={n}")
 
@@ -87,15 +87,15 @@ def test_relu_propagates_nan_as_torch(dtype, isa, torch):
     the backward passes dy where y is NaN, as torch's threshold_backward(dy, y, 0)."""
     x = np.array([np.nan, -np.nan, -np.inf, -1.0, -0.0, 0.0, 2.0, np.inf] * 3, dtype)
     y = np.empty_like(x)
-    act.relu_forward(x, y, 1)
+    act.forward(act.ACTIVATIONS["relu"], x, y, 0.0, 1)
     expected = torch.relu(torch.from_numpy(x)).numpy()
     np.testing.assert_array_equal(y, expected)
     yb = np.empty((3, 8), dtype)
-    act.bias_relu_forward(x.reshape(3, 8), np.zeros(8, dtype), yb, 1)
+    act.bias_forward(act.ACTIVATIONS["relu"], x.reshape(3, 8), np.zeros(8, dtype), yb, 0.0, 1)
     np.testing.assert_array_equal(yb.reshape(-1), expected)
     dy = np.ones_like(x)
     dx = np.empty_like(x)
-    act.relu_backward(y, dy, dx, 1)
+    act.backward(act.ACTIVATIONS["relu"], y, dy, dx, 0.0, 1)
     ref = torch.ops.aten.threshold_backward(torch.from_numpy(dy), torch.from_numpy(y), 0).numpy()
     np.testing.assert_array_equal(dx, ref)
 
@@ -111,7 +111,7 @@ def test_sigmoid_forward(dtype, num_threads, isa):
         x = _data(rng, n, dtype, spread=6.0)
         for xin in (x, readonly(x)):
             buf, y = _guarded(n, dtype)
-            act.sigmoid_forward(xin, y, num_threads)
+            act.forward(act.ACTIVATIONS["sigmoid"], xin, y, 0.0, num_threads)
             ref = _sigmoid64_exact(x)
             _assert_bound(y, ref, 4 * eps(dtype) * ref + tiny, f"sigmoid n={n}")
             _assert_sentinels(buf, f"sigmoid n={n}")
@@ -121,7 +121,7 @@ def test_sigmoid_extreme_inputs_do_not_overflow(dtype, num_threads, isa):
     big = [20, 40, 80, 88.5, 100, 700, 710, 1000, 1e30]
     x = np.array([v for b in big for v in (b, -b)] + [np.inf, -np.inf, 0.0, -0.0], dtype)
     y = np.empty_like(x)
-    act.sigmoid_forward(x, y, num_threads)
+    act.forward(act.ACTIVATIONS["sigmoid"], x, y, 0.0, num_threads)
     assert np.isfinite(y).all(), f"sigmoid produced {y[~np.isfinite(y)]} for {x[~np.isfinite(y)]}"
     ref = _sigmoid64_exact(x)
     _assert_bound(y, ref, 4 * eps(dtype) * ref + np.finfo(dtype).tiny, "sigmoid extremes")
@@ -133,12 +133,12 @@ def test_sigmoid_backward(dtype, num_threads, isa):
     rng = np.random.default_rng(3)
     for n in LENGTHS:
         y = np.empty(n, dtype)
-        act.sigmoid_forward(_data(rng, n, dtype, spread=6.0), y, num_threads)
+        act.forward(act.ACTIVATIONS["sigmoid"], _data(rng, n, dtype, spread=6.0), y, 0.0, num_threads)
         dy = _data(rng, n, dtype)
         y64, dy64 = y.astype(np.float64), dy.astype(np.float64)
         ref = dy64 * y64 * (1 - y64)
         buf, dx = _guarded(n, dtype)
-        act.sigmoid_backward(readonly(y), readonly(dy), dx, num_threads)
+        act.backward(act.ACTIVATIONS["sigmoid"], readonly(y), readonly(dy), dx, 0.0, num_threads)
         # Three roundings (1 - y, two products) and the final one; 1 - y is exact for y >= 1/2.
         _assert_bound(dx, ref, 4 * eps(dtype) * np.abs(ref) + np.finfo(dtype).tiny,
                       f"sigmoid_backward n={n}")
@@ -151,14 +151,14 @@ def test_tanh_forward(dtype, num_threads, isa):
         x = _data(rng, n, dtype)
         for xin in (x, readonly(x)):
             buf, y = _guarded(n, dtype)
-            act.tanh_forward(xin, y, num_threads)
+            act.forward(act.ACTIVATIONS["tanh"], xin, y, 0.0, num_threads)
             ref = np.tanh(x.astype(np.float64))
             _assert_bound(y, ref, 4 * eps(dtype) * np.abs(ref) + np.finfo(dtype).tiny,
                           f"tanh n={n}")
             _assert_sentinels(buf, f"tanh n={n}")
     x = np.array([20, -20, 1000, -1000, 1e30, -1e30, np.inf, -np.inf, 1e-30, -1e-30], dtype)
     y = np.empty_like(x)
-    act.tanh_forward(x, y, num_threads)
+    act.forward(act.ACTIVATIONS["tanh"], x, y, 0.0, num_threads)
     np.testing.assert_array_equal(y[:8], [1, -1, 1, -1, 1, -1, 1, -1])
     np.testing.assert_allclose(y[8:], x[8:], rtol=eps(dtype))
 
@@ -171,7 +171,7 @@ def test_tanh_float32_dense_sweep(isa):
     x = bits.astype(np.uint32).view(np.float32)
     x = np.concatenate([x, -x])
     y = np.empty_like(x)
-    act.tanh_forward(x, y, 2)
+    act.forward(act.ACTIVATIONS["tanh"], x, y, 0.0, 2)
     ref = np.tanh(x.astype(np.float64))
     _assert_bound(y, ref, 4 * eps(np.float32) * np.abs(ref) + np.finfo(np.float32).tiny,
                   "tanh sweep")
@@ -182,7 +182,7 @@ def test_tanh_special_values(dtype, isa):
     big = 9.02 if dtype == np.float32 else 19.1      # tanh rounds to 1 from here on
     x = np.array([np.nan, -0.0, 0.0, 7.9, -7.9, 7.91, big, -big], dtype)
     y = np.empty_like(x)
-    act.tanh_forward(x, y, 1)
+    act.forward(act.ACTIVATIONS["tanh"], x, y, 0.0, 1)
     assert np.isnan(y[0])
     assert y[1] == 0 and np.signbit(y[1]) and y[2] == 0 and not np.signbit(y[2])
     np.testing.assert_allclose(y[3:5], np.tanh(x[3:5].astype(np.float64)), rtol=4 * eps(dtype))
@@ -193,12 +193,12 @@ def test_tanh_backward(dtype, num_threads, isa):
     rng = np.random.default_rng(5)
     for n in LENGTHS:
         y = np.empty(n, dtype)
-        act.tanh_forward(_data(rng, n, dtype), y, num_threads)
+        act.forward(act.ACTIVATIONS["tanh"], _data(rng, n, dtype), y, 0.0, num_threads)
         dy = _data(rng, n, dtype)
         y64, dy64 = y.astype(np.float64), dy.astype(np.float64)
         ref = dy64 * (1 - y64 * y64)
         buf, dx = _guarded(n, dtype)
-        act.tanh_backward(readonly(y), readonly(dy), dx, num_threads)
+        act.backward(act.ACTIVATIONS["tanh"], readonly(y), readonly(dy), dx, 0.0, num_threads)
         # Forward error of dy * (1 - y*y): the rounding of y*y is relative to y^2, not to the
         # (possibly much smaller) 1 - y^2, hence |dy| (1 + y^2) rather than |ref|.
         bound = 4 * eps(dtype) * np.abs(dy64) * (1 + y64 * y64) + np.finfo(dtype).tiny
@@ -206,13 +206,38 @@ def test_tanh_backward(dtype, num_threads, isa):
         _assert_sentinels(buf, f"tanh_backward n={n}")
 
 
-@pytest.mark.parametrize("name", ["relu", "sigmoid", "tanh"])
+# Every entry of the activation table, with a parameter for those that take one.
+TABLE = sorted(act.ACTIVATIONS)
+PARAM = {"leaky_relu": 0.07, "elu": 0.7}
+
+
+def _fwd(name):
+    """f(x, out, nt) for the table entry ``name``."""
+    return lambda x, out, nt: act.forward(act.ACTIVATIONS[name], x, out, PARAM.get(name, 0.0), nt)
+
+
+def _bwd(name):
+    """f(v, dy, dx, nt) for the table entry ``name``."""
+    return lambda v, dy, dx, nt: act.backward(act.ACTIVATIONS[name], v, dy, dx,
+                                              PARAM.get(name, 0.0), nt)
+
+
+def test_table_lists_every_activation_once():
+    assert TABLE == sorted(["none", "relu", "sigmoid", "tanh", "leaky_relu", "elu", "gelu",
+                            "silu"])
+    assert sorted(act.ACTIVATIONS.values()) == list(range(len(TABLE)))
+    assert act.NEEDS_OUTPUT == {"none", "relu", "sigmoid", "tanh"}
+    with pytest.raises(ValueError, match="unknown activation code"):
+        act.forward(len(TABLE), np.ones(3), np.empty(3))
+
+
+@pytest.mark.parametrize("name", TABLE)
 def test_elementwise_same_bits_for_any_thread_count(dtype, name, isa):
     rng = np.random.default_rng(6)
     n = 100003
     x = _data(rng, n, dtype)
     dy = _data(rng, n, dtype)
-    fwd, bwd = getattr(act, f"{name}_forward"), getattr(act, f"{name}_backward")
+    fwd, bwd = _fwd(name), _bwd(name)
     ys, dxs = [], []
     for nt in (1, 2):
         y = np.empty(n, dtype)
@@ -224,13 +249,13 @@ def test_elementwise_same_bits_for_any_thread_count(dtype, name, isa):
     assert ys[0] == ys[1] and dxs[0] == dxs[1]
 
 
-@pytest.mark.parametrize("name", ["relu", "sigmoid", "tanh"])
+@pytest.mark.parametrize("name", TABLE)
 def test_elementwise_in_place(dtype, name, isa):
     """out may be x itself: the same values as into a separate output."""
     rng = np.random.default_rng(13)
     for n in (1, 17, 4103, 100003):
         x = _data(rng, n, dtype)
-        fwd, bwd = getattr(act, f"{name}_forward"), getattr(act, f"{name}_backward")
+        fwd, bwd = _fwd(name), _bwd(name)
         y = np.empty_like(x)
         fwd(x, y, 2)
         x_in = x.copy()
@@ -245,9 +270,9 @@ def test_elementwise_in_place(dtype, name, isa):
 
 def test_elementwise_empty(dtype):
     e = np.empty(0, dtype)
-    for name in ("relu", "sigmoid", "tanh"):
-        getattr(act, f"{name}_forward")(e, np.empty(0, dtype), 2)
-        getattr(act, f"{name}_backward")(e, e, np.empty(0, dtype), 2)
+    for name in TABLE:
+        _fwd(name)(e, np.empty(0, dtype), 2)
+        _bwd(name)(e, e, np.empty(0, dtype), 2)
 
 
 # --------------------------------------------------------------------------------------------
@@ -258,12 +283,17 @@ BIAS_SHAPES = [(r, c) for r in (1, 3, 4, 5, 9) for c in (1, 7, 16, 17, 63)]
 BIAS_SHAPES += [(130, 257), (1000, 33), (6, 4099)]     # past the 16384-element parallel task
 
 
-@pytest.mark.parametrize("name", ["relu", "sigmoid", "tanh"])
+@pytest.mark.parametrize("name", TABLE)
 def test_bias_activation_matches_unfused(dtype, num_threads, isa, name):
-    """bias_<act>_forward(z, b, y) gives the same bits as z + b (rounded in the working precision,
-    as bias_add does) followed by <act>_forward, into a separate output and in place."""
+    """bias_forward(act, z, b, y) gives the same bits as z + b (rounded in the working precision,
+    as bias_add does) followed by forward(act), into a separate output and in place."""
     rng = np.random.default_rng(14)
-    fused, unfused = getattr(act, f"bias_{name}_forward"), getattr(act, f"{name}_forward")
+    code, param = act.ACTIVATIONS[name], PARAM.get(name, 0.0)
+    unfused = _fwd(name)
+
+    def fused(z, b, y, nt):
+        act.bias_forward(code, z, b, y, param, nt)
+
     for rows, cols in BIAS_SHAPES:
         z = _data(rng, (rows, cols), dtype)
         b = _data(rng, cols, dtype)
@@ -282,7 +312,7 @@ def test_bias_relu_against_float64(dtype, num_threads):
     z = _data(rng, (37, 65), dtype)
     b = _data(rng, 65, dtype)
     y = np.empty_like(z)
-    act.bias_relu_forward(z, b, y, num_threads)
+    act.bias_forward(act.ACTIVATIONS["relu"], z, b, y, 0.0, num_threads)
     ref = np.maximum(z.astype(np.float64) + b.astype(np.float64), 0)
     _assert_bound(y, ref, eps(dtype) * np.abs(ref), "bias_relu")   # one rounding: z + b
 
@@ -290,22 +320,22 @@ def test_bias_relu_against_float64(dtype, num_threads):
 def test_bias_activation_bad_arguments(dtype):
     z, b, y = np.zeros((4, 5), dtype), np.zeros(5, dtype), np.zeros((4, 5), dtype)
     with pytest.raises(ValueError, match="b has 4"):
-        act.bias_relu_forward(z, b[:4], y, 1)
+        act.bias_forward(act.ACTIVATIONS["relu"], z, b[:4], y, 0.0, 1)
     with pytest.raises(ValueError, match="y has shape"):
-        act.bias_relu_forward(z, b, y[:3], 1)
+        act.bias_forward(act.ACTIVATIONS["relu"], z, b, y[:3], 0.0, 1)
     big = np.zeros((5, 5), dtype)
     with pytest.raises(ValueError, match="overlap"):          # y shifted by one row over z
-        act.bias_relu_forward(big[:4], b, big[1:], 1)
+        act.bias_forward(act.ACTIVATIONS["relu"], big[:4], b, big[1:], 0.0, 1)
     with pytest.raises(ValueError, match="overlap"):          # b inside y
-        act.bias_relu_forward(z, big[2], big[:4], 1)
+        act.bias_forward(act.ACTIVATIONS["relu"], z, big[2], big[:4], 0.0, 1)
     with pytest.raises(ValueError, match="contiguous"):
-        act.bias_relu_forward(np.zeros((4, 10), dtype)[:, ::2], b, y, 1)
+        act.bias_forward(act.ACTIVATIONS["relu"], np.zeros((4, 10), dtype)[:, ::2], b, y, 0.0, 1)
     with pytest.raises((TypeError, ValueError)):              # no kernel for mixed dtypes
-        act.bias_relu_forward(z, b.astype(np.float16), y, 1)
+        act.bias_forward(act.ACTIVATIONS["relu"], z, b.astype(np.float16), y, 0.0, 1)
     with pytest.raises(ValueError, match="read-only"):
-        act.bias_relu_forward(z, b, readonly(y), 1)
-    act.bias_relu_forward(np.zeros((0, 5), dtype), b, np.zeros((0, 5), dtype), 2)
-    act.bias_relu_forward(np.zeros((3, 0), dtype), b[:0], np.zeros((3, 0), dtype), 2)
+        act.bias_forward(act.ACTIVATIONS["relu"], z, b, readonly(y), 0.0, 1)
+    act.bias_forward(act.ACTIVATIONS["relu"], np.zeros((0, 5), dtype), b, np.zeros((0, 5), dtype), 0.0, 2)
+    act.bias_forward(act.ACTIVATIONS["relu"], np.zeros((3, 0), dtype), b[:0], np.zeros((3, 0), dtype), 0.0, 2)
 
 
 # --------------------------------------------------------------------------------------------

@@ -10,8 +10,11 @@ from conftest import eps, readonly
 import ranvier as rv
 from ranvier import _plan
 from ranvier._kernels import matmul as mm
+from ranvier._kernels.activations import ACTIVATIONS
+from ranvier._workspace import Workspace
 
-ACTS = {"none": mm.ACT_NONE, "relu": mm.ACT_RELU, "sigmoid": mm.ACT_SIGMOID, "tanh": mm.ACT_TANH}
+ACTS = {name: ACTIVATIONS[name] for name in ("none", "relu", "sigmoid", "tanh")}
+ACT_LAYERS = {"relu": rv.ReLU, "sigmoid": rv.Sigmoid, "tanh": rv.Tanh}
 SHAPES = [(1, 1, 1), (7, 5, 3), (33, 17, 31), (32, 64, 10), (65, 129, 33), (129, 257, 64),
           # edge tiles: 2..6 leftover rows, outputs on a half/full register tile width, and a k
           # over one KC = 256 slice (the epilogue runs on the last slice only)
@@ -44,7 +47,7 @@ def test_dense_forward_matches_reference(rng, dtype, isa, gemm_path, n, fin, fou
     b = rng.standard_normal(fout).astype(dtype)
     for nt in (1, 2):
         out = np.full((n, fout), np.nan, dtype)  # must be overwritten, never read
-        mm.dense_forward(readonly(x), readonly(w), readonly(b), out, ACTS[act], nt)
+        mm.dense_forward(readonly(x), readonly(w), readonly(b), out, ACTS[act], 0.0, nt)
         z = x.astype(np.float64) @ w.T.astype(np.float64) + b
         tol = _bound(np.c_[x, np.ones(n)], np.r_[w.T, b[None]], fin + 1, dtype)
         # the activations are 1-Lipschitz, so the pre-activation bound carries over
@@ -66,7 +69,7 @@ def test_dense_backward_matches_reference(rng, dtype, isa, gemm_path, n, fin, fo
         db = np.full(fout, np.nan, dtype)
         dx = np.full((n, fin), np.nan, dtype)
         mm.dense_backward(readonly(x), readonly(w), readonly(y), readonly(dy), dz, dw, db, dx,
-                          ACTS[act], nt)
+                          ACTS[act], 0.0, nt)
         np.testing.assert_array_less(np.abs(dw - g.T @ x), _bound(g.T, x, n, dtype))
         np.testing.assert_array_less(np.abs(dx - g @ w), _bound(g, w, fout, dtype))
         np.testing.assert_array_less(np.abs(db - g.sum(0)),
@@ -81,7 +84,7 @@ def test_dense_backward_without_input_grad_or_bias(rng, dtype):
     w = rng.standard_normal((3, 4)).astype(dtype)
     dy = rng.standard_normal((9, 3)).astype(dtype)
     dw = np.empty((3, 4), dtype)
-    mm.dense_backward(x, w, dy, dy, None, dw, None, None, mm.ACT_NONE, 1)
+    mm.dense_backward(x, w, dy, dy, None, dw, None, None, ACTS["none"], 0.0, 1)
     np.testing.assert_allclose(dw, dy.T.astype(float) @ x, rtol=50 * eps(dtype))
 
 
@@ -102,26 +105,35 @@ def _mlp(dtype, act_layer, seed=0):
                           rv.Dense(8, 4, seed=rng, dtype=dtype)])
 
 
-@pytest.mark.parametrize("act_layer", [rv.ReLU, rv.Sigmoid, rv.Tanh])
-def test_fused_plan_matches_layer_by_layer(rng, dtype, act_layer):
-    """One fused step (plan) gives the same outputs and gradients as the unfused layers."""
+FUSABLE = [rv.ReLU, rv.Sigmoid, rv.Tanh, lambda: rv.LeakyReLU(0.2), lambda: rv.ELU(0.7), rv.GELU,
+           rv.SiLU]
+
+
+@pytest.mark.parametrize("act_layer", FUSABLE)
+def test_fused_plan_equals_layer_by_layer_bitwise(rng, dtype, isa, act_layer):
+    """One fused step (the plan's DenseRun: activation in the GEMM epilogue, activation gradient
+    folded into the bias-gradient pass) gives the same bits as the Dense and activation layers
+    run one by one, for every activation of the table, on every ISA."""
     x = rng.standard_normal((23, 12)).astype(dtype)
     labels = rng.integers(0, 4, 23)
     fused, plain = _mlp(dtype, act_layer), _mlp(dtype, act_layer)
     loss_a, loss_b = rv.CrossEntropyLoss(), rv.CrossEntropyLoss()
-    blocks = _plan.build_plan(fused.layers)
+    blocks = _plan.build_plan(fused.layers, Workspace())
     assert len(blocks) == 1 and isinstance(blocks[0], _plan.DenseRunBlock)  # one native run
     out_a = _plan.run_forward(blocks, x)
     la, _ = loss_a._train_forward(out_a, labels)
     _plan.run_backward(blocks, loss_a.backward())
-    out_b = plain.forward(x)
-    lb = loss_b.forward(out_b, labels)
-    plain.backward(loss_b.backward())
-    tol = 1e-5 if dtype == np.float32 else 1e-12
-    np.testing.assert_allclose(out_a, out_b, rtol=tol, atol=tol)
-    assert la == pytest.approx(lb, rel=tol)
+    h = x
+    for layer in plain.layers:
+        h = layer.forward(h)
+    lb, _ = loss_b._train_forward(h, labels)
+    g = loss_b.backward()
+    for layer in reversed(plain.layers):
+        g = layer.backward(g)
+    np.testing.assert_array_equal(out_a, h)
+    assert la == lb
     for (name, pa), (_, pb) in zip(fused.named_parameters(), plain.named_parameters()):
-        np.testing.assert_allclose(pa.grad, pb.grad, rtol=tol, atol=tol, err_msg=name)
+        np.testing.assert_array_equal(pa.grad, pb.grad, err_msg=name)
 
 
 def test_training_step_allocates_no_arrays_after_first_batch(rng):
@@ -145,11 +157,27 @@ def test_training_step_allocates_no_arrays_after_first_batch(rng):
 
 
 def _run_and_reference(dtype, rng, acts=("relu", "tanh", "none")):
-    """A DenseRun over three layers, and the same layers as plain Dense objects."""
+    """A DenseRun over three layers (through the plan's block, which binds the layers' arrays and
+    the workspace's buffers to it), and the same layers as plain Dense objects."""
     sizes = [(9, 13), (13, 6), (6, 3)]
     dense = [rv.Dense(i, o, seed=k, dtype=dtype) for k, (i, o) in enumerate(sizes)]
-    run = mm.DenseRun(dense, [ACTS[a] for a in acts])
-    return dense, run
+    layers = []
+    for d, a in zip(dense, acts):
+        layers += [d] + ([ACT_LAYERS[a]()] if a != "none" else [])
+    return dense, _BlockRun(_plan.DenseRunBlock(layers, Workspace(), 0))
+
+
+class _BlockRun:
+    """The block with DenseRun's call signature (num_threads defaulting to 1)."""
+
+    def __init__(self, block):
+        self.block = block
+
+    def forward(self, x, num_threads=1):
+        return self.block.forward(x, num_threads)
+
+    def backward(self, dy, need_input_grad, num_threads=1):
+        return self.block.backward(dy, need_input_grad, num_threads)
 
 
 def _reference_step(dense, acts, x, dy):
@@ -194,7 +222,7 @@ def test_dense_run_sees_replaced_parameters(rng):
     np.testing.assert_allclose(out, _reference_step(dense, ("relu", "tanh", "none"), x,
                                                     np.zeros((5, 3)))[0], rtol=1e-12)
     dense[0].weight.data = np.ones((13, 9), np.float32)  # wrong dtype: refused, not misread
-    with pytest.raises(ValueError, match="layer 0 weight"):
+    with pytest.raises(TypeError, match="layer 0 weight"):
         run.forward(x)
 
 
@@ -205,14 +233,16 @@ def test_dense_run_rejects_bad_calls(rng):
     with pytest.raises(ValueError, match="x must be"):
         run.forward(np.zeros((2, 8), np.float32))        # wrong width
     with pytest.raises(ValueError, match="x must be"):
-        run.forward(np.zeros((2, 9), np.float64))        # wrong dtype
+        run.block.run.forward(np.zeros((2, 9), np.float64))  # wrong dtype (the block converts)
     run.forward(np.zeros((2, 9), np.float32))
-    with pytest.raises(ValueError, match="rows"):
-        run.backward(np.zeros((3, 3), np.float32), True)
+    with pytest.raises(ValueError, match=r"dy must be .* shape \(2, 3\)"):
+        run.backward(np.zeros((3, 3), np.float32), True)   # not the last forward's rows
     with pytest.raises(ValueError, match="dy must be"):
-        run.backward(np.zeros((2, 3), np.float32)[:, ::-1], True)
+        run.block.run.backward(np.zeros((2, 3), np.float32)[:, ::-1], True)
     with pytest.raises(ValueError, match="features"):
-        mm.DenseRun([rv.Dense(4, 5), rv.Dense(6, 2)], [mm.ACT_NONE] * 2)
+        mm.DenseRun([(4, 5, True), (6, 2, True)], [(ACTS["none"], 0.0)] * 2, np.float32)
+    with pytest.raises(ValueError, match="unknown activation"):
+        mm.DenseRun([(4, 5, True)], [(99, 0.0)], np.float32)
 
 
 def test_dense_run_empty_batch_zeroes_gradients(rng):
@@ -230,10 +260,11 @@ def test_dense_run_empty_batch_zeroes_gradients(rng):
 def test_plan_splits_runs_at_other_layers_and_dtypes():
     layers = [rv.Dense(4, 5), rv.ReLU(), rv.Dense(5, 5), rv.Dropout(0.1), rv.Dense(5, 3),
               rv.Sigmoid()]
-    blocks = _plan.build_plan(layers)
+    blocks = _plan.build_plan(layers, Workspace())
     assert [type(b).__name__ for b in blocks] == ["DenseRunBlock", "LayerBlock", "DenseRunBlock"]
     assert len(blocks[0].dense) == 2 and len(blocks[2].dense) == 1
-    mixed = _plan.build_plan([rv.Dense(4, 5, dtype=np.float32), rv.Dense(5, 3, dtype=np.float64)])
+    mixed = _plan.build_plan([rv.Dense(4, 5, dtype=np.float32), rv.Dense(5, 3, dtype=np.float64)],
+                             Workspace())
     assert len(mixed) == 2
 
 
@@ -244,12 +275,12 @@ def test_fused_relu_keeps_nan_as_torch(dtype, gemm_path):
     x[1, 2] = np.nan
     w = np.ones((5, 4), dtype)
     out = np.empty((3, 5), dtype)
-    mm.dense_forward(x, w, np.zeros(5, dtype), out, mm.ACT_RELU, 1)
+    mm.dense_forward(x, w, np.zeros(5, dtype), out, ACTS["relu"], 0.0, 1)
     assert np.isnan(out[1]).all() and not np.isnan(out[[0, 2]]).any()
     y = np.array([[np.nan, -1.0, 2.0]], dtype)
     dy = np.array([[3.0, 4.0, 5.0]], dtype)
     dz = np.empty_like(y)
     dw = np.empty((3, 2), dtype)
     mm.dense_backward(np.ones((1, 2), dtype), np.ones((3, 2), dtype), y, dy, dz, dw,
-                      np.empty(3, dtype), None, mm.ACT_RELU, 1)
+                      np.empty(3, dtype), None, ACTS["relu"], 0.0, 1)
     np.testing.assert_array_equal(dz, [[3.0, 0.0, 5.0]])

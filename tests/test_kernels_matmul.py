@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 
 from conftest import AWKWARD, eps, readonly
-from ranvier._kernels import matmul
+from ranvier._kernels import _runtime, matmul
 
 # The brief's awkward sizes: conftest's list plus 255 (one below a 256 KC block).
 SIZES = sorted(set(AWKWARD) | {255})
@@ -296,15 +296,15 @@ def test_gemm_isas_agree(dtype):
     a = rng.standard_normal((129, 257)).astype(dtype)
     b = rng.standard_normal((257, 65)).astype(dtype)
     ref, scale = _reference(a, b, False, False)
-    before = matmul.get_isa()
+    before = _runtime.get_isa()
     try:
-        for name in matmul.supported_isas():
-            matmul.set_isa(name)
+        for name in _runtime.supported_isas():
+            _runtime.set_isa(name)
             out = _nan_out((129, 65), dtype)
             matmul.gemm(a, b, out, num_threads=2)
             _assert_within_bound(out, ref, scale, 257, dtype, f"{name}")
     finally:
-        matmul.set_isa(before)
+        _runtime.set_isa(before)
 
 
 # --------------------------------------------------------------------------------------------
@@ -379,27 +379,27 @@ def test_gemm_rejects_mixed_dtypes():
 
 
 def test_isa_selection_api():
-    supported = matmul.supported_isas()
+    supported = _runtime.supported_isas()
     assert "generic" in supported
     assert set(supported) <= {"generic", "avx2", "avx512"}
-    assert matmul.best_isa() in supported
-    assert matmul.best_isa() == supported[-1], "best_isa must be the widest supported kernel"
-    before = matmul.get_isa()
+    assert _runtime.best_isa() in supported
+    assert _runtime.best_isa() == supported[-1], "best_isa must be the widest supported kernel"
+    before = _runtime.get_isa()
     try:
         for name in supported:
-            matmul.set_isa(name)
-            assert matmul.get_isa() == name
+            _runtime.set_isa(name)
+            assert _runtime.get_isa() == name
         with pytest.raises(ValueError):
-            matmul.set_isa("sse9")
+            _runtime.set_isa("sse9")
         for name in {"avx2", "avx512"} - set(supported):
             with pytest.raises(ValueError):
-                matmul.set_isa(name)
-        matmul.set_isa("generic")
+                _runtime.set_isa(name)
+        _runtime.set_isa("generic")
         with pytest.raises(ValueError):
-            matmul.set_isa("sse9")
-        assert matmul.get_isa() == "generic", "a failed set_isa must keep the current kernel"
+            _runtime.set_isa("sse9")
+        assert _runtime.get_isa() == "generic", "a failed set_isa must keep the current kernel"
     finally:
-        matmul.set_isa(before)
+        _runtime.set_isa(before)
 
 
 # --------------------------------------------------------------------------------------------

@@ -141,14 +141,15 @@ def test_elementwise_kernels_bitwise_identical_for_1_and_2_threads(rng, dtype, n
     x = _act_input("ELU", rng, n, dtype)
     dy = rng.normal(size=n).astype(dtype)
     u = rng.random(n, dtype=np.float32)
-    calls = [(act.leaky_relu_forward, (x,), (0.07,)), (act.leaky_relu_backward, (x, dy), (0.07,)),
-             (act.gelu_forward, (x,), ()), (act.gelu_backward, (x, dy), ()),
-             (act.elu_forward, (x,), (0.7,)), (act.elu_backward, (x, dy), (0.7,))]
-    for fn, ins, extra in calls:
+    table = act.ACTIVATIONS
+    calls = [(act.forward, table[name], (x,), param) for name, param in
+             (("leaky_relu", 0.07), ("gelu", 0.0), ("elu", 0.7), ("silu", 0.0))]
+    calls += [(act.backward, code, (x, dy), param) for _, code, _, param in calls]
+    for fn, code, ins, param in calls:
         outs = []
         for t in (1, 2):
             out = np.full(n + 2, np.nan, dtype)
-            fn(*ins, out[1:-1], *extra, t)
+            fn(code, *ins, out[1:-1], param, t)
             assert np.isnan(out[0]) and np.isnan(out[-1]), "wrote outside the output"
             outs.append(out[1:-1])
         np.testing.assert_array_equal(outs[0], outs[1])
