@@ -18,6 +18,8 @@ position; a layer no pattern takes runs through its own forward/backward (``Laye
                        activation/bias-gradient pass and two GEMMs per layer backward).
 A new family adds its pattern and block class here (e.g. Conv2d + bias + activation).
 """
+import threading
+
 import numpy as np
 
 from ._config import get_num_threads
@@ -95,6 +97,11 @@ def _match_dense_run(layers, i):
         j += 2 if j + 1 < len(layers) and isinstance(layers[j + 1], Activation) else 1
     return j - i
 
+
+# Blocks write into buffers they own, so two threads must not run plans at once: the model's
+# inference entry points (predict, evaluate, forward) hold this lock while they run one and copy
+# its output out. (Training a model while another thread predicts with it is not supported.)
+RUN_LOCK = threading.RLock()
 
 # (name, matcher(layers, i) -> number of layers taken, block class)
 FUSIONS = [

@@ -257,9 +257,10 @@ class Sequential:
         new array: the output (probabilities if the last layer is Softmax, otherwise the raw
         outputs)."""
         self._check_dtypes()
-        blocks = self._blocks()
-        self._ran = blocks
-        return np.array(_plan.run_forward(blocks, x), copy=True)
+        with _plan.RUN_LOCK:
+            blocks = self._blocks()
+            self._ran = blocks
+            return np.array(_plan.run_forward(blocks, x), copy=True)
 
     __call__ = forward
 
@@ -269,8 +270,9 @@ class Sequential:
         with ``need_input_grad=False``, which skips that product)."""
         if self._ran is None:
             raise RuntimeError("Sequential.backward called before forward")
-        g = _plan.run_backward(self._ran, grad_output, need_input_grad)
-        return None if g is None else np.array(g, copy=True)
+        with _plan.RUN_LOCK:
+            g = _plan.run_backward(self._ran, grad_output, need_input_grad)
+            return None if g is None else np.array(g, copy=True)
 
     def _blocks(self):
         """The compiled plan for every layer (see _plan), rebuilt only when the layers, their
@@ -457,11 +459,12 @@ class Sequential:
         batch_size = check_positive_int(batch_size, "batch_size")
         n = X.shape[0]
         out = None
-        for s in range(0, n, batch_size):
-            y = _plan.run_forward(blocks, X[s:s + batch_size])
-            if out is None:
-                out = np.empty((n,) + y.shape[1:], y.dtype)
-            out[s:s + y.shape[0]] = y
+        with _plan.RUN_LOCK:
+            for s in range(0, n, batch_size):
+                y = _plan.run_forward(blocks, X[s:s + batch_size])
+                if out is None:
+                    out = np.empty((n,) + y.shape[1:], y.dtype)
+                out[s:s + y.shape[0]] = y
         return out
 
     def _check_X(self, X):

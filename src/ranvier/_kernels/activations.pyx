@@ -45,7 +45,7 @@ cdef const ranvier_ew_kernels *ew_kernels() noexcept nogil:
     return ranvier_ew_kernels_for(active_isa())
 
 
-cdef ranvier_act _act(int code, double param) except *:
+cdef ranvier_act make_act(int code, double param) except *:
     if code < 0 or code >= RANVIER_ACT_COUNT:
         raise ValueError(f"unknown activation code {code}; the table has {dict(ACTIVATIONS)}")
     cdef ranvier_act a
@@ -71,7 +71,7 @@ cdef inline void _bwd_chunk(ranvier_act a, const real *v, const real *dy, real *
 
 def forward(int code, const real[::1] x, real[::1] out, double param=0.0, int num_threads=1):
     """out = act(x) for the activation ``code``; out may be x."""
-    cdef ranvier_act a = _act(code, param)
+    cdef ranvier_act a = make_act(code, param)
     cdef Py_ssize_t n = x.shape[0], c, nchunks = (n + CHUNK - 1) // CHUNK, lo, m
     if out.shape[0] != n:
         raise ValueError(f"forward: out has {out.shape[0]} elements, x has {n}")
@@ -90,7 +90,7 @@ def forward(int code, const real[::1] x, real[::1] out, double param=0.0, int nu
 def backward(int code, const real[::1] v, const real[::1] dy, real[::1] dx, double param=0.0,
              int num_threads=1):
     """dx = dy * act'(v), v the forward output (NEEDS_OUTPUT) or input; dx may be dy."""
-    cdef ranvier_act a = _act(code, param)
+    cdef ranvier_act a = make_act(code, param)
     cdef Py_ssize_t n = v.shape[0], c, nchunks = (n + CHUNK - 1) // CHUNK, lo, m
     if dy.shape[0] != n or dx.shape[0] != n:
         raise ValueError(f"backward: v, dy and dx must have the same length, got ({n}, "
@@ -119,7 +119,7 @@ cdef inline void _bias_rows(ranvier_act a, const real *z, const real *b, real *y
 def bias_forward(int code, const real[:, ::1] z, const real[::1] b, real[:, ::1] y,
                  double param=0.0, int num_threads=1):
     """y = act(z + b) row by row (b broadcast over rows); y may be z."""
-    cdef ranvier_act a = _act(code, param)
+    cdef ranvier_act a = make_act(code, param)
     cdef Py_ssize_t rows = z.shape[0], cols = z.shape[1], t, ntasks, per, r0, r1
     if b.shape[0] != cols:
         raise ValueError(f"bias_forward: b has {b.shape[0]} elements, z has {cols} columns")

@@ -10,9 +10,10 @@ table (activations.ACTIVATIONS) with their scalar parameter.
 from cython.parallel cimport prange
 
 from ranvier._kernels._elementwise cimport (
-    RANVIER_ACT_COUNT, RANVIER_ACT_NEEDS_INPUT, RANVIER_ACT_NONE, ranvier_act, ranvier_act_table,
+    RANVIER_ACT_NEEDS_INPUT, RANVIER_ACT_NONE, ranvier_act, ranvier_act_table,
     ranvier_ew_kernels, ranvier_ew_kernels_for)
 from ranvier._kernels._runtime cimport active_isa
+from ranvier._kernels.activations cimport make_act as _act
 
 ctypedef fused real:
     float
@@ -35,15 +36,6 @@ cdef extern from "gemm.h":
         ranvier_dgemm_fn dgemm
     const ranvier_gemm_kernels *ranvier_gemm_kernels_for(int isa) nogil
     double ranvier_gemm_sup_max_bytes
-
-
-cdef ranvier_act _act(int code, double param) except *:
-    if code < 0 or code >= RANVIER_ACT_COUNT:
-        raise ValueError(f"unknown activation code {code}")
-    cdef ranvier_act a
-    a.code = code
-    a.param = param
-    return a
 
 
 cdef inline bint _needs_input(int code) noexcept nogil:
