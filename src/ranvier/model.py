@@ -176,7 +176,7 @@ class Sequential:
                  f"{'Layer (type)':<{w0}}{'Output Shape':<{w1}}{'Param #':>{w2}}", rule]
         lines += [f"{a:<{w0}}{b:<{w1}}{c:>{w2},}" for a, b, c in rows]
         lines += [rule, f"Total params: {total:,}", f"Trainable params: {total:,}",
-                  f"Non-trainable params: 0",
+                  "Non-trainable params: 0",
                   f"Buffers (not parameters): {buffers:,}", f"Input shape: {(None,) + (self.input_shape if input_shape is None else tuple(input_shape))}"]
         text = "\n".join(lines)
         if print_fn is not None:

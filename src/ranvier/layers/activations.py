@@ -2,12 +2,12 @@
 kernels in _kernels/activations.pyx, tests in tests/test_layers_activations.py): a class names its
 entry (``kernel``) and, if it has one, its scalar parameter (``param``); forward, backward and the
 fusion into a preceding Dense all follow from that. Softmax is a row-wise layer of its own."""
+import numpy as np
+
 from .._config import threads_for
 from .._kernels import activations as _act
 from .._validation import check_float
-from .base import Layer, as_float, register_layer
-
-import numpy as np
+from .base import Layer, as_float, check_grad_output, register_layer
 
 
 class Activation(Layer):
@@ -42,12 +42,9 @@ class Activation(Layer):
         if self._saved is None:
             raise RuntimeError(f"{type(self).__name__}.backward called before forward")
         v = self._saved
-        dy = as_float(grad_output, "grad_output")
-        if dy.shape != v.shape:
-            raise ValueError(f"grad_output must have shape {v.shape}, got {dy.shape}")
+        dy = check_grad_output(grad_output, v.shape, v.dtype)
         if not need_input_grad:
             return None
-        dy = np.ascontiguousarray(dy, dtype=v.dtype)
         dx = np.empty_like(v)
         code, param = self.fused_activation
         _act.backward(code, v.reshape(-1), dy.reshape(-1), dx.reshape(-1), param,
@@ -146,9 +143,7 @@ class Softmax(Layer):
         if self._y is None:
             raise RuntimeError("Softmax.backward called before forward")
         y = self._y
-        dy = np.ascontiguousarray(grad_output, dtype=y.dtype)
-        if dy.shape != y.shape:
-            raise ValueError(f"grad_output must have shape {y.shape}, got {dy.shape}")
+        dy = check_grad_output(grad_output, y.shape, y.dtype)
         dx = np.empty_like(y)
         _act.softmax_backward(y, dy, dx, threads_for(y.size))
         return dx

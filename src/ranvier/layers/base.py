@@ -148,6 +148,15 @@ def as_float(x, name="x"):
     return np.ascontiguousarray(x)
 
 
+def check_grad_output(grad_output, shape, dtype=None):
+    """backward's ``grad_output`` as a C-contiguous float array of ``shape`` (and ``dtype`` when
+    given); ValueError naming the expected shape otherwise."""
+    dy = as_float(grad_output, "grad_output")
+    if dy.shape != tuple(shape):
+        raise ValueError(f"grad_output must have shape {tuple(shape)}, got {dy.shape}")
+    return dy if dtype is None else np.ascontiguousarray(dy, dtype=dtype)
+
+
 def check_features_shape(layer, input_shape, n_features):
     """output_shape's check for layers that take (features,) samples."""
     if tuple(input_shape) != (n_features,):

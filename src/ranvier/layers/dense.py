@@ -9,7 +9,8 @@ from .._config import get_num_threads
 from .._kernels import matmul as _mm
 from .._random import generator_from
 from .._validation import as_dtype, check_positive_int
-from .base import Layer, Parameter, as_input, check_features_shape, register_layer
+from .base import (Layer, Parameter, as_input, check_features_shape, check_grad_output,
+                   register_layer)
 
 _INITS = ("he_uniform", "he_normal", "xavier_uniform", "xavier_normal")
 
@@ -76,10 +77,7 @@ class Dense(Layer):
         if self._x is None:
             raise RuntimeError("Dense.backward called before forward")
         x = self._x
-        dy = as_input(grad_output, self.dtype, "grad_output")
-        if dy.shape != (x.shape[0], self.out_features):
-            raise ValueError(f"grad_output must have shape {(x.shape[0], self.out_features)}, "
-                             f"got {dy.shape}")
+        dy = check_grad_output(grad_output, (x.shape[0], self.out_features), self.dtype)
         dx = np.empty_like(x) if need_input_grad else None
         _mm.dense_backward(x, self.weight.data, dy, dy, None, self.weight.grad,
                            self.bias.grad if self.bias is not None else None, dx, 0, 0.0,

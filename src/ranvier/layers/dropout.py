@@ -8,7 +8,7 @@ from .._config import threads_for
 from .._kernels import activations as _act
 from .._random import generator_from
 from .._validation import check_float
-from .base import Layer, as_float, register_layer
+from .base import Layer, as_float, check_grad_output, register_layer
 
 
 @register_layer
@@ -55,12 +55,9 @@ class Dropout(Layer):
     def backward(self, grad_output, need_input_grad=True):
         if self._shape is None:
             raise RuntimeError("Dropout.backward called before forward")
-        dy = as_float(grad_output, "grad_output")
-        if dy.shape != self._shape:
-            raise ValueError(f"grad_output must have shape {self._shape}, got {dy.shape}")
+        dy = check_grad_output(grad_output, self._shape, self._dtype)
         if not need_input_grad:
             return None
-        dy = np.ascontiguousarray(dy, dtype=self._dtype)
         if not self._masked:
             return dy.copy()
         n = dy.size

@@ -4,7 +4,8 @@ import numpy as np
 from .._config import threads_for
 from .._kernels import norm as _norm
 from .._validation import as_dtype, check_bool, check_float, check_positive_int
-from .base import Layer, Parameter, as_input, check_features_shape, register_layer
+from .base import (Layer, Parameter, as_input, check_features_shape, check_grad_output,
+                   register_layer)
 
 
 @register_layer
@@ -110,9 +111,7 @@ class BatchNorm1d(Layer):
         if self._x is None:
             raise RuntimeError("BatchNorm1d.backward called before forward")
         x = self._x
-        dy = as_input(grad_output, x.dtype, "grad_output")
-        if dy.shape != x.shape:
-            raise ValueError(f"grad_output must have shape {x.shape}, got {dy.shape}")
+        dy = check_grad_output(grad_output, x.shape, x.dtype)
         dx = np.empty_like(x) if need_input_grad else None
         if self.affine:
             w, dw, db = self.weight.data, self.weight.grad, self.bias.grad

@@ -3,7 +3,7 @@ import math
 
 import numpy as np
 
-from .base import Layer, as_float, register_layer
+from .base import Layer, check_grad_output, register_layer
 
 
 @register_layer
@@ -30,10 +30,7 @@ class Flatten(Layer):
     def backward(self, grad_output, need_input_grad=True):
         if self._shape is None:
             raise RuntimeError("Flatten.backward called before forward")
-        dy = as_float(grad_output, "grad_output")
-        expected = (self._shape[0], math.prod(self._shape[1:]))
-        if dy.shape != expected:
-            raise ValueError(f"grad_output must have shape {expected}, got {dy.shape}")
+        dy = check_grad_output(grad_output, (self._shape[0], math.prod(self._shape[1:])))
         if not need_input_grad:
             return None
         return dy.reshape(self._shape)
