@@ -212,14 +212,7 @@ class MSELoss(Loss):
 
     def forward(self, pred, target):
         pred = _pred_matrix(pred)
-        t = np.asarray(target)
-        if t.dtype.kind not in "biuf":
-            raise TypeError(f"target must be numeric, got dtype {t.dtype}")
-        if t.ndim == 1 and pred.shape[1] == 1:
-            t = t.reshape(-1, 1)
-        if t.shape != pred.shape:
-            raise ValueError(f"target shape {t.shape} does not match pred shape {pred.shape}")
-        t = np.ascontiguousarray(t, dtype=pred.dtype)
+        t = _target_like(target, pred)
         scale = 1.0 / pred.size if self.reduction == "mean" else 1.0
         grad = np.empty_like(pred)
         total = _kl.mse(pred.reshape(-1), t.reshape(-1), grad.reshape(-1),
