@@ -32,15 +32,97 @@ def timeit(fn, repeats=5, warmup=1):
             "repeats": repeats}
 
 
-def cpu_model():
+def _cpuinfo():
+    """The first processor's fields of /proc/cpuinfo ({} where there is none)."""
+    fields = {}
     try:
         with open("/proc/cpuinfo") as f:
             for line in f:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
+                if not line.strip():
+                    break
+                key, _, value = line.partition(":")
+                fields[key.strip()] = value.strip()
     except OSError:
         pass
-    return platform.processor() or platform.machine()
+    return fields
+
+
+def cpu_model():
+    return _cpuinfo().get("model name") or platform.processor() or platform.machine()
+
+
+# (vendor, family, lowest model, highest model) -> microarchitecture. Clouds often report a model
+# name of "AMD EPYC" alone, so the kind is read from the family and model numbers. Only the kinds
+# seen or likely on the machines this project runs on are named; the rest fall back to numbers.
+_MICROARCHS = [
+    ("AuthenticAMD", 0x17, 0x00, 0x2F, "zen1"),
+    ("AuthenticAMD", 0x17, 0x30, 0xFF, "zen2"),
+    ("AuthenticAMD", 0x19, 0x00, 0x0F, "zen3"),
+    ("AuthenticAMD", 0x19, 0x10, 0x1F, "zen4"),
+    ("AuthenticAMD", 0x19, 0x20, 0x5F, "zen3"),
+    ("AuthenticAMD", 0x19, 0x60, 0xAF, "zen4"),
+    ("AuthenticAMD", 0x1A, 0x00, 0xFF, "zen5"),
+    ("GenuineIntel", 6, 0x55, 0x55, "skylake-sp"),
+    ("GenuineIntel", 6, 0x6A, 0x6C, "icelake-sp"),
+    ("GenuineIntel", 6, 0x8F, 0x8F, "sapphirerapids"),
+    ("GenuineIntel", 6, 0xCF, 0xCF, "emeraldrapids"),
+    ("GenuineIntel", 6, 0xAD, 0xAE, "graniterapids"),
+]
+_VENDOR_SLUG = {"AuthenticAMD": "amd", "GenuineIntel": "intel"}
+# The flags that decide which kernels run; recorded with every result.
+_KERNEL_FLAGS = ("avx2", "fma", "avx512f", "avx512bw", "avx512vl", "avx512_bf16", "avx512_fp16",
+                 "amx_tile", "amx_bf16", "asimd", "sve")
+
+
+def _cache_sizes():
+    """{"L1d": bytes, "L2": bytes, "L3": bytes} of cpu0 from sysfs ({} where unreadable)."""
+    sizes = {}
+    root = "/sys/devices/system/cpu/cpu0/cache"
+    try:
+        entries = sorted(os.listdir(root))
+    except OSError:
+        return sizes
+    units = {"K": 1024, "M": 1024 ** 2, "G": 1024 ** 3}
+    for entry in entries:
+        if not entry.startswith("index"):
+            continue
+        try:
+            level, kind, size = (_read_text(os.path.join(root, entry, name))
+                                 for name in ("level", "type", "size"))
+        except OSError:
+            continue
+        if kind == "Instruction":
+            continue
+        num = int(size[:-1]) * units[size[-1]] if size[-1] in units else int(size)
+        sizes[f"L{level}" + ("d" if kind == "Data" else "")] = num
+    return sizes
+
+
+def _read_text(path):
+    with open(path) as f:
+        return f.read().strip()
+
+
+def cpu_record():
+    """The CPU a result was measured on: its kind (the results folder's name, e.g. ``amd-zen5``),
+    vendor/family/model numbers, the kernel-relevant flags and the cache sizes."""
+    info = _cpuinfo()
+    vendor = info.get("vendor_id", "")
+    try:
+        family, model = int(info.get("cpu family", "")), int(info.get("model", ""))
+    except ValueError:
+        family = model = None
+    kind = None
+    for v, fam, lo, hi, name in _MICROARCHS:
+        if vendor == v and family == fam and lo <= model <= hi:
+            kind = f"{_VENDOR_SLUG[v]}-{name}"
+    if kind is None:
+        kind = (f"{_VENDOR_SLUG.get(vendor, vendor.lower() or platform.machine())}"
+                + (f"-f{family}-m{model}" if family is not None else ""))
+    flags = set(info.get("flags", info.get("Features", "")).split())
+    return {"kind": kind, "model_name": cpu_model(), "vendor": vendor, "family": family,
+            "model": model, "flags": [f for f in _KERNEL_FLAGS if f in flags],
+            "caches": _cache_sizes()}
 
 
 def blas_info():
@@ -60,8 +142,11 @@ def machine_record():
 
     import ranvier
 
+    cpu = cpu_record()
     rec = {
-        "cpu": cpu_model(),
+        "cpu": cpu["model_name"],
+        "cpu_kind": cpu["kind"],
+        "cpu_detail": cpu,
         "cores": os.cpu_count(),
         "python": sys.version.split()[0],
         "numpy": np.__version__,
@@ -90,7 +175,10 @@ def write_json(path, payload):
 
 # -- added for the side-by-side suite (run_all.py) -------------------------------------------------
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-RESULTS_DIR = os.path.join(REPO_ROOT, "benchmarks", "results")
+# One folder per CPU kind (benchmarks/results/<kind>/), so the figures of every machine kind the
+# project has run on stay side by side.
+RESULTS_ROOT = os.path.join(REPO_ROOT, "benchmarks", "results")
+RESULTS_DIR = os.path.join(RESULTS_ROOT, cpu_record()["kind"])
 DEFAULT_MNIST_DIR = os.path.normpath(os.path.join(REPO_ROOT, "..", "shared", "data", "mnist"))
 
 

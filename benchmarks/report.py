@@ -1,8 +1,8 @@
-"""Render the suite's JSON (benchmarks/results/results.json) as Markdown tables and a PNG chart.
+"""Render the suite's JSON (benchmarks/results/<cpu kind>/results.json) as Markdown tables and a PNG chart.
 
 run_all.py calls this after a run; it also works alone, to re-render saved results:
 
-    python benchmarks/report.py [benchmarks/results/results.json]
+    python benchmarks/report.py [benchmarks/results/<cpu kind>/results.json]
 """
 import json
 import math
@@ -60,9 +60,17 @@ def machine_md(res):
                          + (", NumPy's" if "numpy" in str(b.get("filepath", "")) else
                             f", {os.path.basename(str(b.get('filepath')))}") + ")"
                          for b in blas) or "none found"
+    cpu = m.get("cpu_detail") or {}
+    caches = ", ".join(f"{k} {v // 1024} KiB" for k, v in cpu.get("caches", {}).items())
     lines = [
         f"- CPU: {m.get('cpu')} ({m.get('cores')} logical cores); ranvier GEMM ISA: "
         f"{m.get('ranvier_isa')}",
+    ]
+    if cpu:
+        lines.append(f"- CPU kind: {cpu.get('kind')} (family {cpu.get('family')}, model "
+                     f"{cpu.get('model')}); flags: {' '.join(cpu.get('flags', []))}; caches: "
+                     f"{caches or 'unknown'}")
+    lines += [
         f"- ranvier {m.get('ranvier')}, Python {m.get('python')}, NumPy {v.get('numpy')}, "
         f"PyTorch {v.get('torch')}, scikit-learn {v.get('sklearn')}, threadpoolctl "
         f"{v.get('threadpoolctl')}",

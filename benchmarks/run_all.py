@@ -5,8 +5,9 @@ Sections, each at 1 and 2 threads (``--threads``), medians of repeated runs with
   2. elementwise      bench_elementwise.py  GB/s of activations, bias+ReLU, softmax-CE vs copy
   3. end to end       bench_e2e.py          digits and MNIST training: time, accuracy, peak RSS
 Writes ``results.json`` (everything, with the machine record), ``results.md`` (one table per
-section) and ``results.png`` to ``benchmarks/results/`` (``benchmarks/results/quick/`` with
-``--quick``, so a smoke test never overwrites real numbers). PyTorch, scikit-learn, threadpoolctl
+section) and ``results.png`` to ``benchmarks/results/<cpu kind>/`` (e.g. ``amd-zen5``, read from
+the CPU's family and model; ``<cpu kind>/quick/`` with ``--quick``, so a smoke test never
+overwrites real numbers), so each kind of machine keeps its own figures. PyTorch, scikit-learn, threadpoolctl
 and matplotlib are optional: a missing one loses its column (or the chart), with a note.
 
     python benchmarks/run_all.py            # full: about 10-15 minutes on 2 cores
@@ -48,15 +49,15 @@ def _loadavg():
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--quick", action="store_true",
-                    help="smoke test: tiny sizes and repeats (results/quick/)")
+                    help="smoke test: tiny sizes and repeats (results/<cpu kind>/quick/)")
     ap.add_argument("--threads", default="1,2", help="thread counts to compare (default 1,2)")
     ap.add_argument("--only", default=",".join(SECTIONS),
                     help=f"comma-separated sections to run, of {','.join(SECTIONS)}")
     ap.add_argument("--data-dir", default=DEFAULT_MNIST_DIR,
                     help=f"directory with the MNIST IDX files (default {DEFAULT_MNIST_DIR})")
     ap.add_argument("--out-dir", default=None,
-                    help="where to write results.{json,md,png} (default benchmarks/results, "
-                         "or benchmarks/results/quick with --quick)")
+                    help="where to write results.{json,md,png} (default benchmarks/results/<cpu "
+                         "kind>, or its quick/ with --quick)")
     ap.add_argument("--note", default="", help="a remark printed at the top of results.md")
     ap.add_argument("--budget-min", type=float, default=None,
                     help="wall-clock budget in minutes (default 14 for the full run, none with "
