@@ -51,23 +51,18 @@ def cpu_model():
     return _cpuinfo().get("model name") or platform.processor() or platform.machine()
 
 
-# (vendor, family, lowest model, highest model) -> microarchitecture. Clouds often report a model
+# The microarchitecture of a vendor's family and model numbers. Clouds often report a model
 # name of "AMD EPYC" alone, so the kind is read from the family and model numbers. Only the kinds
 # seen or likely on the machines this project runs on are named; the rest fall back to numbers.
-_MICROARCHS = [
-    ("AuthenticAMD", 0x17, 0x00, 0x2F, "zen1"),
-    ("AuthenticAMD", 0x17, 0x30, 0xFF, "zen2"),
-    ("AuthenticAMD", 0x19, 0x00, 0x0F, "zen3"),
-    ("AuthenticAMD", 0x19, 0x10, 0x1F, "zen4"),
-    ("AuthenticAMD", 0x19, 0x20, 0x5F, "zen3"),
-    ("AuthenticAMD", 0x19, 0x60, 0xAF, "zen4"),
-    ("AuthenticAMD", 0x1A, 0x00, 0xFF, "zen5"),
-    ("GenuineIntel", 6, 0x55, 0x55, "skylake-sp"),
-    ("GenuineIntel", 6, 0x6A, 0x6C, "icelake-sp"),
-    ("GenuineIntel", 6, 0x8F, 0x8F, "sapphirerapids"),
-    ("GenuineIntel", 6, 0xCF, 0xCF, "emeraldrapids"),
-    ("GenuineIntel", 6, 0xAD, 0xAE, "graniterapids"),
-]
+_MICROARCHS = {  # (vendor, family): [(lowest model, highest model, name), ...]
+    ("AuthenticAMD", 0x17): [(0x00, 0x2F, "zen1"), (0x30, 0xFF, "zen2")],
+    ("AuthenticAMD", 0x19): [(0x00, 0x0F, "zen3"), (0x10, 0x1F, "zen4"), (0x20, 0x5F, "zen3"),
+                             (0x60, 0xAF, "zen4")],
+    ("AuthenticAMD", 0x1A): [(0x00, 0xFF, "zen5")],
+    ("GenuineIntel", 6): [(0x55, 0x55, "skylake-sp"), (0x6A, 0x6C, "icelake-sp"),
+                          (0x8F, 0x8F, "sapphirerapids"), (0xCF, 0xCF, "emeraldrapids"),
+                          (0xAD, 0xAE, "graniterapids")],
+}
 _VENDOR_SLUG = {"AuthenticAMD": "amd", "GenuineIntel": "intel"}
 # The flags that decide which kernels run; recorded with every result.
 _KERNEL_FLAGS = ("avx2", "fma", "avx512f", "avx512bw", "avx512vl", "avx512_bf16", "avx512_fp16",
@@ -112,10 +107,9 @@ def cpu_record():
         family, model = int(info.get("cpu family", "")), int(info.get("model", ""))
     except ValueError:
         family = model = None
-    kind = None
-    for v, fam, lo, hi, name in _MICROARCHS:
-        if vendor == v and family == fam and lo <= model <= hi:
-            kind = f"{_VENDOR_SLUG[v]}-{name}"
+    kind = next((f"{_VENDOR_SLUG[vendor]}-{name}"
+                 for lo, hi, name in _MICROARCHS.get((vendor, family), ()) if lo <= model <= hi),
+                None)
     if kind is None:
         kind = (f"{_VENDOR_SLUG.get(vendor, vendor.lower() or platform.machine())}"
                 + (f"-f{family}-m{model}" if family is not None else ""))
