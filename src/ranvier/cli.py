@@ -34,15 +34,21 @@ def _positive_float(text):
     return value
 
 
-def _hidden_sizes(text):
-    try:
-        sizes = tuple(int(s) for s in text.split(",") if s.strip())
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected comma-separated layer widths such as 256,128, "
-                                         f"got {text!r}") from None
-    if any(s < 1 for s in sizes):
-        raise argparse.ArgumentTypeError(f"layer widths must be positive, got {text!r}")
-    return sizes
+def _positive_ints(what, example):
+    """An argparse type for a comma-separated list of positive ints (``what``, e.g. 256,128)."""
+    def parse(text):
+        try:
+            sizes = tuple(int(s) for s in text.split(",") if s.strip())
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected comma-separated {what} such as {example}, "
+                                             f"got {text!r}") from None
+        if any(s < 1 for s in sizes):
+            raise argparse.ArgumentTypeError(f"{what} must be positive, got {text!r}")
+        return sizes
+    return parse
+
+
+_hidden_sizes = _positive_ints("layer widths", "256,128")
 
 
 def _load_data(name, data_dir, seed):
@@ -145,6 +151,22 @@ def _evaluate(args):
     return 0
 
 
+def _export(args):
+    import ranvier as rv
+
+    try:
+        model = rv.load(args.model)
+    except (OSError, ValueError) as exc:
+        raise SystemExit(f"ranvier: cannot load {args.model!r}: {exc}") from None
+    try:
+        model.to_onnx(args.out, opset=args.opset, input_shape=args.input_shape,
+                      probabilities=True if args.probabilities else None)
+    except (ImportError, OSError, ValueError) as exc:
+        raise SystemExit(f"ranvier: cannot export to {args.out!r}: {exc}") from None
+    print(f"wrote {args.out} (ONNX opset {args.opset}) from {args.model}")
+    return 0
+
+
 def _demo(args):
     import ranvier as rv
 
@@ -222,6 +244,22 @@ def build_parser():
     ev.add_argument("--seed", type=int, default=None,
                     help="digits split seed (default: the one recorded in the file)")
     ev.set_defaults(func=_evaluate)
+
+    ex = sub.add_parser("export", help="convert a saved model to ONNX (for onnxruntime)",
+                        description="Write a model saved by 'ranvier train' or model.save as an "
+                                    "ONNX file (needs the onnx package: pip install "
+                                    "'ranvier[onnx]'). Outputs: 'output' (the model's outputs) "
+                                    "and, with --probabilities or for a model ending in Softmax, "
+                                    "'probabilities'.")
+    ex.add_argument("model", help="a .safetensors file written by ranvier")
+    ex.add_argument("out", help="the .onnx file to write")
+    ex.add_argument("--opset", type=_positive_int, default=17, help="ONNX opset (default 17)")
+    ex.add_argument("--probabilities", action="store_true",
+                    help="add a 'probabilities' output: the softmax of the outputs")
+    ex.add_argument("--input-shape", type=_positive_ints("dimensions", "28,28"), default=None,
+                    help="per-sample input shape, comma-separated (only for a model that starts "
+                         "with Flatten, e.g. 28,28)")
+    ex.set_defaults(func=_export)
 
     sub.add_parser("config", help="print version, build and threading facts").set_defaults(
         func=lambda args: __import__("ranvier").show_config() or 0)

@@ -230,6 +230,15 @@ class Sequential:
         io.save(self, path, optimizer=self.optimizer if include_optimizer else None, epoch=epoch,
                 extra=metadata)
 
+    def to_onnx(self, path, *, opset=17, input_shape=None, probabilities=None):
+        """Write the model to an ONNX file for onnxruntime (needs ``pip install ranvier[onnx]``):
+        output ``output`` as ``forward``, plus ``probabilities`` as ``predict_proba`` for a
+        classifier; batch dimension symbolic; the model's dtype. See ``ranvier.onnx_export``."""
+        from .onnx_export import to_onnx
+
+        return to_onnx(self, path, opset=opset, input_shape=input_shape,
+                       probabilities=probabilities)
+
     def load_weights(self, path, strict=True):
         """Load weights from a safetensors file (ranvier's, or PyTorch's ``state_dict``)."""
         from . import io
