@@ -46,9 +46,41 @@ extern double ranvier_gemm_sup_max_bytes;
 typedef RANVIER_GEMM_SIGNATURE((*ranvier_sgemm_fn), float);
 typedef RANVIER_GEMM_SIGNATURE((*ranvier_dgemm_fn), double);
 
+/* One convolution's shapes (PyTorch's Conv2d), per image: input in_c x in_h x in_w, output
+ * out_c x out_h x out_w, weight out_c x (in_c / groups) x k_h x k_w. The caller has checked them
+ * (out_h = (in_h + 2 pad_h - dil_h (k_h - 1) - 1) / stride_h + 1, groups divides both channels). */
+typedef struct ranvier_conv_geom {
+    ptrdiff_t in_c, in_h, in_w, out_c, out_h, out_w;
+    ptrdiff_t k_h, k_w, stride_h, stride_w, pad_h, pad_w, dil_h, dil_w, groups;
+} ranvier_conv_geom;
+
+/* The weight gradient sums the batch in this many chunks (fewer for a smaller batch), each in
+ * order, then the chunks in order: the same result for any number of threads. */
+#ifndef RANVIER_CONV_WGRAD_CHUNKS
+#define RANVIER_CONV_WGRAD_CHUNKS 16
+#endif
+
+/* y := act(conv(x, w) + bias) for n images (NCHW, contiguous); bias may be NULL. */
+#define RANVIER_CONV_FORWARD_SIGNATURE(name, T)                                                  \
+    int name(const ranvier_conv_geom *g, ptrdiff_t n, const T *x, const T *w, const T *bias,      \
+             ranvier_act act, T *y, int nthreads)
+/* From dz (the gradient of the convolution's output, before its activation): dx (NULL: not
+ * wanted), dw and db (NULL: no bias), overwritten. */
+#define RANVIER_CONV_BACKWARD_SIGNATURE(name, T)                                                 \
+    int name(const ranvier_conv_geom *g, ptrdiff_t n, const T *x, const T *w, const T *dz,        \
+             T *dx, T *dw, T *db, int nthreads)
+typedef RANVIER_CONV_FORWARD_SIGNATURE((*ranvier_sconv2d_forward_fn), float);
+typedef RANVIER_CONV_FORWARD_SIGNATURE((*ranvier_dconv2d_forward_fn), double);
+typedef RANVIER_CONV_BACKWARD_SIGNATURE((*ranvier_sconv2d_backward_fn), float);
+typedef RANVIER_CONV_BACKWARD_SIGNATURE((*ranvier_dconv2d_backward_fn), double);
+
 typedef struct ranvier_gemm_kernels {
     ranvier_sgemm_fn sgemm;
     ranvier_dgemm_fn dgemm;
+    ranvier_sconv2d_forward_fn sconv2d_forward;
+    ranvier_dconv2d_forward_fn dconv2d_forward;
+    ranvier_sconv2d_backward_fn sconv2d_backward;
+    ranvier_dconv2d_backward_fn dconv2d_backward;
 } ranvier_gemm_kernels;
 
 /* The table for an ISA (isa.h); the generic one where this CPU cannot run it. */
@@ -57,6 +89,10 @@ const ranvier_gemm_kernels *ranvier_gemm_kernels_for(int isa);
 #define RANVIER_DECLARE_GEMM(isa)                                                                \
     RANVIER_GEMM_SIGNATURE(ranvier_sgemm_##isa, float);                                          \
     RANVIER_GEMM_SIGNATURE(ranvier_dgemm_##isa, double);                                         \
+    RANVIER_CONV_FORWARD_SIGNATURE(ranvier_sconv2d_forward_##isa, float);                        \
+    RANVIER_CONV_FORWARD_SIGNATURE(ranvier_dconv2d_forward_##isa, double);                       \
+    RANVIER_CONV_BACKWARD_SIGNATURE(ranvier_sconv2d_backward_##isa, float);                      \
+    RANVIER_CONV_BACKWARD_SIGNATURE(ranvier_dconv2d_backward_##isa, double);                     \
     extern const ranvier_gemm_kernels ranvier_gemm_##isa;
 RANVIER_DECLARE_GEMM(generic)
 #if RANVIER_HAVE_X86_SIMD

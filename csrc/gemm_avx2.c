@@ -6,6 +6,8 @@
 #define REAL_IS_DOUBLE 0
 #define TAG s_avx2
 #define GEMM_NAME ranvier_sgemm_avx2
+#define CONV_FORWARD_NAME ranvier_sconv2d_forward_avx2
+#define CONV_BACKWARD_NAME ranvier_sconv2d_backward_avx2
 #define MR 6
 #define NR 16
 #define MC 144
@@ -17,6 +19,8 @@
 #define REAL_IS_DOUBLE 1
 #define TAG d_avx2
 #define GEMM_NAME ranvier_dgemm_avx2
+#define CONV_FORWARD_NAME ranvier_dconv2d_forward_avx2
+#define CONV_BACKWARD_NAME ranvier_dconv2d_backward_avx2
 #define MR 6
 #define NR 8
 #define MC 72
@@ -24,4 +28,11 @@
 #define NC 4080
 #include "gemm_template.h"
 
-const ranvier_gemm_kernels ranvier_gemm_avx2 = {ranvier_sgemm_avx2, ranvier_dgemm_avx2};
+const ranvier_gemm_kernels ranvier_gemm_avx2 = {
+    ranvier_sgemm_avx2,
+    ranvier_dgemm_avx2,
+    ranvier_sconv2d_forward_avx2,
+    ranvier_dconv2d_forward_avx2,
+    ranvier_sconv2d_backward_avx2,
+    ranvier_dconv2d_backward_avx2,
+};

@@ -8,6 +8,8 @@
 #define REAL_IS_DOUBLE 0
 #define TAG s_avx512
 #define GEMM_NAME ranvier_sgemm_avx512
+#define CONV_FORWARD_NAME ranvier_sconv2d_forward_avx512
+#define CONV_BACKWARD_NAME ranvier_sconv2d_backward_avx512
 #define MR 8
 #define NR 32
 #define MC 192
@@ -19,6 +21,8 @@
 #define REAL_IS_DOUBLE 1
 #define TAG d_avx512
 #define GEMM_NAME ranvier_dgemm_avx512
+#define CONV_FORWARD_NAME ranvier_dconv2d_forward_avx512
+#define CONV_BACKWARD_NAME ranvier_dconv2d_backward_avx512
 #define MR 8
 #define NR 16
 #define MC 96
@@ -26,4 +30,11 @@
 #define NC 4096
 #include "gemm_template.h"
 
-const ranvier_gemm_kernels ranvier_gemm_avx512 = {ranvier_sgemm_avx512, ranvier_dgemm_avx512};
+const ranvier_gemm_kernels ranvier_gemm_avx512 = {
+    ranvier_sgemm_avx512,
+    ranvier_dgemm_avx512,
+    ranvier_sconv2d_forward_avx512,
+    ranvier_dconv2d_forward_avx512,
+    ranvier_sconv2d_backward_avx512,
+    ranvier_dconv2d_backward_avx512,
+};

@@ -6,6 +6,8 @@
 #define REAL_IS_DOUBLE 0
 #define TAG s_generic
 #define GEMM_NAME ranvier_sgemm_generic
+#define CONV_FORWARD_NAME ranvier_sconv2d_forward_generic
+#define CONV_BACKWARD_NAME ranvier_sconv2d_backward_generic
 #define MR 4
 #define NR 8
 #define MC 128
@@ -17,6 +19,8 @@
 #define REAL_IS_DOUBLE 1
 #define TAG d_generic
 #define GEMM_NAME ranvier_dgemm_generic
+#define CONV_FORWARD_NAME ranvier_dconv2d_forward_generic
+#define CONV_BACKWARD_NAME ranvier_dconv2d_backward_generic
 #define MR 4
 #define NR 4
 #define MC 96
@@ -24,4 +28,11 @@
 #define NC 2048
 #include "gemm_template.h"
 
-const ranvier_gemm_kernels ranvier_gemm_generic = {ranvier_sgemm_generic, ranvier_dgemm_generic};
+const ranvier_gemm_kernels ranvier_gemm_generic = {
+    ranvier_sgemm_generic,
+    ranvier_dgemm_generic,
+    ranvier_sconv2d_forward_generic,
+    ranvier_dconv2d_forward_generic,
+    ranvier_sconv2d_backward_generic,
+    ranvier_dconv2d_backward_generic,
+};

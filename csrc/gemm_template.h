@@ -2,6 +2,7 @@
  *   REAL            float or double (REAL_IS_DOUBLE 0 or 1)
  *   TAG             name suffix of this instance, e.g. s_avx2 (gives ranvier_sgemm_avx2 via GEMM_NAME)
  *   GEMM_NAME       the exported function name
+ *   CONV_FORWARD_NAME, CONV_BACKWARD_NAME  the exported convolution passes (conv_template.h)
  *   MR, NR          register tile (rows of A, columns of B), compile-time constants
  *   MC, KC, NC      cache blocks: A block MC x KC sits in L2, B panel KC x NC in L3
  *
@@ -523,6 +524,8 @@ int GEMM_NAME(ptrdiff_t m, ptrdiff_t n, ptrdiff_t k, REAL alpha, const REAL *a, 
     return 0;
 }
 
+#include "conv_template.h"
+
 #undef FN
 #undef RV_ACTFN
 #undef NRH
@@ -530,6 +533,8 @@ int GEMM_NAME(ptrdiff_t m, ptrdiff_t n, ptrdiff_t k, REAL alpha, const REAL *a, 
 #undef REAL_IS_DOUBLE
 #undef TAG
 #undef GEMM_NAME
+#undef CONV_FORWARD_NAME
+#undef CONV_BACKWARD_NAME
 #undef MR
 #undef NR
 #undef MC

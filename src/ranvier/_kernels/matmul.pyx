@@ -1,4 +1,4 @@
-"""GEMM and the Dense layer's kernels built on it: fused forward (GEMM + bias + activation
+"""GEMM and the layers built on it, Dense here and Conv2d in conv.pxi. Dense: fused forward (GEMM + bias + activation
 epilogue), fused backward (activation gradient + bias gradient in one pass, then two GEMMs), a run
 of Dense layers as one native call (DenseRun), and the unfused bias add / bias gradient.
 
@@ -31,9 +31,32 @@ cdef extern from "gemm.h":
                                      double beta, double *c, Py_ssize_t rsc, Py_ssize_t csc,
                                      const double *bias, ranvier_act act,
                                      int nthreads) noexcept nogil
+    ctypedef struct ranvier_conv_geom:
+        Py_ssize_t in_c, in_h, in_w, out_c, out_h, out_w
+        Py_ssize_t k_h, k_w, stride_h, stride_w, pad_h, pad_w, dil_h, dil_w, groups
+    ctypedef int (*ranvier_sconv2d_forward_fn)(const ranvier_conv_geom *g, Py_ssize_t n,
+                                               const float *x, const float *w, const float *bias,
+                                               ranvier_act act, float *y,
+                                               int nthreads) noexcept nogil
+    ctypedef int (*ranvier_dconv2d_forward_fn)(const ranvier_conv_geom *g, Py_ssize_t n,
+                                               const double *x, const double *w,
+                                               const double *bias, ranvier_act act, double *y,
+                                               int nthreads) noexcept nogil
+    ctypedef int (*ranvier_sconv2d_backward_fn)(const ranvier_conv_geom *g, Py_ssize_t n,
+                                                const float *x, const float *w, const float *dz,
+                                                float *dx, float *dw, float *db,
+                                                int nthreads) noexcept nogil
+    ctypedef int (*ranvier_dconv2d_backward_fn)(const ranvier_conv_geom *g, Py_ssize_t n,
+                                                const double *x, const double *w,
+                                                const double *dz, double *dx, double *dw,
+                                                double *db, int nthreads) noexcept nogil
     ctypedef struct ranvier_gemm_kernels:
         ranvier_sgemm_fn sgemm
         ranvier_dgemm_fn dgemm
+        ranvier_sconv2d_forward_fn sconv2d_forward
+        ranvier_dconv2d_forward_fn dconv2d_forward
+        ranvier_sconv2d_backward_fn sconv2d_backward
+        ranvier_dconv2d_backward_fn dconv2d_backward
     const ranvier_gemm_kernels *ranvier_gemm_kernels_for(int isa) nogil
     double ranvier_gemm_sup_max_bytes
 
@@ -508,3 +531,6 @@ cdef class DenseRun:
         if rc != 0:
             raise MemoryError("DenseRun: could not allocate GEMM packing buffers")
         return self.buffers[0][3] if need_input_grad else None
+
+
+include "conv.pxi"
