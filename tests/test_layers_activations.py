@@ -110,7 +110,7 @@ def test_activation_matches_torch(torch, rng, dtype, num_threads, name, shape):
                       f"{name} backward vs torch")
 
 
-# -- values: exactness, saturation, special inputs -------------------------------------------------
+# -- values: exactness, saturation, special inputs ------------------------------------------------
 @pytest.mark.parametrize("shape", NEW_SHAPES, ids=[_shape_id(s) for s in NEW_SHAPES])
 def test_leaky_relu_is_exact(rng, dtype, shape):
     """One multiply per element: the result is the correctly rounded x * slope, bit for bit."""
@@ -193,7 +193,8 @@ def test_elementwise_layers_keep_higher_rank_shapes(rng):
 
 
 # -- every entry of the native activation table as a layer ---------------------------------------
-# layer factory, torch module factory; the float64 reference is _reference.activation(name, x, param)
+# layer factory, torch module factory; the float64 reference is
+# _reference.activation(name, x, param)
 TABLE_CASES = {
     "relu": (rv.ReLU, lambda t: t.nn.ReLU()),
     "sigmoid": (rv.Sigmoid, lambda t: t.nn.Sigmoid()),
@@ -266,7 +267,7 @@ def test_silu_trains_fused_in_a_model(rng):
     assert type(model._blocks()[0]).__name__ == "DenseRunBlock"
 
 
-# -- bad arguments ---------------------------------------------------------------------------------
+# -- bad arguments --------------------------------------------------------------------------------
 @pytest.mark.parametrize("cls,arg,name", [(rv.LeakyReLU, "negative_slope", "negative_slope"),
                                           (rv.ELU, "alpha", "alpha")])
 def test_activation_bad_arguments(cls, arg, name):
