@@ -45,7 +45,10 @@ def _sgd_kernel_args(cfg):
             cfg.get("weight_decay", 0.0), cfg.get("nesterov", False))
 
 
-def _adam_kernel_args(kind, cfg):
+def _adam_kernel_args(config):
+    """The kernel arguments of ADAM_CONFIGS[config]: lr, beta1, beta2, eps, weight decay and
+    whether the decay is decoupled (AdamW)."""
+    kind, cfg = ADAM_CONFIGS[config]
     b1, b2 = cfg.get("betas", (0.9, 0.999))
     wd = cfg.get("weight_decay", 0.0)
     return cfg["lr"], b1, b2, cfg.get("eps", 1e-8), wd, kind == "AdamW"
@@ -83,7 +86,7 @@ def test_sgd_matches_torch(torch, dtype, num_threads, config):
 @pytest.mark.parametrize("config", list(ADAM_CONFIGS))
 def test_adam_matches_torch(torch, dtype, num_threads, config):
     kind, cfg = ADAM_CONFIGS[config]
-    lr, b1, b2, adam_eps, wd, decoupled = _adam_kernel_args(kind, cfg)
+    lr, b1, b2, adam_eps, wd, decoupled = _adam_kernel_args(config)
     rng = np.random.default_rng(2)
     for n in SIZES:
         p0 = rng.standard_normal(n).astype(dtype)
@@ -99,7 +102,7 @@ def test_adam_matches_torch(torch, dtype, num_threads, config):
             topt.step()
             opt.adam_step(param, readonly(g), exp_avg, exp_avg_sq, lr, b1, b2, adam_eps, wd, step,
                           decoupled, num_threads)
-            what = f"{kind} {config} {dtype.name} n={n} step {step}"
+            what = f"{config} {dtype.name} n={n} step {step}"
             state = topt.state[tparam]
             assert_close_to_scale(param, tparam.detach().numpy(), dtype, what)
             assert_close_to_scale(exp_avg, state["exp_avg"].numpy(), dtype, what + " exp_avg")
@@ -133,8 +136,7 @@ def test_sgd_matches_numpy_reference(dtype, num_threads, isa, config):
 
 @pytest.mark.parametrize("config", list(ADAM_CONFIGS))
 def test_adam_matches_numpy_reference(dtype, num_threads, isa, config):
-    kind, cfg = ADAM_CONFIGS[config]
-    lr, b1, b2, adam_eps, wd, decoupled = _adam_kernel_args(kind, cfg)
+    lr, b1, b2, adam_eps, wd, decoupled = _adam_kernel_args(config)
     rng = np.random.default_rng(4)
     for n in REF_SIZES:
         p0 = rng.standard_normal(n).astype(dtype)
@@ -145,7 +147,7 @@ def test_adam_matches_numpy_reference(dtype, num_threads, isa, config):
             opt.adam_step(param, g, m, v, lr, b1, b2, adam_eps, wd, step, decoupled, num_threads)
         ref_p, ref_state = ref64.adam(p0, grads, lr, (b1, b2), adam_eps, wd, decoupled=decoupled)
         ref_m, ref_v = ref_state["exp_avg"], ref_state["exp_avg_sq"]
-        what = f"{kind} {config} {dtype.name} {isa} n={n}"
+        what = f"{config} {dtype.name} {isa} n={n}"
         assert_close_to_scale(param, ref_p, dtype, what)
         assert_close_to_scale(m, ref_m, dtype, what + " exp_avg")
         assert_close_to_scale(v, ref_v, dtype, what + " exp_avg_sq")
