@@ -56,6 +56,20 @@ def activation_grad(name, x, param=0.0):
     return _ACTIVATIONS[name][1](np.asarray(x, np.float64), param)
 
 
+# the derivative from the output y, for the activations whose backward takes y
+_GRAD_FROM_OUTPUT = {
+    "none": lambda y: np.ones_like(y),
+    "relu": lambda y: (y > 0).astype(np.float64),
+    "sigmoid": lambda y: y * (1 - y),
+    "tanh": lambda y: 1 - y * y,
+}
+
+
+def activation_grad_from_output(name, y):
+    """d activation / d x expressed through the output y (none, relu, sigmoid, tanh)."""
+    return _GRAD_FROM_OUTPUT[name](np.asarray(y, np.float64))
+
+
 def log_softmax(z):
     """Row-wise, as (z - m) - log(sum exp(z - m)): adding m back into a log-sum-exp would cost
     eps * |m| (2e-12 at |z| ~ 1e4) in the reference itself."""
@@ -208,7 +222,7 @@ def adagrad(p, grads, lr, lr_decay=0.0, weight_decay=0.0, initial_accumulator_va
 
 # -- central finite differences -------------------------------------------------------------------
 FD_STEP = 1e-6  # central-difference step (float64)
-FD_MAX_COORDS = 120  # coordinates checked one by one; larger arrays get a random subset + directions
+FD_MAX_COORDS = 120  # coordinates checked one by one; larger arrays: a subset + directions
 FD_BIG_SUBSET = 40  # subset size past the parallel cut-off (each evaluation is a full forward)
 
 

@@ -70,6 +70,7 @@ def test_relu_propagates_nan_as_torch(dtype, isa, torch):
 # Sigmoid and tanh
 # --------------------------------------------------------------------------------------------
 
+@pytest.mark.quick
 def test_sigmoid_forward(dtype, num_threads, isa):
     rng = np.random.default_rng(2)
     tiny = np.finfo(dtype).tiny
@@ -344,6 +345,7 @@ def _softmax_bound(x, ref, dtype):
     return 2 * eps(dtype) * (3 + spread) * ref + np.finfo(dtype).tiny
 
 
+@pytest.mark.quick
 def test_softmax_forward(dtype, num_threads):
     rng = np.random.default_rng(7)
     for n, d in SOFTMAX_SHAPES:

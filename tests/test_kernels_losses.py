@@ -62,6 +62,7 @@ def _check_labels(z, labels, scale, grad, row_loss, total, dtype, what):
 # Softmax cross-entropy with integer labels
 # --------------------------------------------------------------------------------------------
 
+@pytest.mark.quick
 def test_ce_labels_matches_reference(dtype, num_threads, isa):
     rng = np.random.default_rng(1)
     for n, d in CE_SHAPES:
@@ -296,6 +297,7 @@ def test_ce_empty_batch(dtype):
 # MSE
 # --------------------------------------------------------------------------------------------
 
+@pytest.mark.quick
 def test_mse_matches_reference(dtype, num_threads):
     rng = np.random.default_rng(8)
     for n in MSE_LENGTHS:
@@ -394,6 +396,7 @@ def test_ce_weighted_kernels_check_weight_length():
 # BCE with logits, BCE, Huber, L1
 # --------------------------------------------------------------------------------------------
 
+@pytest.mark.quick
 @pytest.mark.parametrize("kind", KINDS)
 def test_elementwise_kernels_match_reference_across_chunks(kind, dtype, num_threads):
     """The kernels called directly with 1 or 2 threads on lengths around the 4096-element

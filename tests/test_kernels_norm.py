@@ -7,6 +7,7 @@ from conftest import readonly
 from ranvier._kernels import norm
 
 
+@pytest.mark.quick
 @pytest.mark.parametrize("n,c", [(2, 1), (7, 17), (33, 33), (5, 129), (65, 257)])
 def test_batchnorm_kernels_bitwise_identical_for_1_and_2_threads(rng, dtype, n, c):
     x = readonly((3 * rng.normal(size=(n, c)) + 1).astype(dtype))

@@ -115,6 +115,7 @@ def test_adam_matches_torch(torch, dtype, num_threads, config):
 # Against a NumPy reference (no torch needed): PyTorch's documented update rules in float64
 # --------------------------------------------------------------------------------------------
 
+@pytest.mark.quick
 @pytest.mark.parametrize("config", list(SGD_CONFIGS))
 def test_sgd_matches_numpy_reference(dtype, num_threads, isa, config):
     lr, momentum, dampening, wd, nesterov = _sgd_kernel_args(SGD_CONFIGS[config])
@@ -134,6 +135,7 @@ def test_sgd_matches_numpy_reference(dtype, num_threads, isa, config):
                                   what + " momentum_buffer")
 
 
+@pytest.mark.quick
 @pytest.mark.parametrize("config", list(ADAM_CONFIGS))
 def test_adam_matches_numpy_reference(dtype, num_threads, isa, config):
     lr, b1, b2, adam_eps, wd, decoupled = _adam_kernel_args(config)
@@ -250,6 +252,7 @@ def test_optimizers_empty(dtype):
 KERNEL_SIZES = [n for n in AWKWARD if n in (1, 2, 7, 16, 17, 65, 257)] + [4099, 40009]
 
 
+@pytest.mark.quick
 @pytest.mark.parametrize("kernel", ["rmsprop", "rmsprop_centered_momentum", "adagrad", "amsgrad"])
 def test_kernels_match_numpy_reference_at_awkward_sizes(dtype, kernel):
     rng = np.random.default_rng(9)

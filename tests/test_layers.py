@@ -39,6 +39,7 @@ READONLY_CASES = [(name, True) for name in FIRST] + [
     for training in (True, False)]
 
 
+@pytest.mark.quick
 @pytest.mark.parametrize("name,training", READONLY_CASES,
                          ids=[f"{n}-{'train' if t else 'eval'}" for n, t in READONLY_CASES])
 def test_readonly_inputs_give_same_results(rng, dtype, name, training):
@@ -137,6 +138,7 @@ def test_need_input_grad_false_returns_none(rng):
         assert layer.backward(np.ones((3, 5)), need_input_grad=False) is None
 
 
+@pytest.mark.quick
 def test_configs_rebuild_layers():
     for layer in [rv.LeakyReLU(0.2), rv.GELU(), rv.ELU(0.5), rv.Dropout(0.25, seed=3),
                   rv.Flatten(), rv.BatchNorm1d(5, eps=1e-3, momentum=None, affine=False)]:

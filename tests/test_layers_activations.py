@@ -42,6 +42,7 @@ def test_activation_backward_matches_finite_differences(rng, name, shape):
     check_gradient(lambda xx: float(np.sum(r * layer.forward(xx))), x.copy(), dx, rng)
 
 
+@pytest.mark.quick
 @pytest.mark.parametrize("name", BASIC)
 @pytest.mark.parametrize("shape", ACT_SHAPES, ids=[_shape_id(s) for s in ACT_SHAPES])
 def test_activation_forward_backward_match_numpy(rng, dtype, name, shape):
@@ -213,6 +214,7 @@ def test_every_table_entry_has_a_layer():
         assert make().kernel == name
 
 
+@pytest.mark.quick
 @pytest.mark.parametrize("name", list(TABLE_CASES))
 @pytest.mark.parametrize("n", [1, 7, 129, 4099])
 def test_table_forward_against_float64(rng, dtype, name, n):

@@ -15,6 +15,7 @@ DENSE_SIZES = [(1, 1, 1), (2, 5, 7), (7, 15, 16), (17, 31, 33), (5, 63, 65), (2,
 assert {d for s in DENSE_SIZES for d in s} <= set(AWKWARD)
 
 
+@pytest.mark.quick
 @pytest.mark.parametrize("n,fin,fout", DENSE_SIZES)
 def test_dense_backward_matches_finite_differences(rng, n, fin, fout):
     layer = rv.Dense(fin, fout, dtype=np.float64, seed=1)
@@ -26,6 +27,7 @@ def test_dense_backward_matches_finite_differences(rng, n, fin, fout):
     assert layer.bias.grad.shape == (fout,)
 
 
+@pytest.mark.quick
 @pytest.mark.parametrize("n,fin,fout", DENSE_SIZES)
 def test_dense_forward_matches_numpy(rng, dtype, n, fin, fout):
     layer = rv.Dense(fin, fout, dtype=dtype, seed=2)

@@ -9,6 +9,7 @@ import ranvier as rv
 from _reference import check_gradient
 
 
+@pytest.mark.quick
 @pytest.mark.parametrize("p", [0.1, 0.5, 0.9])
 def test_dropout_fraction_and_exact_scaling(rng, dtype, num_threads, p):
     x = (rng.normal(size=(257, 129)) + 10).astype(dtype)  # no zeros in x
@@ -52,6 +53,7 @@ def test_dropout_p_zero_is_identity_in_training(rng):
     np.testing.assert_array_equal(layer.backward(x), x)
 
 
+@pytest.mark.quick
 def test_dropout_seeding(rng, dtype):
     x = np.ones((33, 129), dtype)
     a, b, c = rv.Dropout(0.5, seed=7), rv.Dropout(0.5, seed=7), rv.Dropout(0.5, seed=8)

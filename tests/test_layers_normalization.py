@@ -51,6 +51,7 @@ def _bn_layer(rng, c, dtype, **kw):
     return layer
 
 
+@pytest.mark.quick
 @pytest.mark.parametrize("shape", BN_SHAPES, ids=[f"{a}x{b}" for a, b in BN_SHAPES])
 def test_batchnorm_backward_matches_finite_differences_training(rng, shape):
     n, c = shape
@@ -73,6 +74,7 @@ def test_batchnorm_backward_matches_finite_differences_eval(rng, shape):
     check_layer_gradients(layer, x, r, rng)
 
 
+@pytest.mark.quick
 @pytest.mark.parametrize("shape", BN_SHAPES, ids=[f"{a}x{b}" for a, b in BN_SHAPES])
 def test_batchnorm_training_matches_float64_reference(rng, dtype, num_threads, shape):
     """Every element, against a float64 NumPy evaluation of the formulas."""

@@ -3,11 +3,13 @@ into a Dense layer."""
 import math
 
 import numpy as np
+import pytest
 
 import ranvier as rv
 from _reference import check_gradient
 
 
+@pytest.mark.quick
 def test_flatten_forward_backward(rng, dtype):
     for shape in [(1, 28, 28), (7, 1, 1), (2, 3, 5, 7), (33, 129)]:
         x = rng.normal(size=shape).astype(dtype)

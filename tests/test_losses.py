@@ -33,6 +33,7 @@ assert {d for s in SHAPES for d in s} <= set(AWKWARD) and set(ROWS) <= set(AWKWA
 
 
 # -- values and gradients against numpy -----------------------------------------------------------
+@pytest.mark.quick
 @pytest.mark.parametrize("reduction", ["mean", "sum"])
 @pytest.mark.parametrize("n,c", SHAPES)
 def test_cross_entropy_labels_matches_reference(rng, dtype, reduction, n, c):
@@ -273,6 +274,7 @@ def _scale(reduction, size):
     return 1.0 / size if reduction == "mean" else 1.0
 
 
+@pytest.mark.quick
 @pytest.mark.parametrize("c", COLS)
 @pytest.mark.parametrize("n", ROWS)
 @pytest.mark.parametrize("reduction", ["mean", "sum"])
@@ -475,6 +477,7 @@ def _ce_bounds(z, u, p, scale, dtype, k):
     return value_bound, grad_bound
 
 
+@pytest.mark.quick
 @pytest.mark.parametrize("weight,smoothing", CE_CONFIGS)
 @pytest.mark.parametrize("target_kind", ["labels", "probs"])
 @pytest.mark.parametrize("reduction", ["mean", "sum"])
@@ -613,6 +616,7 @@ def test_train_forward_equals_forward(rng, dtype):
 
 
 # -- validation -----------------------------------------------------------------------------------
+@pytest.mark.quick
 def test_bad_inputs_raise_naming_the_argument(rng):
     p = rng.normal(size=(5, 3))
     t = rng.random((5, 3))

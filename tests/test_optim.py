@@ -300,6 +300,7 @@ def test_adagrad_lr_decay_and_scheduler_lr_change_match_torch(torch):
 # Against the float64 update rules (no torch)
 # --------------------------------------------------------------------------------------------
 
+@pytest.mark.quick
 def test_sgd_plain_step_formula(rng, dtype):
     layer = rv.Dense(5, 3, dtype=dtype, seed=0)
     g = rng.normal(size=(3, 5)).astype(dtype)
@@ -341,6 +342,7 @@ def _numpy_reference(name, p0, grads, kw):
     return ref64.adam(p0, grads, decoupled=name == "AdamW", **kw)
 
 
+@pytest.mark.quick
 @pytest.mark.parametrize("layout", ["flat", "separate"])
 @pytest.mark.parametrize("name,kw", REF_CONFIGS,
                          ids=[f"{n}-{'-'.join(f'{k}={v}' for k, v in kw.items())}"
@@ -570,6 +572,7 @@ def test_clip_grad_norm_same_bits_for_any_thread_count(dtype, norm_type):
     assert abs(results[0][0] - _exact_norm(grads, norm_type)) <= 1e-12 * results[0][0]
 
 
+@pytest.mark.quick
 def test_clip_grad_norm_numpy_reference_and_coefficient(dtype):
     """grads *= max_norm / (norm + 1e-6) when that is below 1; untouched otherwise."""
     params = _make_params("flat", dtype, seed=15)
@@ -652,6 +655,7 @@ def _run(opt, params, grads):
         opt.step()
 
 
+@pytest.mark.quick
 @pytest.mark.parametrize("layout", ["flat", "separate"])
 @pytest.mark.parametrize("name,kw", CONFIGS, ids=CONFIG_IDS)
 def test_state_dict_round_trip_mid_training_is_bitwise(dtype, name, kw, layout):
@@ -966,6 +970,7 @@ BAD = [
 ]
 
 
+@pytest.mark.quick
 @pytest.mark.parametrize("cls,kw,exc,match", BAD,
                          ids=[f"{c.__name__}-{kw}" for c, kw, _, _ in BAD])
 def test_bad_hyperparameters_raise(cls, kw, exc, match):
