@@ -76,7 +76,7 @@ def torch():
 check_gradient = _reference.check_gradient
 
 
-# -- the quick subset ------------------------------------------------------------------------------
+# -- the quick subset ---------------------------------------------------------------------------
 def _slow_variant(item):
     """A parametrized variant that the quick run leaves out: two threads, an ISA other than the
     best one, or a comparison with torch."""
@@ -92,7 +92,7 @@ def _slow_variant(item):
 
 
 @pytest.hookimpl(tryfirst=True)
-def pytest_collection_modifyitems(config, items):
+def pytest_collection_modifyitems(items):
     """`@pytest.mark.quick` selects a test for `pytest -m quick` in its cheap variants only: the
     mark is taken off the variants on two threads, on another ISA or against torch (before the
     mark plugin selects)."""

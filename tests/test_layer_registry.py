@@ -79,7 +79,7 @@ def test_summary_matches_pytorch_parameter_counts(torch):
     text = model.summary(input_shape=(28, 28), print_fn=None)
     rows = [line for line in text.splitlines() if line[:1].isdigit()]
     assert len(rows) == len(net)
-    torch_shapes, h = [], torch.zeros(2, 28, 28)
+    h = torch.zeros(2, 28, 28)
     net.eval()
     for i, (row, mod) in enumerate(zip(rows, net)):
         h = mod(h)
