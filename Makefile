@@ -4,7 +4,7 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 EXTRAS ?= test
 
-.PHONY: venv install demo test bench wheel test-wheel test-no-openmp sanitize sanitize-run clean
+.PHONY: venv install demo test test-quick bench wheel test-wheel test-no-openmp sanitize sanitize-run clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -23,6 +23,11 @@ demo: install
 # package fails here too.
 test: install
 	$(BIN)/python -m pytest tests
+
+# The tests marked quick (a subset that covers every module) on one thread, the best ISA and
+# without torch comparisons: under a minute. `make test` still runs everything.
+test-quick: install
+	OMP_NUM_THREADS=1 $(BIN)/python -m pytest -m quick tests
 
 # ranvier vs NumPy, PyTorch and scikit-learn side by side; writes benchmarks/results/.
 bench: EXTRAS = test,bench

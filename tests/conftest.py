@@ -4,6 +4,7 @@ import math
 import numpy as np
 import pytest
 
+import _reference
 import ranvier
 
 DTYPES = [np.float32, np.float64]
@@ -70,43 +71,31 @@ def torch():
     return pytest.importorskip("torch", reason="PyTorch not installed (pip install torch==2.13.0)")
 
 
-# Finite differences, shared by the layer tests.
-FD_STEP = 1e-6  # central-difference step (float64)
-FD_MAX_COORDS = 120  # coordinates checked one by one; larger arrays get a random subset + directions
-FD_BIG_SUBSET = 40  # subset size past the parallel cut-off (each evaluation is a full forward)
+# The finite-difference check lives with the other float64 references; older imports of it from
+# conftest keep working.
+check_gradient = _reference.check_gradient
 
 
-def check_gradient(objective, x, analytic, rng):
-    """Compare ``analytic`` (d objective / d x) with central differences: every coordinate for
-    small arrays, else a random subset of coordinates plus random directional derivatives.
-    ``x`` is perturbed in place and restored."""
-    assert x.dtype == np.float64 and analytic.shape == x.shape
-    f0 = objective(x)
-    atol = 1e-7 * (1.0 + abs(f0))  # rounding of the difference quotient is ~1e-10 * |f|
-    flat, gflat = x.reshape(-1), analytic.reshape(-1)
-    if x.size <= FD_MAX_COORDS:
-        idx = np.arange(x.size)
-    else:
-        k = FD_MAX_COORDS if x.size < 32768 else FD_BIG_SUBSET
-        idx = rng.choice(x.size, k, replace=False)
-    num = np.empty(len(idx))
-    for k, i in enumerate(idx):
-        old = flat[i]
-        flat[i] = old + FD_STEP
-        fp = objective(x)
-        flat[i] = old - FD_STEP
-        fm = objective(x)
-        flat[i] = old
-        num[k] = (fp - fm) / (2 * FD_STEP)
-    np.testing.assert_allclose(gflat[idx], num, rtol=1e-6, atol=atol)
-    if x.size > FD_MAX_COORDS:
-        for _ in range(3):
-            v = rng.standard_normal(x.shape)
-            x0 = x.copy()
-            x[...] = x0 + FD_STEP * v
-            fp = objective(x)
-            x[...] = x0 - FD_STEP * v
-            fm = objective(x)
-            x[...] = x0
-            np.testing.assert_allclose(np.vdot(analytic, v), (fp - fm) / (2 * FD_STEP), rtol=1e-6,
-                                       atol=atol * np.sqrt(x.size))
+# -- the quick subset ---------------------------------------------------------------------------
+def _slow_variant(item):
+    """A parametrized variant that the quick run leaves out: two threads, an ISA other than the
+    best one, or a comparison with torch."""
+    params = getattr(getattr(item, "callspec", None), "params", {})
+    if params.get("num_threads", 1) != 1:
+        return True
+    if "isa" in params:
+        from ranvier._kernels import _runtime
+
+        if params["isa"] != _runtime.best_isa():
+            return True
+    return "torch" in getattr(item, "fixturenames", ())
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_collection_modifyitems(items):
+    """`@pytest.mark.quick` selects a test for `pytest -m quick` in its cheap variants only: the
+    mark is taken off the variants on two threads, on another ISA or against torch (before the
+    mark plugin selects)."""
+    for item in items:
+        if item.get_closest_marker("quick") is not None and _slow_variant(item):
+            item.own_markers[:] = [m for m in item.own_markers if m.name != "quick"]

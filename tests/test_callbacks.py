@@ -56,6 +56,7 @@ def test_bad_workflow_arguments(digits, kwargs, match):
         _model().fit(X, y, epochs=1, verbose=0, **kwargs)
 
 
+@pytest.mark.quick
 def test_early_stopping_stops_and_restores_best_weights(digits):
     X, y = digits
     model = _model(hidden=64)
@@ -86,6 +87,7 @@ def test_early_stopping_min_delta_and_mode(digits):
         rv.EarlyStopping(patience=-1)
 
 
+@pytest.mark.quick
 def test_model_checkpoint_save_best_only_and_resume(digits, tmp_path):
     X, y = digits
     model = _model()

@@ -4,6 +4,8 @@ import re
 import subprocess
 import sys
 
+import pytest
+
 import ranvier
 
 
@@ -42,6 +44,7 @@ def test_demo_result_independent_of_threads():
     assert outs[0] == outs[1]
 
 
+@pytest.mark.quick
 def test_config_command_prints_report():
     res = _run("config")
     assert res.returncode == 0, res.stderr

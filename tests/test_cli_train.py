@@ -50,6 +50,7 @@ def test_mnist_without_data_dir_is_a_clear_error(tmp_path):
     assert res.returncode != 0 and "cannot read mnist" in res.stderr
 
 
+@pytest.mark.quick
 def test_evaluate_bad_file(tmp_path):
     bad = tmp_path / "x.safetensors"
     bad.write_bytes(b"not a model")

@@ -13,6 +13,7 @@ def digits():
     return load_digits()
 
 
+@pytest.mark.quick
 def test_load_digits_shapes_dtypes_values(digits):
     X, y = digits
     assert X.shape == (1797, 64) and X.dtype == np.float32 and X.flags.c_contiguous
@@ -69,6 +70,7 @@ def test_train_test_split_sizes_stratified(digits):
     assert not wrong, "\n".join(wrong)
 
 
+@pytest.mark.quick
 def test_train_test_split_is_a_partition_and_keeps_pairs(digits):
     X, y = digits
     idx = np.arange(1797)

@@ -154,6 +154,7 @@ def _assert_loaded(result, train, test):
         np.testing.assert_array_equal(got_y, want_y)
 
 
+@pytest.mark.quick
 @pytest.mark.parametrize("loader", LOADERS)
 def test_round_trip(synth, loader):
     d, train, test = synth

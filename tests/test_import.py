@@ -3,6 +3,8 @@ import os
 import subprocess
 import sys
 
+import pytest
+
 import ranvier
 
 HEAVY = ("torch", "sklearn", "matplotlib", "scipy", "pandas", "tqdm", "tensorflow", "jax")
@@ -48,6 +50,7 @@ def test_using_the_api_stays_light():
     assert res.returncode == 0, res.stderr
 
 
+@pytest.mark.quick
 def test_public_names():
     assert ranvier.__version__ == "0.1.0"
     for name in ranvier.__all__:

@@ -7,6 +7,9 @@ exponent x - max is rounded in the working precision.
 import numpy as np
 import pytest
 
+import _reference as ref64
+from _assert import assert_sentinels, assert_within, guarded
+from _layers import act_input
 from conftest import AWKWARD, eps, readonly
 from ranvier._kernels import activations as act
 
@@ -17,45 +20,8 @@ SOFTMAX_SHAPES = [(n, d) for n in (1, 2, 7, 33) for d in (1, 2, 5, 16, 17, 63, 1
 SOFTMAX_SHAPES += [(257, 10), (1000, 31), (129, 255)]
 
 
-def _guarded(shape, dtype):
-    """An output view with a NaN sentinel on each side, to catch writes past either end."""
-    size = int(np.prod(shape))
-    buf = np.full(size + 2, np.nan, dtype)
-    return buf, buf[1:-1].reshape(shape)
-
-
-def _assert_sentinels(buf, what):
-    assert np.isnan(buf[0]) and np.isnan(buf[-1]), f"{what}: wrote outside the output"
-
-
-def _assert_bound(got, ref, bound, what):
-    got64 = np.asarray(got, np.float64)
-    assert np.isfinite(got64).all() or not np.isfinite(ref).all(), f"{what}: non-finite output"
-    err = np.abs(got64 - ref)
-    bad = ~(err <= bound)
-    if bad.any():
-        i = np.unravel_index(np.argmax(np.where(bad, err / np.maximum(bound, 1e-300), 0)),
-                             err.shape)
-        raise AssertionError(f"{what}: {int(bad.sum())} of {err.size} entries off; worst at {i}: "
-                             f"got {got[i]!r}, expected {ref[i]!r}, bound {bound[i]:.3e}")
-
-
 def _data(rng, shape, dtype, spread=3.0):
     return (spread * rng.standard_normal(shape)).astype(dtype)
-
-
-def _sigmoid64_exact(x):
-    """Without the cancellation of 1 - pos for very negative x."""
-    x = np.asarray(x, np.float64)
-    with np.errstate(over="ignore"):
-        e = np.exp(-np.abs(x))
-    return np.where(x >= 0, 1.0 / (1.0 + e), e / (1.0 + e))
-
-
-def _softmax64(x):
-    x = np.asarray(x, np.float64)
-    z = np.exp(x - x.max(axis=1, keepdims=True))
-    return z / z.sum(axis=1, keepdims=True)
 
 
 # --------------------------------------------------------------------------------------------
@@ -71,15 +37,15 @@ def test_relu_forward_backward(dtype, num_threads, isa):
         dy = _data(rng, n, dtype)
         expected_y = np.where(x > 0, x, dtype.type(0))
         for xin in (x, readonly(x)):
-            buf, y = _guarded(n, dtype)
+            buf, y = guarded(n, dtype)
             act.forward(act.ACTIVATIONS["relu"], xin, y, 0.0, num_threads)
             np.testing.assert_array_equal(y, expected_y, err_msg=f"relu_forward n={n}")
-            _assert_sentinels(buf, f"relu_forward n={n}")
+            assert_sentinels(buf, f"relu_forward n={n}")
         expected_dx = np.where(expected_y > 0, dy, dtype.type(0))
-        buf, dx = _guarded(n, dtype)
+        buf, dx = guarded(n, dtype)
         act.backward(act.ACTIVATIONS["relu"], readonly(expected_y), readonly(dy), dx, 0.0, num_threads)
         np.testing.assert_array_equal(dx, expected_dx, err_msg=f"relu_backward n={n}")
-        _assert_sentinels(buf, f"relu_backward n={n}")
+        assert_sentinels(buf, f"relu_backward n={n}")
 
 
 def test_relu_propagates_nan_as_torch(dtype, isa, torch):
@@ -104,17 +70,18 @@ def test_relu_propagates_nan_as_torch(dtype, isa, torch):
 # Sigmoid and tanh
 # --------------------------------------------------------------------------------------------
 
+@pytest.mark.quick
 def test_sigmoid_forward(dtype, num_threads, isa):
     rng = np.random.default_rng(2)
     tiny = np.finfo(dtype).tiny
     for n in LENGTHS:
         x = _data(rng, n, dtype, spread=6.0)
         for xin in (x, readonly(x)):
-            buf, y = _guarded(n, dtype)
+            buf, y = guarded(n, dtype)
             act.forward(act.ACTIVATIONS["sigmoid"], xin, y, 0.0, num_threads)
-            ref = _sigmoid64_exact(x)
-            _assert_bound(y, ref, 4 * eps(dtype) * ref + tiny, f"sigmoid n={n}")
-            _assert_sentinels(buf, f"sigmoid n={n}")
+            ref = ref64.sigmoid(x)
+            assert_within(y, ref, 4 * eps(dtype) * ref + tiny, f"sigmoid n={n}")
+            assert_sentinels(buf, f"sigmoid n={n}")
 
 
 def test_sigmoid_extreme_inputs_do_not_overflow(dtype, num_threads, isa):
@@ -123,8 +90,8 @@ def test_sigmoid_extreme_inputs_do_not_overflow(dtype, num_threads, isa):
     y = np.empty_like(x)
     act.forward(act.ACTIVATIONS["sigmoid"], x, y, 0.0, num_threads)
     assert np.isfinite(y).all(), f"sigmoid produced {y[~np.isfinite(y)]} for {x[~np.isfinite(y)]}"
-    ref = _sigmoid64_exact(x)
-    _assert_bound(y, ref, 4 * eps(dtype) * ref + np.finfo(dtype).tiny, "sigmoid extremes")
+    ref = ref64.sigmoid(x)
+    assert_within(y, ref, 4 * eps(dtype) * ref + np.finfo(dtype).tiny, "sigmoid extremes")
     assert y[x == np.inf] == 1 and y[x == -np.inf] == 0
     assert ((y >= 0) & (y <= 1)).all()
 
@@ -137,12 +104,12 @@ def test_sigmoid_backward(dtype, num_threads, isa):
         dy = _data(rng, n, dtype)
         y64, dy64 = y.astype(np.float64), dy.astype(np.float64)
         ref = dy64 * y64 * (1 - y64)
-        buf, dx = _guarded(n, dtype)
+        buf, dx = guarded(n, dtype)
         act.backward(act.ACTIVATIONS["sigmoid"], readonly(y), readonly(dy), dx, 0.0, num_threads)
         # Three roundings (1 - y, two products) and the final one; 1 - y is exact for y >= 1/2.
-        _assert_bound(dx, ref, 4 * eps(dtype) * np.abs(ref) + np.finfo(dtype).tiny,
+        assert_within(dx, ref, 4 * eps(dtype) * np.abs(ref) + np.finfo(dtype).tiny,
                       f"sigmoid_backward n={n}")
-        _assert_sentinels(buf, f"sigmoid_backward n={n}")
+        assert_sentinels(buf, f"sigmoid_backward n={n}")
 
 
 def test_tanh_forward(dtype, num_threads, isa):
@@ -150,12 +117,12 @@ def test_tanh_forward(dtype, num_threads, isa):
     for n in LENGTHS:
         x = _data(rng, n, dtype)
         for xin in (x, readonly(x)):
-            buf, y = _guarded(n, dtype)
+            buf, y = guarded(n, dtype)
             act.forward(act.ACTIVATIONS["tanh"], xin, y, 0.0, num_threads)
             ref = np.tanh(x.astype(np.float64))
-            _assert_bound(y, ref, 4 * eps(dtype) * np.abs(ref) + np.finfo(dtype).tiny,
+            assert_within(y, ref, 4 * eps(dtype) * np.abs(ref) + np.finfo(dtype).tiny,
                           f"tanh n={n}")
-            _assert_sentinels(buf, f"tanh n={n}")
+            assert_sentinels(buf, f"tanh n={n}")
     x = np.array([20, -20, 1000, -1000, 1e30, -1e30, np.inf, -np.inf, 1e-30, -1e-30], dtype)
     y = np.empty_like(x)
     act.forward(act.ACTIVATIONS["tanh"], x, y, 0.0, num_threads)
@@ -173,7 +140,7 @@ def test_tanh_float32_dense_sweep(isa):
     y = np.empty_like(x)
     act.forward(act.ACTIVATIONS["tanh"], x, y, 0.0, 2)
     ref = np.tanh(x.astype(np.float64))
-    _assert_bound(y, ref, 4 * eps(np.float32) * np.abs(ref) + np.finfo(np.float32).tiny,
+    assert_within(y, ref, 4 * eps(np.float32) * np.abs(ref) + np.finfo(np.float32).tiny,
                   "tanh sweep")
     assert np.signbit(y[0]) == np.signbit(x[0]) and np.signbit(y[-1]) == np.signbit(x[-1])
 
@@ -197,13 +164,13 @@ def test_tanh_backward(dtype, num_threads, isa):
         dy = _data(rng, n, dtype)
         y64, dy64 = y.astype(np.float64), dy.astype(np.float64)
         ref = dy64 * (1 - y64 * y64)
-        buf, dx = _guarded(n, dtype)
+        buf, dx = guarded(n, dtype)
         act.backward(act.ACTIVATIONS["tanh"], readonly(y), readonly(dy), dx, 0.0, num_threads)
         # Forward error of dy * (1 - y*y): the rounding of y*y is relative to y^2, not to the
         # (possibly much smaller) 1 - y^2, hence |dy| (1 + y^2) rather than |ref|.
         bound = 4 * eps(dtype) * np.abs(dy64) * (1 + y64 * y64) + np.finfo(dtype).tiny
-        _assert_bound(dx, ref, bound, f"tanh_backward n={n}")
-        _assert_sentinels(buf, f"tanh_backward n={n}")
+        assert_within(dx, ref, bound, f"tanh_backward n={n}")
+        assert_sentinels(buf, f"tanh_backward n={n}")
 
 
 # Every entry of the activation table, with a parameter for those that take one.
@@ -247,6 +214,34 @@ def test_elementwise_same_bits_for_any_thread_count(dtype, name, isa):
         ys.append(y.tobytes())
         dxs.append(dx.tobytes())
     assert ys[0] == ys[1] and dxs[0] == dxs[1]
+
+
+@pytest.mark.parametrize("n", [1, 2, 7, 33, 129, 4103])
+def test_elementwise_kernels_bitwise_identical_for_1_and_2_threads(rng, dtype, n):
+    """Called directly, so two threads run even below the layers' parallel cut-off."""
+    x = act_input("ELU", rng, n, dtype)
+    dy = rng.normal(size=n).astype(dtype)
+    u = rng.random(n, dtype=np.float32)
+    table = act.ACTIVATIONS
+    calls = [(act.forward, table[name], (x,), param) for name, param in
+             (("leaky_relu", 0.07), ("gelu", 0.0), ("elu", 0.7), ("silu", 0.0))]
+    calls += [(act.backward, code, (x, dy), param) for _, code, _, param in calls]
+    for fn, code, ins, param in calls:
+        outs = []
+        for t in (1, 2):
+            out = np.full(n + 2, np.nan, dtype)
+            fn(code, *ins, out[1:-1], param, t)
+            assert np.isnan(out[0]) and np.isnan(out[-1]), "wrote outside the output"
+            outs.append(out[1:-1])
+        np.testing.assert_array_equal(outs[0], outs[1])
+    outs = []
+    for t in (1, 2):
+        out = np.empty(n, dtype)
+        act.dropout_apply(x, u, 0.3, 1 / 0.7, out, t)
+        outs.append(out)
+    np.testing.assert_array_equal(outs[0], outs[1])
+    np.testing.assert_array_equal(outs[0], np.where(u >= np.float32(0.3), x * dtype.type(1 / 0.7),
+                                                    0))
 
 
 @pytest.mark.parametrize("name", TABLE)
@@ -299,10 +294,10 @@ def test_bias_activation_matches_unfused(dtype, num_threads, isa, name):
         b = _data(rng, cols, dtype)
         expected = np.empty_like(z)
         unfused((z + b).reshape(-1), expected.reshape(-1), 1)
-        buf, y = _guarded((rows, cols), dtype)
+        buf, y = guarded((rows, cols), dtype)
         fused(readonly(z), readonly(b), y, num_threads)
         np.testing.assert_array_equal(y, expected, err_msg=f"bias_{name} {rows}x{cols}")
-        _assert_sentinels(buf, f"bias_{name} {rows}x{cols}")
+        assert_sentinels(buf, f"bias_{name} {rows}x{cols}")
         fused(z, b, z, num_threads)                       # in place
         np.testing.assert_array_equal(z, expected, err_msg=f"bias_{name} in place")
 
@@ -314,7 +309,7 @@ def test_bias_relu_against_float64(dtype, num_threads):
     y = np.empty_like(z)
     act.bias_forward(act.ACTIVATIONS["relu"], z, b, y, 0.0, num_threads)
     ref = np.maximum(z.astype(np.float64) + b.astype(np.float64), 0)
-    _assert_bound(y, ref, eps(dtype) * np.abs(ref), "bias_relu")   # one rounding: z + b
+    assert_within(y, ref, eps(dtype) * np.abs(ref), "bias_relu")   # one rounding: z + b
 
 
 def test_bias_activation_bad_arguments(dtype):
@@ -350,16 +345,17 @@ def _softmax_bound(x, ref, dtype):
     return 2 * eps(dtype) * (3 + spread) * ref + np.finfo(dtype).tiny
 
 
+@pytest.mark.quick
 def test_softmax_forward(dtype, num_threads):
     rng = np.random.default_rng(7)
     for n, d in SOFTMAX_SHAPES:
         x = (4 * rng.standard_normal((n, d))).astype(dtype)
-        ref = _softmax64(x)
+        ref = ref64.softmax(x)
         for xin in (x, readonly(x)):
-            buf, y = _guarded((n, d), dtype)
+            buf, y = guarded((n, d), dtype)
             act.softmax_forward(xin, y, num_threads)
-            _assert_bound(y, ref, _softmax_bound(x, ref, dtype), f"softmax {n}x{d}")
-            _assert_sentinels(buf, f"softmax {n}x{d}")
+            assert_within(y, ref, _softmax_bound(x, ref, dtype), f"softmax {n}x{d}")
+            assert_sentinels(buf, f"softmax {n}x{d}")
             row_sums = y.astype(np.float64).sum(axis=1)
             assert np.all(np.abs(row_sums - 1) <= 2 * (d + 2) * eps(dtype)), f"rows {n}x{d}"
 
@@ -376,8 +372,8 @@ def test_softmax_forward_large_logits(dtype, num_threads, magnitude):
     y = np.empty_like(x)
     act.softmax_forward(x, y, num_threads)
     assert np.isfinite(y).all()
-    ref = _softmax64(x)
-    _assert_bound(y, ref, _softmax_bound(x, ref, dtype), f"softmax |x|~{magnitude}")
+    ref = ref64.softmax(x)
+    assert_within(y, ref, _softmax_bound(x, ref, dtype), f"softmax |x|~{magnitude}")
     np.testing.assert_allclose(y[0], np.full(17, 1 / 17), rtol=4 * eps(dtype))
     np.testing.assert_allclose(y[1], np.full(17, 1 / 17), rtol=4 * eps(dtype))
 
@@ -394,10 +390,10 @@ def test_softmax_backward(dtype, num_threads):
         # dx_j = y_j (dy_j - <dy, y>): the dot product's error scales with sum |dy y|.
         absdot = np.abs(dy64 * y64).sum(axis=1, keepdims=True)
         bound = 4 * eps(dtype) * (np.abs(ref) + y64 * absdot) + np.finfo(dtype).tiny
-        buf, dx = _guarded((n, d), dtype)
+        buf, dx = guarded((n, d), dtype)
         act.softmax_backward(readonly(y), readonly(dy), dx, num_threads)
-        _assert_bound(dx, ref, bound, f"softmax_backward {n}x{d}")
-        _assert_sentinels(buf, f"softmax_backward {n}x{d}")
+        assert_within(dx, ref, bound, f"softmax_backward {n}x{d}")
+        assert_sentinels(buf, f"softmax_backward {n}x{d}")
         # The gradient of a softmax is orthogonal to the ones vector: rows of dx sum to ~0.
         assert np.all(np.abs(dx.astype(np.float64).sum(axis=1))
                       <= 4 * (d + 2) * eps(dtype) * (np.abs(ref).sum(axis=1) + absdot[:, 0]))

@@ -5,6 +5,7 @@ import tracemalloc
 
 import numpy as np
 import pytest
+import _reference as ref64
 from conftest import eps, readonly
 
 import ranvier as rv
@@ -24,16 +25,6 @@ SHAPES = [(1, 1, 1), (7, 5, 3), (33, 17, 31), (32, 64, 10), (65, 129, 33), (129,
           (9, 1, 20), (9, 1, 16), (17, 1, 33)]
 
 
-def _act_ref(z, name):
-    return {"none": z, "relu": np.maximum(z, 0), "sigmoid": 1 / (1 + np.exp(-z)),
-            "tanh": np.tanh(z)}[name]
-
-
-def _act_grad_ref(y, name):
-    return {"none": np.ones_like(y), "relu": (y > 0).astype(float), "sigmoid": y * (1 - y),
-            "tanh": 1 - y * y}[name]
-
-
 def _bound(a, b, k, dtype):
     """Elementwise error bound of a k-term dot product computed in dtype: ~k eps |a| @ |b|."""
     return 4 * (k + 2) * eps(dtype) * (np.abs(a) @ np.abs(b)) + 10 * eps(dtype)
@@ -51,7 +42,7 @@ def test_dense_forward_matches_reference(rng, dtype, isa, gemm_path, n, fin, fou
         z = x.astype(np.float64) @ w.T.astype(np.float64) + b
         tol = _bound(np.c_[x, np.ones(n)], np.r_[w.T, b[None]], fin + 1, dtype)
         # the activations are 1-Lipschitz, so the pre-activation bound carries over
-        np.testing.assert_array_less(np.abs(out - _act_ref(z, act)), tol + 4 * eps(dtype))
+        np.testing.assert_array_less(np.abs(out - ref64.activation(act, z)), tol + 4 * eps(dtype))
 
 
 @pytest.mark.parametrize("n,fin,fout", SHAPES)
@@ -59,9 +50,9 @@ def test_dense_forward_matches_reference(rng, dtype, isa, gemm_path, n, fin, fou
 def test_dense_backward_matches_reference(rng, dtype, isa, gemm_path, n, fin, fout, act):
     x = rng.standard_normal((n, fin)).astype(dtype)
     w = rng.standard_normal((fout, fin)).astype(dtype)
-    y = _act_ref(rng.standard_normal((n, fout)), act).astype(dtype)
+    y = ref64.activation(act, rng.standard_normal((n, fout))).astype(dtype)
     dy = rng.standard_normal((n, fout)).astype(dtype)
-    g = dy.astype(np.float64) * _act_grad_ref(y.astype(np.float64), act)
+    g = dy.astype(np.float64) * ref64.activation_grad_from_output(act, y.astype(np.float64))
     results = []
     for nt in (1, 2):
         dz = np.full((n, fout), np.nan, dtype)
@@ -109,6 +100,7 @@ FUSABLE = [rv.ReLU, rv.Sigmoid, rv.Tanh, lambda: rv.LeakyReLU(0.2), lambda: rv.E
            rv.SiLU]
 
 
+@pytest.mark.quick
 @pytest.mark.parametrize("act_layer", FUSABLE)
 def test_fused_plan_equals_layer_by_layer_bitwise(rng, dtype, isa, act_layer):
     """One fused step (the plan's DenseRun: activation in the GEMM epilogue, activation gradient
@@ -184,17 +176,18 @@ def _reference_step(dense, acts, x, dy):
     """float64 forward output, weight and bias gradients and dL/dx of the same stack."""
     hs, h = [x.astype(np.float64)], x.astype(np.float64)
     for d, a in zip(dense, acts):
-        h = _act_ref(h @ d.weight.data.T.astype(np.float64) + d.bias.data, a)
+        h = ref64.activation(a, h @ d.weight.data.T.astype(np.float64) + d.bias.data)
         hs.append(h)
     g = dy.astype(np.float64)
     grads = []
     for i in range(len(dense) - 1, -1, -1):
-        g = g * _act_grad_ref(hs[i + 1], acts[i])
+        g = g * ref64.activation_grad_from_output(acts[i], hs[i + 1])
         grads.append((g.T @ hs[i], g.sum(0)))
         g = g @ dense[i].weight.data.astype(np.float64)
     return hs[-1], grads[::-1], g
 
 
+@pytest.mark.quick
 def test_dense_run_matches_reference(rng, dtype, isa, num_threads):
     acts = ("relu", "tanh", "none")
     dense, run = _run_and_reference(dtype, rng, acts)

@@ -11,7 +11,12 @@ import math
 import numpy as np
 import pytest
 
+import _reference as ref64
+from _assert import assert_within, guarded
+from _losses import KINDS, make_case
+from _losses import reference as case_reference
 from conftest import AWKWARD, eps, readonly
+import ranvier as rv
 from ranvier._kernels import losses
 
 EPS64 = float(np.finfo(np.float64).eps)
@@ -22,41 +27,15 @@ CE_SHAPES += [(1000, 10), (65, 1025), (3, 1000), (33, 4099)]
 MSE_LENGTHS = sorted(set(AWKWARD) | {255, 4095, 4096, 4097, 3 * 4096 + 5, 100003})
 
 
-def _log_softmax64(z):
-    """log softmax in float64, as (z - m) - log(sum exp(z - m)): adding m back into a
-    log-sum-exp would cost eps * |m| (2e-12 at |z| ~ 1e4) in the reference itself."""
-    z = np.asarray(z, np.float64)
-    shifted = z - z.max(axis=1, keepdims=True)
-    return shifted - np.log(np.exp(shifted).sum(axis=1, keepdims=True))
-
-
 def _spread(z):
     z = np.asarray(z, np.float64)
     return z.max(axis=1, keepdims=True) - z.min(axis=1, keepdims=True)
 
 
-def _guarded(shape, dtype):
-    size = int(np.prod(shape))
-    buf = np.full(size + 2, np.nan, dtype)
-    return buf, buf[1:-1].reshape(shape)
-
-
-def _check(got, ref, bound, what):
-    got64 = np.asarray(got, np.float64)
-    assert np.isfinite(got64).all(), f"{what}: non-finite values"
-    err = np.abs(got64 - ref)
-    bad = ~(err <= bound)
-    if bad.any():
-        i = np.unravel_index(np.argmax(np.where(bad, err / np.maximum(bound, 1e-300), 0)),
-                             err.shape)
-        raise AssertionError(f"{what}: {int(bad.sum())} of {err.size} off; worst at {i}: got "
-                             f"{got64[i]!r}, expected {ref[i]!r}, bound {bound[i]:.3e}")
-
-
 def _labels_reference(z, labels, scale):
     z64 = np.asarray(z, np.float64)
     n, d = z64.shape
-    logp = _log_softmax64(z64)
+    logp = ref64.log_softmax(z64)
     p = np.exp(logp)
     onehot = np.zeros((n, d))
     onehot[np.arange(n), labels] = 1.0
@@ -70,9 +49,9 @@ def _check_labels(z, labels, scale, grad, row_loss, total, dtype, what):
     r = _spread(z)
     loss_bound = (2 * eps(dtype) * (r[:, 0] + 1)
                   + 8 * (d + 2) * EPS64 * (1 + np.abs(loss_ref)))
-    _check(row_loss, loss_ref, loss_bound, f"{what} row_loss")
+    assert_within(row_loss, loss_ref, loss_bound, f"{what} row_loss")
     grad_bound = 2 * eps(dtype) * abs(scale) * ((r + 2) * p + onehot) + np.finfo(dtype).tiny
-    _check(grad, grad_ref, grad_bound, f"{what} grad")
+    assert_within(grad, grad_ref, grad_bound, f"{what} grad")
     # The returned total is the (double) sum of the per-row losses.
     assert math.isclose(total, math.fsum(row_loss), rel_tol=(n + 2) * EPS64, abs_tol=1e-300), what
     assert abs(total - loss_ref.sum()) <= loss_bound.sum() + (n + 2) * EPS64 * np.abs(
@@ -83,13 +62,14 @@ def _check_labels(z, labels, scale, grad, row_loss, total, dtype, what):
 # Softmax cross-entropy with integer labels
 # --------------------------------------------------------------------------------------------
 
+@pytest.mark.quick
 def test_ce_labels_matches_reference(dtype, num_threads, isa):
     rng = np.random.default_rng(1)
     for n, d in CE_SHAPES:
         z = (3 * rng.standard_normal((n, d))).astype(dtype)
         labels = rng.integers(0, d, n).astype(np.int64)
         for scale in (1.0 / n, 1.0):
-            bufg, grad = _guarded((n, d), dtype)
+            bufg, grad = guarded((n, d), dtype)
             row_loss = np.full(n, np.nan)
             total = losses.softmax_cross_entropy_labels(readonly(z), readonly(labels), grad,
                                                         row_loss, scale, num_threads)
@@ -124,21 +104,6 @@ def test_ce_labels_large_logits_stable(dtype, num_threads, magnitude, isa):
     assert row_loss[4] > magnitude / 10
     # Gradient rows of softmax - onehot sum to zero.
     assert np.all(np.abs(grad.astype(np.float64).sum(axis=1)) <= 4 * (d + 2) * eps(dtype) * scale)
-
-
-def test_ce_labels_same_result_for_any_thread_count(dtype, isa):
-    rng = np.random.default_rng(3)
-    n, d = 3001, 17
-    z = (3 * rng.standard_normal((n, d))).astype(dtype)
-    labels = rng.integers(0, d, n).astype(np.int64)
-    results = []
-    for nt in (1, 2):
-        grad = np.empty((n, d), dtype)
-        row_loss = np.empty(n)
-        total = losses.softmax_cross_entropy_labels(z, labels, grad, row_loss, 1.0 / n, nt)
-        results.append((total, row_loss.tobytes(), grad.tobytes()))
-    assert results[0][0] == results[1][0], "summed loss differs between 1 and 2 threads"
-    assert results[0][1:] == results[1][1:]
 
 
 def test_ce_labels_row_hits_are_first_argmax(dtype, num_threads, isa):
@@ -223,7 +188,7 @@ def test_ce_labels_bad_arguments_raise(dtype):
 
 def _probs_reference(z, t, scale):
     z64, t64 = np.asarray(z, np.float64), np.asarray(t, np.float64)
-    logp = _log_softmax64(z64)
+    logp = ref64.log_softmax(z64)
     p = np.exp(logp)
     tsum = t64.sum(axis=1, keepdims=True)
     loss = -(t64 * logp).sum(axis=1)
@@ -237,10 +202,10 @@ def _check_probs(z, t, scale, grad, row_loss, total, dtype, what):
     t64 = np.asarray(t, np.float64)
     loss_bound = (2 * eps(dtype) * (r[:, 0] + 1) * tsum[:, 0]
                   + 8 * (d + 2) * EPS64 * (1 + (t64 * np.abs(logp)).sum(axis=1)))
-    _check(row_loss, loss_ref, loss_bound, f"{what} row_loss")
+    assert_within(row_loss, loss_ref, loss_bound, f"{what} row_loss")
     grad_bound = (2 * eps(dtype) * abs(scale) * ((r + 2) * p * tsum + t64)
                   + np.finfo(dtype).tiny)
-    _check(grad, grad_ref, grad_bound, f"{what} grad")
+    assert_within(grad, grad_ref, grad_bound, f"{what} grad")
     assert math.isclose(total, math.fsum(row_loss), rel_tol=(n + 2) * EPS64, abs_tol=1e-300), what
 
 
@@ -260,7 +225,7 @@ def test_ce_probs_matches_reference(dtype, num_threads, targets, isa):
                 t *= rng.uniform(0.2, 3.0, (n, 1))    # rows sum to anything: grad = p sum(t) - t
             t = t.astype(dtype)
         scale = 1.0 / n
-        bufg, grad = _guarded((n, d), dtype)
+        bufg, grad = guarded((n, d), dtype)
         row_loss = np.full(n, np.nan)
         total = losses.softmax_cross_entropy_probs(readonly(z), readonly(t), grad, row_loss,
                                                    scale, num_threads)
@@ -299,16 +264,22 @@ def test_ce_probs_large_logits_stable(dtype, num_threads, magnitude, isa):
     _check_probs(z, t, 1.0 / n, grad, row_loss, total, dtype, f"probs |z|~{magnitude}")
 
 
-def test_ce_probs_same_result_for_any_thread_count(dtype, isa):
-    rng = np.random.default_rng(7)
+@pytest.mark.parametrize("targets", ["labels", "probs"])
+def test_ce_same_result_for_any_thread_count(dtype, isa, targets):
+    rng = np.random.default_rng(3 if targets == "labels" else 7)
     n, d = 3001, 17
     z = (3 * rng.standard_normal((n, d))).astype(dtype)
-    t = rng.random((n, d)).astype(dtype)
+    if targets == "labels":
+        t = rng.integers(0, d, n).astype(np.int64)
+        kernel = losses.softmax_cross_entropy_labels
+    else:
+        t = rng.random((n, d)).astype(dtype)
+        kernel = losses.softmax_cross_entropy_probs
     results = []
     for nt in (1, 2):
         grad = np.empty((n, d), dtype)
         row_loss = np.empty(n)
-        total = losses.softmax_cross_entropy_probs(z, t, grad, row_loss, 1.0 / n, nt)
+        total = kernel(z, t, grad, row_loss, 1.0 / n, nt)
         results.append((total, row_loss.tobytes(), grad.tobytes()))
     assert results[0][0] == results[1][0], "summed loss differs between 1 and 2 threads"
     assert results[0][1:] == results[1][1:]
@@ -326,6 +297,7 @@ def test_ce_empty_batch(dtype):
 # MSE
 # --------------------------------------------------------------------------------------------
 
+@pytest.mark.quick
 def test_mse_matches_reference(dtype, num_threads):
     rng = np.random.default_rng(8)
     for n in MSE_LENGTHS:
@@ -335,15 +307,15 @@ def test_mse_matches_reference(dtype, num_threads):
         sq = diff * diff
         ref_sum = math.fsum(sq)
         for scale in (1.0, 1.0 / n):
-            buf, grad = _guarded(n, dtype)
+            buf, grad = guarded(n, dtype)
             total = losses.mse(readonly(pred), readonly(target), grad, num_threads, scale)
             # Summed in double: for float32 inputs the differences are exact, so only the n
             # double additions (and, for float64, the rounded difference) contribute.
             assert abs(total - ref_sum) <= (n + 4) * EPS64 * ref_sum, (
                 f"mse n={n}: sum {total!r}, expected {ref_sum!r}")
             ref_grad = 2 * scale * diff
-            _check(grad, ref_grad,
-                   2 * eps(dtype) * np.abs(ref_grad) + np.finfo(dtype).tiny, f"mse grad n={n}")
+            assert_within(grad, ref_grad, 2 * eps(dtype) * np.abs(ref_grad) + np.finfo(dtype).tiny,
+                          f"mse grad n={n}")
             assert np.isnan(buf[0]) and np.isnan(buf[-1]), "grad written out of bounds"
 
 
@@ -375,6 +347,94 @@ def test_mse_same_result_for_any_thread_count(dtype):
 def test_mse_empty(dtype):
     e = np.empty(0, dtype)
     assert losses.mse(e, e, np.empty(0, dtype), 2, 1.0) == 0.0
+
+
+# --------------------------------------------------------------------------------------------
+# Weighted, smoothed cross-entropy kernels
+# --------------------------------------------------------------------------------------------
+
+def test_ce_weighted_kernels_match_plain_kernels_without_weights(dtype, num_threads):
+    """weight=None, label_smoothing=0 through the new kernels gives the old kernels' bits."""
+    rng = np.random.default_rng(5)
+    n, c = 257, 17
+    z = (3 * rng.standard_normal((n, c))).astype(dtype)
+    labels = rng.integers(0, c, n).astype(np.int64)
+    t = rng.random((n, c)).astype(dtype)
+    g1, g2 = np.empty((n, c), dtype), np.empty((n, c), dtype)
+    r1, r2 = np.empty(n), np.empty(n)
+    h1, h2 = np.empty(n, np.int8), np.empty(n, np.int8)
+    a = losses.softmax_cross_entropy_labels(z, labels, g1, r1, 0.5, num_threads, h1)
+    b = losses.softmax_cross_entropy_labels_weighted(z, labels, g2, r2, 0.5, None, 0.0,
+                                                     num_threads, h2)
+    assert a[1] == b[1]
+    np.testing.assert_allclose(r2, r1, rtol=4 * EPS64)
+    # Same exponents (z - max in the dtype); the old kernel rounds scale * p to the dtype before
+    # subtracting the label's scale, the new one rounds once: they differ by eps * scale * p.
+    p = np.exp(ref64.log_softmax(z))
+    onehot = np.eye(c)[labels]
+    assert_within(g2, g1, 2 * eps(dtype) * 0.5 * (p + onehot) + np.finfo(dtype).tiny, "labels")
+    a = losses.softmax_cross_entropy_probs(z, t, g1, r1, 0.5, num_threads)
+    b = losses.softmax_cross_entropy_probs_weighted(z, t, g2, r2, 0.5, None, 0.0, num_threads)
+    assert math.isclose(a, b, rel_tol=(n + 4) * EPS64)
+    tsum = t.astype(np.float64).sum(axis=1, keepdims=True)
+    assert_within(g2, g1, 2 * eps(dtype) * 0.5 * (p * tsum + t) + np.finfo(dtype).tiny, "probs")
+
+
+def test_ce_weighted_kernels_check_weight_length():
+    z = np.zeros((2, 3))
+    with pytest.raises(ValueError, match="weight has 2 entries, expected 3"):
+        losses.softmax_cross_entropy_labels_weighted(z, np.zeros(2, np.int64), np.empty((2, 3)),
+                                                 np.empty(2), 1.0, np.ones(2), 0.0)
+    with pytest.raises(ValueError, match="weight has 4 entries, expected 3"):
+        losses.softmax_cross_entropy_probs_weighted(z, z, np.empty((2, 3)), np.empty(2), 1.0,
+                                                np.ones(4), 0.0)
+    with pytest.raises(ValueError, match="pos_weight has 2 entries"):
+        losses.bce_with_logits(np.zeros(3), np.zeros(3), np.empty(3), np.ones(2))
+
+
+# --------------------------------------------------------------------------------------------
+# BCE with logits, BCE, Huber, L1
+# --------------------------------------------------------------------------------------------
+
+@pytest.mark.quick
+@pytest.mark.parametrize("kind", KINDS)
+def test_elementwise_kernels_match_reference_across_chunks(kind, dtype, num_threads):
+    """The kernels called directly with 1 or 2 threads on lengths around the 4096-element
+    chunks."""
+    rng = np.random.default_rng(7)
+    for n in (1, 4095, 4097, 3 * 4096 + 5):
+        c = 5 if n > 1 else 1
+        loss, pred, target = make_case(kind, rng, (n, c), dtype)
+        buf = np.full(n * c + 2, np.nan, dtype)
+        grad = buf[1:-1]
+        p, t = readonly(pred.reshape(-1)), readonly(target.reshape(-1))
+        scale = 1.0 / (n * c)
+        if isinstance(loss, rv.BCEWithLogitsLoss):
+            pw = None if loss.pos_weight is None else loss._pos_weight_for(c)
+            total, hits = losses.bce_with_logits(p, t, grad, pw, num_threads, scale)
+            assert hits == np.count_nonzero((pred > 0) == (target > 0.5))
+        elif isinstance(loss, rv.BCELoss):
+            total, hits = losses.bce(p, t, grad, num_threads, scale)
+            assert hits == np.count_nonzero((pred > 0.5) == (target > 0.5))
+        elif isinstance(loss, rv.HuberLoss):
+            total = losses.huber(p, t, grad, loss.delta, num_threads, scale)
+        else:
+            total = losses.l1(p, t, grad, num_threads, scale)
+        val, gref, val_mag, grad_mag = case_reference(loss, pred, target)
+        assert abs(total - math.fsum(val.reshape(-1))) <= 8 * (n * c + 4) * EPS64 * val_mag.sum()
+        gref = gref.reshape(-1) * scale
+        assert_within(grad, gref, eps(dtype) * np.abs(gref)
+                      + 4 * EPS64 * grad_mag.reshape(-1) * scale + np.finfo(dtype).tiny,
+                      f"{kind} n={n}")
+        assert np.isnan(buf[0]) and np.isnan(buf[-1]), "grad written out of bounds"
+
+
+def test_elementwise_kernels_empty(dtype):
+    e = np.empty(0, dtype)
+    assert losses.bce_with_logits(e, e, np.empty(0, dtype), None, 2, 1.0) == (0.0, 0)
+    assert losses.bce(e, e, np.empty(0, dtype), 2, 1.0) == (0.0, 0)
+    assert losses.huber(e, e, np.empty(0, dtype), 1.0, 2, 1.0) == 0.0
+    assert losses.l1(e, e, np.empty(0, dtype), 2, 1.0) == 0.0
 
 
 ELEMENTWISE = {

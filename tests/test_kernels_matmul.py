@@ -98,6 +98,7 @@ def _nan_out(shape, dtype):
 # GEMM correctness: every ISA x dtype x threads, all four transpose forms, the sampled grid
 # --------------------------------------------------------------------------------------------
 
+@pytest.mark.quick
 def test_gemm_grid_all_forms(isa, dtype, num_threads):
     """out := op(a) @ op(b) with beta = 0 on a NaN-filled out, over the (M, N, K) grid: NN, NT
     and TN on every triple, TT on the diagonal."""

@@ -28,6 +28,7 @@ class Unregistered(Scale):
     pass
 
 
+@pytest.mark.quick
 def test_user_layer_saves_and_loads(tmp_path, rng):
     model = rv.Sequential([rv.Dense(6, 8, seed=0), Scale(0.5), rv.ReLU(), rv.Dense(8, 3, seed=1)])
     X = rng.standard_normal((40, 6)).astype(np.float32)
@@ -54,6 +55,7 @@ def test_register_layer_rejects_bad_use():
         rv.register_layer(name="Dense")(Scale)
 
 
+@pytest.mark.quick
 def test_every_layer_has_buffers_and_shapes():
     for layer in (rv.Dense(4, 3), rv.ReLU(), rv.SiLU(), rv.Softmax(), rv.Dropout(0.1),
                   rv.Flatten(), rv.BatchNorm1d(4)):
@@ -77,7 +79,7 @@ def test_summary_matches_pytorch_parameter_counts(torch):
     text = model.summary(input_shape=(28, 28), print_fn=None)
     rows = [line for line in text.splitlines() if line[:1].isdigit()]
     assert len(rows) == len(net)
-    torch_shapes, h = [], torch.zeros(2, 28, 28)
+    h = torch.zeros(2, 28, 28)
     net.eval()
     for i, (row, mod) in enumerate(zip(rows, net)):
         h = mod(h)

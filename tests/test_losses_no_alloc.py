@@ -60,6 +60,7 @@ KERNELS = {
 }
 
 
+@pytest.mark.quick
 @pytest.mark.parametrize("name", list(KERNELS))
 def test_reduction_kernels_allocate_nothing_that_grows_with_the_input(name):
     """What a call allocates (argument views) is the same for 320 elements and for 2.4M: a

@@ -29,6 +29,7 @@ def weights(model):
 
 
 # -- fit / History --------------------------------------------------------------------------------
+@pytest.mark.quick
 def test_fit_returns_history_with_decreasing_loss(digits, capsys):
     X, y = digits
     model = mlp()
@@ -85,6 +86,7 @@ def trained(digits):
     return model
 
 
+@pytest.mark.quick
 def test_predict_proba_and_predict_consistent(trained, digits):
     X, y = digits
     proba = trained.predict_proba(X)

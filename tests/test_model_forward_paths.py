@@ -42,6 +42,7 @@ class _CaptureForward(rv.Callback):
         self.out = np.array(_plan.run_forward(model._training_blocks(self.loss), self.x))
 
 
+@pytest.mark.quick
 @pytest.mark.parametrize("name", list(_models(np.float32)))
 def test_fit_forward_equals_predict_bitwise(rng, dtype, name):
     layers = _models(dtype)[name]

@@ -5,6 +5,7 @@ import pytest
 import ranvier as rv
 
 
+@pytest.mark.quick
 def test_flatten_first_accepts_images_everywhere(rng):
     X = rng.random((120, 8, 8)).astype(np.float32)
     y = (X.reshape(120, -1).sum(1) > 32).astype(np.int64)

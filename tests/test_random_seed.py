@@ -34,6 +34,7 @@ def test_manual_seed_gives_bitwise_identical_models_across_processes_and_threads
     assert a == _train(2, 7)        # and two threads
 
 
+@pytest.mark.quick
 def test_manual_seed_governs_layers_and_can_be_overridden():
     rv.manual_seed(5)
     w1 = rv.Dense(8, 3).weight.data.copy()

@@ -112,6 +112,7 @@ print(float(np.abs(o - t.numpy()).max()))
     assert float(out.strip()) < 1e-3
 
 
+@pytest.mark.quick
 def test_threadpoolctl_sees_and_limits_ranvier():
     pytest.importorskip("threadpoolctl")
     out = run_child("""

@@ -125,6 +125,7 @@ def _run(sched, steps=STEPS):
     return np.array(out)
 
 
+@pytest.mark.quick
 def test_step_and_exponential_closed_forms():
     base = np.array([0.1, 0.03])
     t = np.arange(STEPS + 1)[:, None]
@@ -152,6 +153,7 @@ def test_linear_warmup_values():
     assert opt.param_groups[0]["initial_lr"] == 0.1
 
 
+@pytest.mark.quick
 def test_sequential_warmup_then_cosine_values():
     opt = _optimizer()
     sched = rv.SequentialLR(opt, [rv.LinearLR(opt, start_factor=0.1, total_iters=5),

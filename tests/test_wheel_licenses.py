@@ -46,6 +46,7 @@ def wheel_tags(dist):
     return re.findall(r"^Tag: (.*)$", dist.read_text("WHEEL") or "", flags=re.M)
 
 
+@pytest.mark.quick
 def test_vendored_runtime_ships_its_licence():
     libs, dist = vendored(), installed_distribution()
     if not libs:
