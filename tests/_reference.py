@@ -1,6 +1,6 @@
 """float64 NumPy references shared by the tests: activations and their derivatives, softmax and
-log-softmax, the losses, the optimizer update rules (PyTorch's documented formulas) and central
-finite differences. Each is written once here; tests compare ranvier's kernels and layers with
+log-softmax, the losses, convolution and its gradients, the optimizer update rules (PyTorch's
+documented formulas) and central finite differences. Each is written once here; tests compare ranvier's kernels and layers with
 them."""
 import math
 
@@ -218,6 +218,59 @@ def adagrad(p, grads, lr, lr_decay=0.0, weight_decay=0.0, initial_accumulator_va
         s = s + g * g
         p = p - clr * g / (np.sqrt(s) + eps)
     return p, {"sum": s}
+
+
+# -- convolution ----------------------------------------------------------------------------------
+def conv_out_size(size, k, s, p, d):
+    """Output length of a convolution along one axis (PyTorch's formula)."""
+    return (size + 2 * p - d * (k - 1) - 1) // s + 1
+
+
+def _taps(x, w, stride, padding, dilation):
+    """(i, j, window) for every kernel tap: the padded input each output pixel sees through it,
+    shape (n, c, out_h, out_w)."""
+    (sh, sw), (ph, pw), (dh, dw) = stride, padding, dilation
+    kh, kw = w.shape[2:]
+    oh = conv_out_size(x.shape[2], kh, sh, ph, dh)
+    ow = conv_out_size(x.shape[3], kw, sw, pw, dw)
+    xp = np.pad(x, ((0, 0), (0, 0), (ph, ph), (pw, pw)))
+    for i in range(kh):
+        for j in range(kw):
+            yield i, j, xp[:, :, i * dh:i * dh + sh * (oh - 1) + 1:sh,
+                           j * dw:j * dw + sw * (ow - 1) + 1:sw]
+
+
+def conv2d(x, w, b, stride, padding, dilation, groups):
+    """float64 reference of PyTorch's conv2d."""
+    x, w = x.astype(np.float64), w.astype(np.float64)
+    cg, og = x.shape[1] // groups, w.shape[0] // groups
+    out = None
+    for i, j, win in _taps(x, w, stride, padding, dilation):
+        part = np.concatenate([
+            np.einsum("nchw,oc->nohw", win[:, g * cg:(g + 1) * cg], w[g * og:(g + 1) * og, :, i, j])
+            for g in range(groups)], axis=1)
+        out = part if out is None else out + part
+    return out if b is None else out + b.astype(np.float64)[None, :, None, None]
+
+
+def conv2d_grads(x, w, dz, stride, padding, dilation, groups):
+    """float64 dx, dw, db of conv2d for the output gradient dz (the adjoints of conv2d)."""
+    x, w, dz = x.astype(np.float64), w.astype(np.float64), dz.astype(np.float64)
+    (sh, sw), (ph, pw), (dh, dw_) = stride, padding, dilation
+    cg, og = x.shape[1] // groups, w.shape[0] // groups
+    n, _, oh, ow = dz.shape
+    dxp = np.zeros((x.shape[0], x.shape[1], x.shape[2] + 2 * ph, x.shape[3] + 2 * pw))
+    dw = np.zeros_like(w)
+    for i, j, win in _taps(x, w, stride, padding, dilation):
+        for g in range(groups):
+            dzg, cs = dz[:, g * og:(g + 1) * og], slice(g * cg, (g + 1) * cg)
+            dw[g * og:(g + 1) * og, :, i, j] = np.einsum("nohw,nchw->oc", dzg, win[:, cs])
+            dxp[:, cs, i * dh:i * dh + sh * (oh - 1) + 1:sh,
+                j * dw_:j * dw_ + sw * (ow - 1) + 1:sw] += np.einsum(
+                    "nohw,oc->nchw", dzg, w[g * og:(g + 1) * og, :, i, j])
+    dx = dxp[:, :, ph:ph + x.shape[2], pw:pw + x.shape[3]]
+    return dx, dw, dz.sum(axis=(0, 2, 3))
+
 
 
 # -- central finite differences -------------------------------------------------------------------

@@ -8,55 +8,9 @@ import pytest
 from ranvier._kernels import activations as _act
 from ranvier._kernels import matmul as _mm
 
-
-def _out_size(size, k, s, p, d):
-    return (size + 2 * p - d * (k - 1) - 1) // s + 1
-
-
-def _taps(x, w, stride, padding, dilation):
-    """(i, j, window) for every kernel tap: the padded input each output pixel sees through it,
-    shape (n, c, out_h, out_w)."""
-    (sh, sw), (ph, pw), (dh, dw) = stride, padding, dilation
-    kh, kw = w.shape[2:]
-    oh = _out_size(x.shape[2], kh, sh, ph, dh)
-    ow = _out_size(x.shape[3], kw, sw, pw, dw)
-    xp = np.pad(x, ((0, 0), (0, 0), (ph, ph), (pw, pw)))
-    for i in range(kh):
-        for j in range(kw):
-            yield i, j, xp[:, :, i * dh:i * dh + sh * (oh - 1) + 1:sh,
-                           j * dw:j * dw + sw * (ow - 1) + 1:sw]
-
-
-def conv2d_ref(x, w, b, stride, padding, dilation, groups):
-    """float64 reference of PyTorch's conv2d."""
-    x, w = x.astype(np.float64), w.astype(np.float64)
-    cg, og = x.shape[1] // groups, w.shape[0] // groups
-    out = None
-    for i, j, win in _taps(x, w, stride, padding, dilation):
-        part = np.concatenate([
-            np.einsum("nchw,oc->nohw", win[:, g * cg:(g + 1) * cg], w[g * og:(g + 1) * og, :, i, j])
-            for g in range(groups)], axis=1)
-        out = part if out is None else out + part
-    return out if b is None else out + b.astype(np.float64)[None, :, None, None]
-
-
-def conv2d_grads_ref(x, w, dz, stride, padding, dilation, groups):
-    """float64 dx, dw, db of conv2d for the output gradient dz (the adjoints of conv2d_ref)."""
-    x, w, dz = x.astype(np.float64), w.astype(np.float64), dz.astype(np.float64)
-    (sh, sw), (ph, pw), (dh, dw_) = stride, padding, dilation
-    cg, og = x.shape[1] // groups, w.shape[0] // groups
-    n, _, oh, ow = dz.shape
-    dxp = np.zeros((x.shape[0], x.shape[1], x.shape[2] + 2 * ph, x.shape[3] + 2 * pw))
-    dw = np.zeros_like(w)
-    for i, j, win in _taps(x, w, stride, padding, dilation):
-        for g in range(groups):
-            dzg, cs = dz[:, g * og:(g + 1) * og], slice(g * cg, (g + 1) * cg)
-            dw[g * og:(g + 1) * og, :, i, j] = np.einsum("nohw,nchw->oc", dzg, win[:, cs])
-            dxp[:, cs, i * dh:i * dh + sh * (oh - 1) + 1:sh,
-                j * dw_:j * dw_ + sw * (ow - 1) + 1:sw] += np.einsum(
-                    "nohw,oc->nchw", dzg, w[g * og:(g + 1) * og, :, i, j])
-    dx = dxp[:, :, ph:ph + x.shape[2], pw:pw + x.shape[3]]
-    return dx, dw, dz.sum(axis=(0, 2, 3))
+from _reference import conv2d as conv2d_ref
+from _reference import conv2d_grads as conv2d_grads_ref
+from _reference import conv_out_size as _out_size
 
 
 # (n, c_in, h, w, c_out, kernel, stride, padding, dilation, groups)
@@ -94,6 +48,7 @@ def _tol(dtype, k):
     return (5e-6 if dtype == np.float32 else 1e-13) * max(1.0, np.sqrt(k))
 
 
+@pytest.mark.quick
 @pytest.mark.parametrize("case", CASES, ids=IDS)
 def test_forward_matches_reference(rng, dtype, isa, case):
     x, w, b, yshape, geo = _problem(rng, dtype, case)
@@ -104,6 +59,7 @@ def test_forward_matches_reference(rng, dtype, isa, case):
         np.testing.assert_allclose(y, ref, rtol=0, atol=_tol(dtype, w[0].size))
 
 
+@pytest.mark.quick
 @pytest.mark.parametrize("case", CASES, ids=IDS)
 def test_backward_matches_reference(rng, dtype, isa, case):
     x, w, b, yshape, geo = _problem(rng, dtype, case)

@@ -47,6 +47,7 @@ LAYERS = {
 }
 
 
+@pytest.mark.quick
 @pytest.mark.parametrize("opset", OPSETS)
 @pytest.mark.parametrize("name", list(LAYERS))
 def test_layer_between_dense_layers_matches(tmp_path, rng, dtype, name, opset):
