@@ -23,17 +23,13 @@ try:
 except ImportError:  # Windows
     _fcntl = None
 
+from ._validation import check_path
+
 FORMAT = "ranvier"
 FORMAT_VERSION = "1"
 _OPT_PREFIX = "optimizer."
 
 __all__ = ["save", "load", "load_weights", "read_file"]
-
-
-def _check_path(path, name="path"):
-    if not isinstance(path, (str, os.PathLike)):
-        raise TypeError(f"{name} must be a str or os.PathLike, got {type(path).__name__}")
-    return os.fspath(path)
 
 
 def _temp_path(path):
@@ -152,7 +148,7 @@ def save(model, path, *, optimizer=None, epoch=None, extra=None):
     """Write ``model`` (and optionally its optimizer's state and the epoch) to a .safetensors file."""
     from safetensors.numpy import save as st_save
 
-    path = _check_path(path)
+    path = check_path(path)
     tensors = {k: np.ascontiguousarray(v) for k, v in model_state(model).items()}
     metadata = {
         "format": FORMAT,
@@ -209,7 +205,7 @@ def read_file(path):
     from safetensors import SafetensorError
     from safetensors.numpy import load as st_load
 
-    path = _check_path(path)
+    path = check_path(path)
     if not os.path.isfile(path):
         raise FileNotFoundError(f"no model file at {path!r}")
     with open(path, "rb") as f:
