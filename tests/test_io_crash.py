@@ -44,13 +44,30 @@ def _versioned(version):
     return model
 
 
-def _child(body, *args, stdin=None):
+@pytest.fixture
+def child():
+    """Start a Python child running CHILD_PRELUDE + ``body`` with ``args`` in sys.argv; children
+    still running when the test ends (a failed assertion, a hang) are killed."""
+    started = []
     env = dict(os.environ)
     src = os.path.dirname(os.path.dirname(os.path.abspath(rv.__file__)))
     env["PYTHONPATH"] = os.pathsep.join([src, env.get("PYTHONPATH", "")])
-    code = CHILD_PRELUDE + textwrap.dedent(body)
-    return subprocess.Popen([sys.executable, "-c", code, *map(str, args)], env=env,
-                            stdin=stdin, stdout=subprocess.PIPE, text=True)
+
+    def start(body, *args, stdin=None):
+        code = CHILD_PRELUDE + textwrap.dedent(body)
+        proc = subprocess.Popen([sys.executable, "-c", code, *map(str, args)], env=env,
+                                stdin=stdin, stdout=subprocess.PIPE, text=True)
+        started.append(proc)
+        return proc
+
+    yield start
+    for proc in started:
+        if proc.poll() is None:
+            proc.kill()
+        proc.wait()
+        for pipe in (proc.stdin, proc.stdout):
+            if pipe is not None:
+                pipe.close()
 
 
 def _loaded_version(path):
@@ -67,7 +84,7 @@ def _temporaries(folder):
     return sorted(n for n in os.listdir(folder) if n != "m.safetensors")
 
 
-def test_sigkill_at_random_moments(tmp_path):
+def test_sigkill_at_random_moments(tmp_path, child):
     path = tmp_path / "m.safetensors"
     _versioned(0).save(path, metadata={"version": 0})
     writer = """
@@ -83,12 +100,11 @@ def test_sigkill_at_random_moments(tmp_path):
     previous = 0
     for kill in range(1, 9):
         first = kill * 1_000_000
-        proc = _child(writer, path, first)
+        proc = child(writer, path, first)
         assert proc.stdout.readline() == "ready\n"
         time.sleep(moments.uniform(0.0, 0.2))
         proc.send_signal(signal.SIGKILL)
         proc.wait(timeout=30)
-        proc.stdout.close()
         version = _loaded_version(path)
         assert version == previous or first <= version < first + 1_000_000
         assert _temporaries(tmp_path) in ([], [TEMP])
@@ -109,11 +125,11 @@ STAGES = {
 
 
 @pytest.mark.parametrize("stage", list(STAGES))
-def test_sigkill_at_each_stage_of_a_save(tmp_path, stage):
+def test_sigkill_at_each_stage_of_a_save(tmp_path, child, stage):
     path = tmp_path / "m.safetensors"
     _versioned(1).save(path, metadata={"version": 1})
     patch, lands = STAGES[stage]
-    proc = _child(patch + "\nversioned(2).save(sys.argv[1], metadata={'version': 2})\n", path)
+    proc = child(patch + "\nversioned(2).save(sys.argv[1], metadata={'version': 2})\n", path)
     proc.communicate(timeout=60)
     assert proc.returncode == -signal.SIGKILL
     assert _loaded_version(path) == (2 if lands else 1)
@@ -134,7 +150,7 @@ def test_stale_temporary_from_a_previous_crash_is_removed(tmp_path):
     assert _loaded_version(path) == 4
 
 
-def test_two_processes_saving_to_one_path(tmp_path):
+def test_two_processes_saving_to_one_path(tmp_path, child):
     path = tmp_path / "m.safetensors"
     writer = """
     path, first = sys.argv[1], int(sys.argv[2])
@@ -144,7 +160,7 @@ def test_two_processes_saving_to_one_path(tmp_path):
         model[0].weight.data[...] = version
         model.save(path, metadata={"version": version})
     """
-    procs = [_child(writer, path, first, stdin=subprocess.PIPE) for first in (100, 200)]
+    procs = [child(writer, path, first, stdin=subprocess.PIPE) for first in (100, 200)]
     for proc in procs:
         proc.stdin.write("go\n")
         proc.stdin.flush()
