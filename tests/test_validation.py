@@ -203,22 +203,14 @@ def test_numpy_integers_accepted_for_counts(model, data):
 
 
 # -- losses / optimizers by name -------------------------------------------------------------------
-@pytest.mark.parametrize("loss", ["hinge", "", 3, rv.Dense])
-def test_bad_loss_name(model, data, loss):
+@pytest.mark.parametrize("arg,value", [("loss", v) for v in ("hinge", "", 3, rv.Dense)] +
+                         [("optimizer", v) for v in ("lbfgs", "", 3, rv.MSELoss)])
+def test_bad_loss_or_optimizer_name(model, data, arg, value):
     X, y = data
-    with pytest.raises(ValueError, match="loss must be"):
-        model.fit(X, y, loss=loss, verbose=0)
-    with pytest.raises(ValueError, match="loss must be"):
-        model.compile(loss=loss)
-
-
-@pytest.mark.parametrize("opt", ["lbfgs", "", 3, rv.MSELoss])
-def test_bad_optimizer_name(model, data, opt):
-    X, y = data
-    with pytest.raises(ValueError, match="optimizer must be"):
-        model.fit(X, y, optimizer=opt, verbose=0)
-    with pytest.raises(ValueError, match="optimizer must be"):
-        model.compile(optimizer=opt)
+    with pytest.raises(ValueError, match=f"{arg} must be"):
+        model.fit(X, y, verbose=0, **{arg: value})
+    with pytest.raises(ValueError, match=f"{arg} must be"):
+        model.compile(**{arg: value})
 
 
 # -- Dense / Sequential construction -------------------------------------------------------------
@@ -386,3 +378,68 @@ def test_all_finite_other_dtypes():
     assert all_finite(np.arange(5))
     assert not all_finite(np.array([1.0, np.nan], np.float16))
     assert all_finite(np.array([1.0, 2.0], np.float16))
+
+
+# -- the shared validators (ranvier._validation) --------------------------------------------------
+@pytest.mark.parametrize("kwargs,value,exc,match", [
+    ({}, "1", TypeError, "x must be a number, got str"),
+    ({}, True, TypeError, "x must be a number, got bool"),
+    ({}, float("nan"), ValueError, "x must be finite, got nan"),
+    ({"minimum": 0.0}, -0.5, ValueError, r"x must be >= 0.0, got -0.5"),
+    ({"minimum": 0.0, "min_inclusive": False}, 0.0, ValueError, r"x must be > 0.0, got 0.0"),
+    ({"maximum": 1}, 1.5, ValueError, r"x must be <= 1, got 1.5"),
+    ({"minimum": 0, "maximum": 1, "max_inclusive": False}, 1, ValueError,
+     r"x must be < 1, got 1.0"),
+])
+def test_check_float_bounds(kwargs, value, exc, match):
+    from ranvier._validation import check_float
+
+    with pytest.raises(exc, match=f"^{match}$"):
+        check_float(value, "x", **kwargs)
+
+
+def test_check_float_accepts_the_bounds_it_includes():
+    from ranvier._validation import check_float
+
+    assert check_float(np.float32(0.5), "x", 0, 1) == 0.5
+    assert check_float(0, "x", 0, 1) == 0.0 and check_float(1, "x", 0, 1) == 1.0
+    assert check_float(np.int64(3), "x", minimum=0, min_inclusive=False) == 3.0
+
+
+def test_check_choice_instance_keys_and_path(tmp_path):
+    from ranvier._validation import check_choice, check_instance, check_keys, check_path
+
+    assert check_choice("sum", "reduction", ("mean", "sum")) == "sum"
+    for bad in ("Sum", None, 1, np.array(["sum"])):
+        with pytest.raises(ValueError, match=r"^reduction must be one of \('mean', 'sum'\), got "):
+            check_choice(bad, "reduction", ("mean", "sum"))
+    with pytest.raises(ValueError, match="flag must be one of"):
+        check_choice(1, "flag", (True, False))  # 1 == True, but not a bool
+    with pytest.raises(TypeError, match="^opt must be an Optimizer, got int$"):
+        check_instance(3, rv.Optimizer, "opt", "an Optimizer")
+    check_keys({"a": 1, "b": 2}, ("a", "b"), "sd", "X")
+    with pytest.raises(ValueError, match=r"^sd has unknown keys \['c'\] for X$"):
+        check_keys({"a": 1, "b": 2, "c": 3}, ("a", "b"), "sd", "X")
+    with pytest.raises(ValueError, match=r"^sd lacks \['b'\] for X$"):
+        check_keys({"a": 1}, ("a", "b"), "sd", "X")
+    assert check_path(tmp_path / "m") == str(tmp_path / "m")
+    with pytest.raises(TypeError, match="^file must be a str or os.PathLike, got bytes$"):
+        check_path(b"m", "file")
+
+
+@pytest.mark.parametrize("kwargs,value,interval", [
+    ({"minimum": 0.0}, -1.0, "[0.0, inf)"),
+    ({"minimum": 0.0, "min_inclusive": False}, 0.0, "(0.0, inf)"),
+    ({"minimum": 0.0, "maximum": 1.0}, 1.5, "[0.0, 1.0]"),
+    ({"minimum": 0.0, "maximum": 1.0, "max_inclusive": False}, 1.0, "[0.0, 1.0)"),
+    ({}, float("inf"), "[-inf, inf)"),
+    ({}, "0.1", "[-inf, inf)"),
+])
+def test_check_param_float_speaks_like_scikit_learn(kwargs, value, interval):
+    from ranvier._validation import InvalidParameterError, check_param_float
+
+    with pytest.raises(InvalidParameterError) as info:
+        check_param_float(value, "alpha", **kwargs)
+    assert str(info.value) == (f"The 'alpha' parameter must be a float in the range {interval}. "
+                               f"Got {value!r} instead.")
+    assert isinstance(info.value, ValueError) and isinstance(info.value, TypeError)

@@ -1,5 +1,6 @@
 """Input checks for the public API: every message names the argument and what was wrong."""
 import numbers
+import os
 
 import numpy as np
 
@@ -29,28 +30,127 @@ def _as_numeric_array(x, name):
     return arr
 
 
-def check_positive_int(value, name, minimum=1):
-    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
+# -- scalars and arguments ------------------------------------------------------------------------
+def is_bool(value):
+    return isinstance(value, (bool, np.bool_))
+
+
+def is_int(value):
+    """An integer that is not a bool (numpy integers included)."""
+    return isinstance(value, numbers.Integral) and not is_bool(value)
+
+
+def is_real(value):
+    """A real number that is not a bool (ints and numpy scalars included)."""
+    return isinstance(value, numbers.Real) and not is_bool(value)
+
+
+def in_range(value, minimum=None, maximum=None, min_inclusive=True, max_inclusive=True):
+    """``value`` lies within the bounds (None: unbounded on that side)."""
+    if minimum is not None and (value < minimum or (not min_inclusive and value == minimum)):
+        return False
+    return maximum is None or not (value > maximum or (not max_inclusive and value == maximum))
+
+
+def check_int(value, name, minimum=1):
+    """An int (numpy integers too, never a bool or a float) >= ``minimum``."""
+    if not is_int(value):
         raise TypeError(f"{name} must be an int, got {type(value).__name__}")
     if value < minimum:
         raise ValueError(f"{name} must be >= {minimum}, got {value}")
     return int(value)
 
 
-def check_float(value, name, minimum=None, maximum=None, min_inclusive=True):
-    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+check_positive_int = check_int  # the name the model, layers and callbacks import
+
+
+def check_float(value, name, minimum=None, maximum=None, min_inclusive=True, max_inclusive=True):
+    """A finite float within the bounds; the message names the bound that was crossed."""
+    if not is_real(value):
         raise TypeError(f"{name} must be a number, got {type(value).__name__}")
     value = float(value)
     if not np.isfinite(value):
         raise ValueError(f"{name} must be finite, got {value}")
-    if minimum is not None and (value < minimum or (not min_inclusive and value == minimum)):
-        op = ">=" if min_inclusive else ">"
-        raise ValueError(f"{name} must be {op} {minimum}, got {value}")
-    if maximum is not None and value > maximum:
-        raise ValueError(f"{name} must be <= {maximum}, got {value}")
+    if not in_range(value, minimum, None, min_inclusive):
+        raise ValueError(f"{name} must be {'>=' if min_inclusive else '>'} {minimum}, got {value}")
+    if not in_range(value, None, maximum, max_inclusive=max_inclusive):
+        raise ValueError(f"{name} must be {'<=' if max_inclusive else '<'} {maximum}, got {value}")
     return value
 
 
+def check_bool(value, name):
+    if not is_bool(value):
+        raise TypeError(f"{name} must be True or False, got {type(value).__name__}")
+    return bool(value)
+
+
+def check_choice(value, name, options):
+    """``value`` equal to one of ``options`` and of its type (so 1 is not True, nor "1" 1)."""
+    if not any(isinstance(value, type(o)) and value == o for o in options):
+        raise ValueError(f"{name} must be one of {tuple(options)}, got {value!r}")
+    return value
+
+
+def check_instance(value, types, name, expected):
+    """TypeError unless ``value`` is an instance of ``types``; ``expected`` says what in words."""
+    if not isinstance(value, types):
+        raise TypeError(f"{name} must be {expected}, got {type(value).__name__}")
+    return value
+
+
+def check_path(path, name="path"):
+    """A file system path (str or os.PathLike) as a str."""
+    check_instance(path, (str, os.PathLike), name, "a str or os.PathLike")
+    return os.fspath(path)
+
+
+def check_keys(mapping, expected, name, owner):
+    """ValueError unless ``mapping`` (e.g. a state_dict) has exactly the keys ``expected``."""
+    unknown = sorted(map(str, set(mapping) - set(expected)))
+    if unknown:
+        raise ValueError(f"{name} has unknown keys {unknown} for {owner}")
+    missing = sorted(set(expected) - set(mapping))
+    if missing:
+        raise ValueError(f"{name} lacks {missing} for {owner}")
+
+
+# -- scikit-learn style hyper-parameter checks (ranvier.sklearn) ---------------------------------
+class InvalidParameterError(ValueError, TypeError):
+    """A hyper-parameter has a bad value or type (raised by ``fit``, as scikit-learn does; it is
+    both a ValueError and a TypeError, like sklearn's own InvalidParameterError)."""
+
+
+def invalid_parameter(name, value, expected):
+    """The error scikit-learn raises for a bad hyper-parameter, in its words."""
+    return InvalidParameterError(f"The '{name}' parameter must be {expected}. Got {value!r} "
+                                 "instead.")
+
+
+def check_param_float(value, name, minimum=None, maximum=None, min_inclusive=True,
+                      max_inclusive=True):
+    if not (is_real(value) and np.isfinite(value) and
+            in_range(value, minimum, maximum, min_inclusive, max_inclusive)):
+        low = "[" if min_inclusive else "("
+        high = "]" if max_inclusive and maximum is not None else ")"
+        lo = "-inf" if minimum is None else minimum
+        hi = "inf" if maximum is None else maximum
+        raise invalid_parameter(name, value, f"a float in the range {low}{lo}, {hi}{high}")
+    return float(value)
+
+
+def check_param_choice(value, name, options):
+    if not isinstance(value, str) or value not in options:
+        raise invalid_parameter(name, value, "a str among " + ", ".join(map(repr, options)))
+    return value
+
+
+def check_param_bool(value, name):
+    if not is_bool(value):
+        raise invalid_parameter(name, value, "a bool")
+    return bool(value)
+
+
+# -- arrays ---------------------------------------------------------------------------------------
 def check_features(x, name, dtype, n_features=None, check_finite=True, allow_nd=False):
     """A 2-D (n_samples, n_features) C-contiguous float array of ``dtype``.
 
@@ -65,10 +165,16 @@ def check_features(x, name, dtype, n_features=None, check_finite=True, allow_nd=
         if n_features is not None and width != n_features:
             raise ValueError(f"{name} has {width} values per sample (shape {arr.shape}), but the "
                              f"model expects {n_features}")
-        arr = np.ascontiguousarray(arr, dtype=dtype)
-        if check_finite and not all_finite(arr):
-            raise ValueError(f"{name} contains NaN or infinity")
-        return arr
+    else:
+        _check_matrix_shape(arr, name, n_features)
+    arr = np.ascontiguousarray(arr, dtype=dtype)
+    if check_finite and not all_finite(arr):
+        raise ValueError(f"{name} contains NaN or infinity")
+    return arr
+
+
+def _check_matrix_shape(arr, name, n_features):
+    """ValueError unless ``arr`` is (n_samples, n_features), neither empty; hints for 1-D / n-D."""
     if arr.ndim != 2:
         hint = ""
         if arr.ndim == 1:
@@ -84,10 +190,6 @@ def check_features(x, name, dtype, n_features=None, check_finite=True, allow_nd=
     if n_features is not None and arr.shape[1] != n_features:
         raise ValueError(f"{name} has {arr.shape[1]} features per sample, but the model expects "
                          f"{n_features} (shape {arr.shape})")
-    arr = np.ascontiguousarray(arr, dtype=dtype)
-    if check_finite and not all_finite(arr):
-        raise ValueError(f"{name} contains NaN or infinity")
-    return arr
 
 
 def all_finite(arr):
@@ -139,8 +241,3 @@ def is_integer_labels(y):
     arr = np.asarray(y)
     return arr.dtype.kind in "iub" and (arr.ndim == 1 or (arr.ndim == 2 and arr.shape[1] == 1))
 
-
-def check_bool(value, name):
-    if not isinstance(value, (bool, np.bool_)):
-        raise TypeError(f"{name} must be True or False, got {type(value).__name__}")
-    return bool(value)

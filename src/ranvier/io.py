@@ -7,7 +7,9 @@ the architecture and dtype, so :func:`load` rebuilds the model; a training check
 optimizer's state and the epoch.
 
 Writes are atomic: the bytes go to a temporary file in the same folder, are flushed to disk, and
-replace the target with ``os.replace``. A save interrupted half way leaves the previous file whole.
+replace the target with ``os.replace``. A save interrupted half way, even by SIGKILL, leaves the
+previous file whole and at most one temporary file (named after the target), which the next save to
+that path reuses; two processes saving to one path take turns (an advisory lock).
 Nothing in a file is ever executed: layer types are looked up in the layer registry (ranvier's own
 layers, and a user's classes registered with ``ranvier.register_layer``).
 """
@@ -16,6 +18,13 @@ import os
 
 import numpy as np
 
+try:
+    import fcntl as _fcntl
+except ImportError:  # Windows
+    _fcntl = None
+
+from ._validation import check_path
+
 FORMAT = "ranvier"
 FORMAT_VERSION = "1"
 _OPT_PREFIX = "optimizer."
@@ -23,30 +32,95 @@ _OPT_PREFIX = "optimizer."
 __all__ = ["save", "load", "load_weights", "read_file"]
 
 
-def _check_path(path, name="path"):
-    if not isinstance(path, (str, os.PathLike)):
-        raise TypeError(f"{name} must be a str or os.PathLike, got {type(path).__name__}")
-    return os.fspath(path)
+def _temp_path(path):
+    """The one temporary name a save to ``path`` writes to, beside it: a save killed half way
+    leaves this file, and the next save to ``path`` reuses and replaces it, so kills never pile up
+    temporaries. Long names are hashed so the temporary name stays within the 255-byte limit."""
+    folder, name = os.path.split(os.path.abspath(path))
+    if len(os.fsencode(name)) > 200:
+        import hashlib
+
+        name = hashlib.sha256(os.fsencode(name)).hexdigest()[:32]
+    return folder, os.path.join(folder, f".{name}.ranvier-tmp")
+
+
+def _lock(fd):
+    """Block until this process holds the exclusive advisory lock on ``fd``; the kernel drops it
+    when the holder dies, so a killed save never blocks the next one."""
+    _fcntl.flock(fd, _fcntl.LOCK_EX)
+
+
+def _open_temp(tmp):
+    """Open (creating if missing) and lock the temporary file named ``tmp``.
+
+    Another save may hold the lock and rename its temporary over the target while this one waits:
+    the lock then belongs to a file that is no longer at ``tmp``, so after locking, the inode at
+    ``tmp`` is checked to be the one opened, and the open is retried otherwise."""
+    flags = os.O_RDWR | os.O_CREAT | getattr(os, "O_BINARY", 0) | getattr(os, "O_NOFOLLOW", 0)
+    while True:
+        fd = os.open(tmp, flags, 0o666)
+        if _fcntl is None:
+            return fd
+        try:
+            _lock(fd)
+            opened = os.fstat(fd)
+            try:
+                current = os.lstat(tmp)
+            except FileNotFoundError:
+                current = None
+        except BaseException:
+            os.close(fd)
+            raise
+        if current is not None and (current.st_dev, current.st_ino) == (opened.st_dev,
+                                                                        opened.st_ino):
+            return fd
+        os.close(fd)
+
+
+def _fsync_folder(folder):
+    """Make the rename itself durable (POSIX); folders cannot be opened on Windows."""
+    try:
+        fd = os.open(folder, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
 
 
 def _atomic_write(path, data):
-    """Write ``data`` to ``path`` so that a reader sees the old file or the new one, never a part."""
-    import tempfile  # imported here, not at `import ranvier` (start-up time)
+    """Write ``data`` to ``path`` so that a reader sees the old file or the new one, never a part.
 
-    folder = os.path.dirname(os.path.abspath(path))
-    fd, tmp = tempfile.mkstemp(prefix=".ranvier-", suffix=".tmp", dir=folder)
+    The bytes go to the one temporary name of ``path`` (:func:`_temp_path`), locked against other
+    processes saving to the same path, are flushed to disk, and replace the target; the folder is
+    then flushed so the rename survives a power cut. Where ``fcntl`` is missing (Windows) there is
+    no lock: saves to one path from two processes at once are not serialised there."""
+    folder, tmp = _temp_path(path)
+    fd = _open_temp(tmp)
     try:
-        with os.fdopen(fd, "wb") as f:
-            _write_all(f, data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
         try:
-            os.unlink(tmp)
-        except OSError:
-            pass
-        raise
+            os.ftruncate(fd, 0)  # what a killed save left behind
+            with os.fdopen(fd, "wb", closefd=False) as f:
+                _write_all(f, data)
+                f.flush()
+                os.fsync(f.fileno())
+            if _fcntl is None:  # Windows cannot rename a file that is open
+                os.close(fd)
+                fd = None
+            os.replace(tmp, path)  # while locked: nobody else writes to tmp before it moves
+        except BaseException:
+            try:
+                os.unlink(tmp)
+            except OSError:
+                pass
+            raise
+    finally:
+        if fd is not None:
+            os.close(fd)
+    _fsync_folder(folder)
 
 
 def _write_all(f, data):
@@ -74,7 +148,7 @@ def save(model, path, *, optimizer=None, epoch=None, extra=None):
     """Write ``model`` (and optionally its optimizer's state and the epoch) to a .safetensors file."""
     from safetensors.numpy import save as st_save
 
-    path = _check_path(path)
+    path = check_path(path)
     tensors = {k: np.ascontiguousarray(v) for k, v in model_state(model).items()}
     metadata = {
         "format": FORMAT,
@@ -131,7 +205,7 @@ def read_file(path):
     from safetensors import SafetensorError
     from safetensors.numpy import load as st_load
 
-    path = _check_path(path)
+    path = check_path(path)
     if not os.path.isfile(path):
         raise FileNotFoundError(f"no model file at {path!r}")
     with open(path, "rb") as f:

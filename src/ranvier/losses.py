@@ -4,7 +4,7 @@ import numpy as np
 
 from ._config import threads_for
 from ._kernels import losses as _kl
-from ._validation import check_float, check_labels
+from ._validation import check_choice, check_float, check_labels
 
 __all__ = ["Loss", "CrossEntropyLoss", "MSELoss", "BCEWithLogitsLoss", "BCELoss", "HuberLoss",
            "L1Loss", "get_loss"]
@@ -71,9 +71,7 @@ class Loss:
     """Base class: ``forward(pred, target) -> float`` then ``backward() -> d loss / d pred``."""
 
     def __init__(self, reduction="mean"):
-        if reduction not in _REDUCTIONS:
-            raise ValueError(f"reduction must be one of {_REDUCTIONS}, got {reduction!r}")
-        self.reduction = reduction
+        self.reduction = check_choice(reduction, "reduction", _REDUCTIONS)
         self._grad = None
         self._ws = {}
 
@@ -141,6 +139,16 @@ class CrossEntropyLoss(Loss):
         wsum = float(self.weight[labels].sum())
         return 1.0 / wsum if wsum > 0 else float("nan")   # torch: 0 / 0 -> nan
 
+    def _probs_total(self, logits, probs, grad, row_loss, nt):
+        """(summed loss, scale) for soft targets (one probability row per sample), filling grad."""
+        scale = 1.0 / logits.shape[0] if self.reduction == "mean" else 1.0
+        if self._plain():
+            total = _kl.softmax_cross_entropy_probs(logits, probs, grad, row_loss, scale, nt)
+        else:
+            total = _kl.softmax_cross_entropy_probs_weighted(
+                logits, probs, grad, row_loss, scale, self.weight, self.label_smoothing, nt)
+        return total, scale
+
     def forward(self, pred, target):
         logits = _pred_matrix(pred)
         n, c = logits.shape
@@ -155,12 +163,7 @@ class CrossEntropyLoss(Loss):
             t = np.ascontiguousarray(target_arr, dtype=logits.dtype)
             if t.shape[0] != n:
                 raise ValueError(f"target has {t.shape[0]} rows but pred has {n}")
-            scale = 1.0 / n if self.reduction == "mean" else 1.0
-            if self._plain():
-                total = _kl.softmax_cross_entropy_probs(logits, t, grad, row_loss, scale, nt)
-            else:
-                total = _kl.softmax_cross_entropy_probs_weighted(
-                    logits, t, grad, row_loss, scale, self.weight, self.label_smoothing, nt)
+            total, scale = self._probs_total(logits, t, grad, row_loss, nt)
         else:
             labels = check_labels(target_arr, "target", n_samples=n, n_classes=c)
             scale = self._label_scale(labels, n)
@@ -186,12 +189,7 @@ class CrossEntropyLoss(Loss):
                     pred, target, grad, row_loss, scale, self.weight, self.label_smoothing, nt,
                     row_hit)
         else:
-            scale = 1.0 / n if self.reduction == "mean" else 1.0
-            if self._plain():
-                total = _kl.softmax_cross_entropy_probs(pred, target, grad, row_loss, scale, nt)
-            else:
-                total = _kl.softmax_cross_entropy_probs_weighted(
-                    pred, target, grad, row_loss, scale, self.weight, self.label_smoothing, nt)
+            total, scale = self._probs_total(pred, target, grad, row_loss, nt)
             hits = int(np.count_nonzero(pred.argmax(axis=1) == target.argmax(axis=1)))
         self._grad = grad
         return total * scale, hits

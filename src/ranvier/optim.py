@@ -6,13 +6,12 @@
 ``load_state_dict()`` use PyTorch's layout; ``clip_grad_norm`` is
 ``torch.nn.utils.clip_grad_norm_``.
 """
-import numbers
-
 import numpy as np
 
 from ._config import threads_for
 from ._kernels import optimizers as _ko
-from ._validation import check_float
+from ._validation import (check_bool, check_float, check_instance, check_keys, is_int,
+                          is_real)
 from .layers import Parameter
 
 __all__ = ["Optimizer", "SGD", "Adam", "AdamW", "RMSprop", "Adagrad", "clip_grad_norm",
@@ -27,6 +26,8 @@ class Optimizer:
     ``_update(group, data, grad, state, counters)``: one kernel call on 1-D views."""
 
     defaults = {}
+    _nonnegative = ()  # hyper-parameters (besides lr) that must be numbers >= 0
+    _flags = ()  # hyper-parameters that must be True or False
     _state_arrays = ()  # every per-parameter state array (same shape as the parameter) it may keep
     _step_key = "step"
 
@@ -48,9 +49,8 @@ class Optimizer:
         params = group["params"]
         params = [params] if isinstance(params, Parameter) else list(params)
         for p in params:
-            if not isinstance(p, Parameter):
-                raise TypeError(f"optimizer params must be ranvier Parameters (model.parameters()), "
-                                f"got {type(p).__name__}")
+            check_instance(p, Parameter, "optimizer params",
+                           "ranvier Parameters (model.parameters())")
         ids = [id(p) for p in params]
         if len(set(ids)) != len(ids):
             raise ValueError("a parameter appears more than once in the parameter group")
@@ -62,7 +62,10 @@ class Optimizer:
         self.param_groups.append(full)
 
     def _check_group(self, group):
-        check_float(group["lr"], "lr", minimum=0.0)
+        for name in ("lr", *self._nonnegative):
+            check_float(group[name], name, minimum=0.0)
+        for name in self._flags:
+            check_bool(group[name], name)
 
     def zero_grad(self):
         for group in self.param_groups:
@@ -209,15 +212,8 @@ class Optimizer:
         over parameters of the same shapes, in the same groups). Everything is checked before
         anything changes; arrays are copied into the existing state where there is one, so the
         flat-group views stay valid."""
-        if not isinstance(state_dict, dict):
-            raise TypeError(f"state_dict must be a dict, got {type(state_dict).__name__}")
-        extra = sorted(map(str, set(state_dict) - {"state", "param_groups"}))
-        if extra:
-            raise ValueError(f"state_dict has unknown keys {extra}; expected 'state' and "
-                             "'param_groups'")
-        for k in ("state", "param_groups"):
-            if k not in state_dict:
-                raise ValueError(f"state_dict has no {k!r} entry")
+        check_instance(state_dict, dict, "state_dict", "a dict")
+        check_keys(state_dict, ("state", "param_groups"), "state_dict", type(self).__name__)
         saved_groups, saved_state = state_dict["param_groups"], state_dict["state"]
         if not isinstance(saved_groups, (list, tuple)):
             raise ValueError(f"state_dict['param_groups'] must be a list, got "
@@ -243,7 +239,7 @@ class Optimizer:
                 raise ValueError(f"param_groups[{gi}] has {len(indices)} parameters in the "
                                  f"state_dict, {len(group['params'])} in this optimizer")
             for idx, p in zip(indices, group["params"]):
-                if isinstance(idx, bool) or not isinstance(idx, numbers.Integral):
+                if not is_int(idx):
                     raise ValueError(f"param_groups[{gi}]['params'] must hold integer indices, "
                                      f"got {idx!r}")
                 if int(idx) in by_index:
@@ -263,7 +259,7 @@ class Optimizer:
         known = {self._step_key, *self._state_arrays}
         loaded = []
         for idx, entry in saved_state.items():
-            if isinstance(idx, bool) or not isinstance(idx, numbers.Integral):
+            if not is_int(idx):
                 raise ValueError(f"state keys must be parameter indices, got {idx!r}")
             p = by_index.get(int(idx))
             if p is None:
@@ -282,7 +278,7 @@ class Optimizer:
                 step = step.item()
             if isinstance(step, float) and step.is_integer():
                 step = int(step)
-            if isinstance(step, bool) or not isinstance(step, numbers.Integral) or step < 0:
+            if not is_int(step) or step < 0:
                 raise ValueError(f"state[{idx}][{self._step_key!r}] must be an int >= 0, "
                                  f"got {step!r}")
             arrays = {}
@@ -362,24 +358,18 @@ def _flat_span(arrays):
     return root.reshape(-1)[off:off + total]
 
 
-def _check_bool(value, name):
-    if not isinstance(value, (bool, np.bool_)):
-        raise TypeError(f"{name} must be a bool, got {type(value).__name__}")
-
-
 def _check_betas(betas):
     if len(betas) != 2:
         raise ValueError(f"betas must be a pair, got {betas!r}")
     for i, b in enumerate(betas):
-        check_float(b, f"betas[{i}]", minimum=0.0)
-        if b >= 1.0:
-            raise ValueError(f"betas[{i}] must be in [0, 1), got {b}")
+        check_float(b, f"betas[{i}]", minimum=0.0, maximum=1.0, max_inclusive=False)
 
 
 class SGD(Optimizer):
     """Stochastic gradient descent, ``torch.optim.SGD``: momentum, dampening, Nesterov, L2 weight
     decay. The momentum buffer exists only with momentum > 0."""
 
+    _nonnegative = ("momentum", "dampening", "weight_decay")
     _state_arrays = ("momentum_buffer",)
 
     def __init__(self, params, lr=0.01, momentum=0.0, dampening=0.0, weight_decay=0.0,
@@ -389,9 +379,6 @@ class SGD(Optimizer):
 
     def _check_group(self, group):
         super()._check_group(group)
-        check_float(group["momentum"], "momentum", minimum=0.0)
-        check_float(group["dampening"], "dampening", minimum=0.0)
-        check_float(group["weight_decay"], "weight_decay", minimum=0.0)
         if group["nesterov"] and (group["momentum"] <= 0 or group["dampening"] != 0):
             raise ValueError("Nesterov momentum requires a momentum > 0 and zero dampening")
 
@@ -411,6 +398,8 @@ class Adam(Optimizer):
     normalises by the running maximum of the second moment."""
 
     _decoupled = False
+    _nonnegative = ("eps", "weight_decay")
+    _flags = ("amsgrad",)
     _state_arrays = ("exp_avg", "exp_avg_sq", "max_exp_avg_sq")
 
     def __init__(self, params, lr=0.001, betas=(0.9, 0.999), eps=1e-8, weight_decay=0.0,
@@ -421,9 +410,6 @@ class Adam(Optimizer):
     def _check_group(self, group):
         super()._check_group(group)
         _check_betas(group["betas"])
-        check_float(group["eps"], "eps", minimum=0.0)
-        check_float(group["weight_decay"], "weight_decay", minimum=0.0)
-        _check_bool(group["amsgrad"], "amsgrad")
 
     def _state_names(self, group):
         return self._state_arrays if group["amsgrad"] else self._state_arrays[:2]
@@ -451,6 +437,8 @@ class RMSprop(Optimizer):
     """RMSprop, ``torch.optim.RMSprop``: ``square_avg`` is a running mean of g^2 (decay ``alpha``);
     ``centered`` subtracts the squared running mean of g; optional momentum and L2 weight decay."""
 
+    _nonnegative = ("eps", "weight_decay", "momentum")
+    _flags = ("centered",)
     _state_arrays = ("square_avg", "momentum_buffer", "grad_avg")
 
     def __init__(self, params, lr=0.01, alpha=0.99, eps=1e-8, weight_decay=0.0, momentum=0.0,
@@ -460,13 +448,7 @@ class RMSprop(Optimizer):
 
     def _check_group(self, group):
         super()._check_group(group)
-        alpha = check_float(group["alpha"], "alpha", minimum=0.0)
-        if alpha >= 1.0:
-            raise ValueError(f"alpha must be in [0, 1), got {alpha}")
-        check_float(group["eps"], "eps", minimum=0.0)
-        check_float(group["weight_decay"], "weight_decay", minimum=0.0)
-        check_float(group["momentum"], "momentum", minimum=0.0)
-        _check_bool(group["centered"], "centered")
+        check_float(group["alpha"], "alpha", minimum=0.0, maximum=1.0, max_inclusive=False)
 
     def _state_names(self, group):
         names = ("square_avg",)
@@ -489,19 +471,13 @@ class Adagrad(Optimizer):
     base rate decayed as ``lr / (1 + (step - 1) * lr_decay)``; the sum starts at
     ``initial_accumulator_value``."""
 
+    _nonnegative = ("lr_decay", "weight_decay", "initial_accumulator_value", "eps")
     _state_arrays = ("sum",)
 
     def __init__(self, params, lr=0.01, lr_decay=0.0, weight_decay=0.0,
                  initial_accumulator_value=0.0, eps=1e-10):
         super().__init__(params, lr=lr, lr_decay=lr_decay, weight_decay=weight_decay,
                          initial_accumulator_value=initial_accumulator_value, eps=eps)
-
-    def _check_group(self, group):
-        super()._check_group(group)
-        check_float(group["lr_decay"], "lr_decay", minimum=0.0)
-        check_float(group["weight_decay"], "weight_decay", minimum=0.0)
-        check_float(group["initial_accumulator_value"], "initial_accumulator_value", minimum=0.0)
-        check_float(group["eps"], "eps", minimum=0.0)
 
     def _new_array(self, name, p, group):
         return np.full_like(p.data, group["initial_accumulator_value"])
@@ -525,9 +501,7 @@ def clip_grad_norm(parameters, max_norm, norm_type=2.0, error_if_nonfinite=False
     norm makes the gradients NaN/zero, as in PyTorch."""
     params = [parameters] if isinstance(parameters, Parameter) else list(parameters)
     for p in params:
-        if not isinstance(p, Parameter):
-            raise TypeError(f"clip_grad_norm: parameters must be ranvier Parameters, got "
-                            f"{type(p).__name__}")
+        check_instance(p, Parameter, "clip_grad_norm: parameters", "ranvier Parameters")
     max_norm = check_float(max_norm, "max_norm", minimum=0.0)
     if isinstance(norm_type, str):
         try:
@@ -535,12 +509,12 @@ def clip_grad_norm(parameters, max_norm, norm_type=2.0, error_if_nonfinite=False
         except ValueError:
             raise ValueError(f"norm_type must be a number > 0 or 'inf', "
                              f"got {norm_type!r}") from None
-    if isinstance(norm_type, bool) or not isinstance(norm_type, numbers.Real):
+    if not is_real(norm_type):
         raise TypeError(f"norm_type must be a number, got {type(norm_type).__name__}")
     norm_type = float(norm_type)
     if not norm_type > 0:
         raise ValueError(f"norm_type must be > 0 (or inf), got {norm_type}")
-    _check_bool(error_if_nonfinite, "error_if_nonfinite")
+    check_bool(error_if_nonfinite, "error_if_nonfinite")
     if not params:
         return 0.0
     grads = [p.grad for p in params]

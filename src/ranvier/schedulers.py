@@ -13,49 +13,17 @@ closed form in the last bits, exactly as PyTorch's do. ``base_lrs`` come from
 ``group["initial_lr"]`` (set from ``lr`` when the first schedule is attached).
 """
 import math
-import numbers
 from bisect import bisect_right
 
+from ._validation import check_choice, check_float, check_instance, check_int, check_keys
 from .optim import Optimizer
 
 __all__ = ["LRScheduler", "StepLR", "ExponentialLR", "CosineAnnealingLR", "LinearLR",
            "SequentialLR", "ReduceLROnPlateau"]
 
 
-def _check_int(value, name, minimum):
-    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
-        raise TypeError(f"{name} must be an int, got {type(value).__name__}")
-    if value < minimum:
-        raise ValueError(f"{name} must be >= {minimum}, got {value}")
-    return int(value)
-
-
-def _check_real(value, name, low=None, high=None, low_open=False, high_open=False):
-    """A finite float in [low, high] (open ends where asked); the message names the argument."""
-    if isinstance(value, bool) or not isinstance(value, numbers.Real):
-        raise TypeError(f"{name} must be a number, got {type(value).__name__}")
-    value = float(value)
-    if not math.isfinite(value):
-        raise ValueError(f"{name} must be finite, got {value}")
-    bad_low = low is not None and (value < low or (low_open and value == low))
-    bad_high = high is not None and (value > high or (high_open and value == high))
-    if bad_low or bad_high:
-        lo = "" if low is None else f"{'(' if low_open else '['}{low}"
-        hi = "" if high is None else f"{high}{')' if high_open else ']'}"
-        if low is None:
-            want = f"{'<' if high_open else '<='} {high}"
-        elif high is None:
-            want = f"{'>' if low_open else '>='} {low}"
-        else:
-            want = f"in {lo}, {hi}"
-        raise ValueError(f"{name} must be {want}, got {value}")
-    return value
-
-
 def _check_optimizer(optimizer):
-    if not isinstance(optimizer, Optimizer):
-        raise TypeError(f"optimizer must be a ranvier Optimizer, got {type(optimizer).__name__}")
-    return optimizer
+    return check_instance(optimizer, Optimizer, "optimizer", "a ranvier Optimizer")
 
 
 class LRScheduler:
@@ -68,7 +36,7 @@ class LRScheduler:
 
     def __init__(self, optimizer, last_epoch=-1):
         self.optimizer = _check_optimizer(optimizer)
-        last_epoch = _check_int(last_epoch, "last_epoch", -1)
+        last_epoch = check_int(last_epoch, "last_epoch", -1)
         if last_epoch == -1:
             for group in optimizer.param_groups:
                 group.setdefault("initial_lr", group["lr"])
@@ -127,15 +95,8 @@ class LRScheduler:
 
     def load_state_dict(self, state_dict):
         """Restore a state from ``state_dict()`` of a schedule of the same type."""
-        if not isinstance(state_dict, dict):
-            raise TypeError(f"state_dict must be a dict, got {type(state_dict).__name__}")
-        expected = set(self.state_dict())
-        unknown = sorted(map(str, set(state_dict) - expected))
-        if unknown:
-            raise ValueError(f"state_dict has unknown keys {unknown} for {type(self).__name__}")
-        missing = sorted(expected - set(state_dict))
-        if missing:
-            raise ValueError(f"state_dict lacks {missing} for {type(self).__name__}")
+        check_instance(state_dict, dict, "state_dict", "a dict")
+        check_keys(state_dict, self.state_dict(), "state_dict", type(self).__name__)
         for key in ("base_lrs", "_last_lr", "min_lrs"):
             value = state_dict.get(key)
             if isinstance(value, (list, tuple)) and len(value) != len(self.optimizer.param_groups):
@@ -153,8 +114,8 @@ class StepLR(LRScheduler):
 
     def __init__(self, optimizer, step_size, gamma=0.1, last_epoch=-1):
         _check_optimizer(optimizer)
-        self.step_size = _check_int(step_size, "step_size", 1)
-        self.gamma = _check_real(gamma, "gamma", low=0.0, low_open=True)
+        self.step_size = check_int(step_size, "step_size", 1)
+        self.gamma = check_float(gamma, "gamma", minimum=0.0, min_inclusive=False)
         super().__init__(optimizer, last_epoch)
 
     def get_lr(self):
@@ -172,7 +133,7 @@ class ExponentialLR(LRScheduler):
 
     def __init__(self, optimizer, gamma, last_epoch=-1):
         _check_optimizer(optimizer)
-        self.gamma = _check_real(gamma, "gamma", low=0.0, low_open=True)
+        self.gamma = check_float(gamma, "gamma", minimum=0.0, min_inclusive=False)
         super().__init__(optimizer, last_epoch)
 
     def get_lr(self):
@@ -191,8 +152,8 @@ class CosineAnnealingLR(LRScheduler):
 
     def __init__(self, optimizer, T_max, eta_min=0.0, last_epoch=-1):
         _check_optimizer(optimizer)
-        self.T_max = _check_int(T_max, "T_max", 1)
-        self.eta_min = _check_real(eta_min, "eta_min", low=0.0)
+        self.T_max = check_int(T_max, "T_max", 1)
+        self.eta_min = check_float(eta_min, "eta_min", minimum=0.0)
         super().__init__(optimizer, last_epoch)
 
     def get_lr(self):
@@ -224,10 +185,10 @@ class LinearLR(LRScheduler):
     def __init__(self, optimizer, start_factor=1.0 / 3, end_factor=1.0, total_iters=5,
                  last_epoch=-1):
         _check_optimizer(optimizer)
-        self.start_factor = _check_real(start_factor, "start_factor", low=0.0, high=1.0,
-                                        low_open=True)
-        self.end_factor = _check_real(end_factor, "end_factor", low=0.0, high=1.0)
-        self.total_iters = _check_int(total_iters, "total_iters", 1)
+        self.start_factor = check_float(start_factor, "start_factor", minimum=0.0,
+                                        maximum=1.0, min_inclusive=False)
+        self.end_factor = check_float(end_factor, "end_factor", minimum=0.0, maximum=1.0)
+        self.total_iters = check_int(total_iters, "total_iters", 1)
         super().__init__(optimizer, last_epoch)
 
     def get_lr(self):
@@ -265,21 +226,19 @@ class SequentialLR(LRScheduler):
             if isinstance(s, ReduceLROnPlateau):
                 raise ValueError(f"schedulers[{i}] is a ReduceLROnPlateau, which SequentialLR "
                                  "cannot step (it needs a metric)")
-            if not isinstance(s, LRScheduler):
-                raise TypeError(f"schedulers[{i}] must be an LRScheduler, got "
-                                f"{type(s).__name__}")
+            check_instance(s, LRScheduler, f"schedulers[{i}]", "an LRScheduler")
             if s.optimizer is not optimizer:
                 raise ValueError(f"schedulers[{i}] belongs to another optimizer")
         if len(milestones) != len(schedulers) - 1:
             raise ValueError(f"milestones must have one entry fewer than schedulers: got "
                              f"{len(milestones)} milestones for {len(schedulers)} schedulers")
         for i, m in enumerate(milestones):
-            _check_int(m, f"milestones[{i}]", 1)
+            check_int(m, f"milestones[{i}]", 1)
             if i and m <= milestones[i - 1]:
                 raise ValueError(f"milestones must be increasing, got {milestones}")
         self._schedulers = schedulers
         self._milestones = [int(m) for m in milestones]
-        self.last_epoch = _check_int(last_epoch, "last_epoch", -1) + 1
+        self.last_epoch = check_int(last_epoch, "last_epoch", -1) + 1
         self.optimizer = optimizer
         for group in optimizer.param_groups:  # undo what the schedules did when built
             group["lr"] = group["initial_lr"]
@@ -308,21 +267,14 @@ class SequentialLR(LRScheduler):
         return sd
 
     def load_state_dict(self, state_dict):
-        if not isinstance(state_dict, dict):
-            raise TypeError(f"state_dict must be a dict, got {type(state_dict).__name__}")
+        check_instance(state_dict, dict, "state_dict", "a dict")
         if "_schedulers" not in state_dict:
             raise ValueError("state_dict lacks ['_schedulers'] for SequentialLR")
         subs = state_dict["_schedulers"]
         if not isinstance(subs, (list, tuple)) or len(subs) != len(self._schedulers):
             raise ValueError(f"state_dict['_schedulers'] must hold {len(self._schedulers)} states")
         rest = {k: v for k, v in state_dict.items() if k != "_schedulers"}
-        own = set(super().state_dict())
-        unknown = sorted(map(str, set(rest) - own))
-        if unknown:
-            raise ValueError(f"state_dict has unknown keys {unknown} for SequentialLR")
-        missing = sorted(own - set(rest))
-        if missing:
-            raise ValueError(f"state_dict lacks {missing} for SequentialLR")
+        check_keys(rest, super().state_dict(), "state_dict", "SequentialLR")
         # load each sub-state; on a bad one, put back the ones already loaded
         saved = [s.state_dict() for s in self._schedulers]
         try:
@@ -336,6 +288,10 @@ class SequentialLR(LRScheduler):
                               for k, v in rest.items()})
 
 
+_MODES = ("min", "max")
+_THRESHOLD_MODES = ("rel", "abs")
+
+
 class ReduceLROnPlateau(LRScheduler):
     """Multiply the rate by ``factor`` when a metric has not improved for ``patience`` epochs:
     ``step(metric)`` once per epoch. ``mode`` "min" (a loss) or "max" (an accuracy); an
@@ -346,24 +302,23 @@ class ReduceLROnPlateau(LRScheduler):
     def __init__(self, optimizer, mode="min", factor=0.1, patience=10, threshold=1e-4,
                  threshold_mode="rel", cooldown=0, min_lr=0.0, eps=1e-8):
         self.optimizer = _check_optimizer(optimizer)
-        if mode not in ("min", "max"):
-            raise ValueError(f"mode must be 'min' or 'max', got {mode!r}")
-        if threshold_mode not in ("rel", "abs"):
-            raise ValueError(f"threshold_mode must be 'rel' or 'abs', got {threshold_mode!r}")
-        self.factor = _check_real(factor, "factor", low=0.0, high=1.0, high_open=True)
-        self.patience = _check_int(patience, "patience", 0)
-        self.threshold = _check_real(threshold, "threshold", low=0.0)
-        self.cooldown = _check_int(cooldown, "cooldown", 0)
-        self.eps = _check_real(eps, "eps", low=0.0)
+        check_choice(mode, "mode", _MODES)
+        check_choice(threshold_mode, "threshold_mode", _THRESHOLD_MODES)
+        self.factor = check_float(factor, "factor", minimum=0.0, maximum=1.0, max_inclusive=False)
+        self.patience = check_int(patience, "patience", 0)
+        self.threshold = check_float(threshold, "threshold", minimum=0.0)
+        self.cooldown = check_int(cooldown, "cooldown", 0)
+        self.eps = check_float(eps, "eps", minimum=0.0)
         n = len(optimizer.param_groups)
         if isinstance(min_lr, (list, tuple)):
             if len(min_lr) != n:
                 raise ValueError(f"min_lr has {len(min_lr)} values, the optimizer has {n} "
                                  "parameter groups")
             self.default_min_lr = None
-            self.min_lrs = [_check_real(v, f"min_lr[{i}]", low=0.0) for i, v in enumerate(min_lr)]
+            self.min_lrs = [check_float(v, f"min_lr[{i}]", minimum=0.0)
+                            for i, v in enumerate(min_lr)]
         else:
-            self.default_min_lr = _check_real(min_lr, "min_lr", low=0.0)
+            self.default_min_lr = check_float(min_lr, "min_lr", minimum=0.0)
             self.min_lrs = [self.default_min_lr] * n
         self.mode = mode
         self.threshold_mode = threshold_mode
@@ -426,11 +381,8 @@ class ReduceLROnPlateau(LRScheduler):
 
     def load_state_dict(self, state_dict):
         if isinstance(state_dict, dict):
-            if state_dict.get("mode", "min") not in ("min", "max"):
-                raise ValueError(f"state_dict['mode'] must be 'min' or 'max', got "
-                                 f"{state_dict['mode']!r}")
-            if state_dict.get("threshold_mode", "rel") not in ("rel", "abs"):
-                raise ValueError(f"state_dict['threshold_mode'] must be 'rel' or 'abs', got "
-                                 f"{state_dict['threshold_mode']!r}")
+            check_choice(state_dict.get("mode", "min"), "state_dict['mode']", _MODES)
+            check_choice(state_dict.get("threshold_mode", "rel"), "state_dict['threshold_mode']",
+                         _THRESHOLD_MODES)
         super().load_state_dict(state_dict)
         self.mode_worse = math.inf if self.mode == "min" else -math.inf

@@ -40,7 +40,6 @@ transpose of the ranvier ``Dense`` weight): editing them in place edits the mode
 assigned to them are copied into the model before the next ``predict`` or ``fit``.
 """
 import math
-import numbers
 import warnings
 
 import numpy as np
@@ -66,6 +65,8 @@ except ImportError:  # pragma: no cover - scikit-learn 1.4 / 1.5
     def _validate_data(estimator, X="no_validation", y="no_validation", **kwargs):
         return estimator._validate_data(X, y, **kwargs)
 
+from ._validation import (InvalidParameterError, check_param_bool, check_param_choice,
+                          check_param_float, invalid_parameter, is_bool, is_int, is_real)
 from .layers import Dense, ReLU, Sigmoid, Softmax, Tanh
 from .losses import CrossEntropyLoss, MSELoss
 from .model import Sequential
@@ -77,59 +78,6 @@ _HIDDEN_ACTIVATIONS = {"identity": None, "logistic": Sigmoid, "tanh": Tanh, "rel
 _SOLVERS = ("adam", "sgd")
 _LEARNING_RATES = ("constant", "invscaling", "adaptive")
 _PREDICT_CHUNK = 4096  # rows per forward pass in predict (bounds the activations' memory)
-
-
-class InvalidParameterError(ValueError, TypeError):
-    """A hyper-parameter has a bad value or type (raised by ``fit``, as scikit-learn does; it is
-    both a ValueError and a TypeError, like sklearn's own InvalidParameterError)."""
-
-
-# -- hyper-parameter checks (at fit time, never in __init__ or set_params) ----------------------
-
-def _is_bool(v):
-    return isinstance(v, (bool, np.bool_))
-
-
-def _is_int(v):
-    return isinstance(v, numbers.Integral) and not _is_bool(v)
-
-
-def _is_real(v):
-    return isinstance(v, numbers.Real) and not _is_bool(v)
-
-
-def _bad(name, value, expected):
-    return InvalidParameterError(f"The '{name}' parameter must be {expected}. Got {value!r} "
-                                 "instead.")
-
-
-def _check_real(est, name, lo=None, hi=None, lo_open=False, hi_open=False):
-    v = getattr(est, name)
-    lo_s = "-inf" if lo is None else lo
-    hi_s = "inf" if hi is None else hi
-    expected = (f"a float in the range {'(' if lo_open else '['}{lo_s}, {hi_s}"
-                f"{')' if hi_open or hi is None else ']'}")
-    if not _is_real(v) or not np.isfinite(v):
-        raise _bad(name, v, expected)
-    if lo is not None and (v < lo or (lo_open and v == lo)):
-        raise _bad(name, v, expected)
-    if hi is not None and (v > hi or (hi_open and v == hi)):
-        raise _bad(name, v, expected)
-    return float(v)
-
-
-def _check_option(est, name, options):
-    v = getattr(est, name)
-    if not isinstance(v, str) or v not in options:
-        raise _bad(name, v, "a str among " + ", ".join(repr(o) for o in options))
-    return v
-
-
-def _check_flag(est, name):
-    v = getattr(est, name)
-    if not _is_bool(v):
-        raise _bad(name, v, "a bool")
-    return bool(v)
 
 
 class _BaseMLP(BaseEstimator):
@@ -169,56 +117,54 @@ class _BaseMLP(BaseEstimator):
     def _check_params(self):
         """Validate every hyper-parameter; returns (hidden layer sizes as a list, numpy dtype)."""
         hls = self.hidden_layer_sizes
-        if _is_int(hls):
-            hidden = [hls]
-        elif isinstance(hls, str) or not hasattr(hls, "__iter__"):
-            raise _bad("hidden_layer_sizes", hls, "an int or an array-like of ints")
-        else:
-            hidden = list(hls)
-            if not all(_is_int(h) for h in hidden):
-                raise _bad("hidden_layer_sizes", hls, "an int or an array-like of ints")
+        iterable = not isinstance(hls, str) and hasattr(hls, "__iter__")
+        hidden = [hls] if is_int(hls) else list(hls) if iterable else None
+        if hidden is None or not all(is_int(h) for h in hidden):
+            raise invalid_parameter("hidden_layer_sizes", hls, "an int or an array-like of ints")
         if any(h <= 0 for h in hidden):
             raise InvalidParameterError(f"hidden_layer_sizes must be > 0, got {hls}.")
         hidden = [int(h) for h in hidden]
-        _check_option(self, "activation", tuple(_HIDDEN_ACTIVATIONS))
+        check_param_choice(self.activation, "activation", tuple(_HIDDEN_ACTIVATIONS))
         if self.solver == "lbfgs":
             raise InvalidParameterError("solver='lbfgs' is not available in ranvier.sklearn; "
                                         "use 'adam' or 'sgd'.")
-        _check_option(self, "solver", _SOLVERS)
-        _check_real(self, "alpha", lo=0.0)
+        check_param_choice(self.solver, "solver", _SOLVERS)
+        check_param_float(self.alpha, "alpha", 0.0)
         bs = self.batch_size
-        if not (bs == "auto" if isinstance(bs, str) else _is_int(bs) and bs >= 1):
-            raise _bad("batch_size", bs, "'auto' or an int in the range [1, inf)")
-        _check_option(self, "learning_rate", _LEARNING_RATES)
-        _check_real(self, "learning_rate_init", lo=0.0, lo_open=True)
-        _check_real(self, "power_t", lo=0.0)
-        if not _is_int(self.max_iter) or self.max_iter < 1:
-            raise _bad("max_iter", self.max_iter, "an int in the range [1, inf)")
-        _check_flag(self, "shuffle")
+        if not (bs == "auto" if isinstance(bs, str) else is_int(bs) and bs >= 1):
+            raise invalid_parameter("batch_size", bs, "'auto' or an int in the range [1, inf)")
+        check_param_choice(self.learning_rate, "learning_rate", _LEARNING_RATES)
+        check_param_float(self.learning_rate_init, "learning_rate_init", 0.0, min_inclusive=False)
+        check_param_float(self.power_t, "power_t", 0.0)
+        if not is_int(self.max_iter) or self.max_iter < 1:
+            raise invalid_parameter("max_iter", self.max_iter, "an int in the range [1, inf)")
+        check_param_bool(self.shuffle, "shuffle")
         rs = self.random_state
-        if not (rs is None or _is_int(rs) or isinstance(rs, np.random.RandomState)):
-            raise _bad("random_state", rs, "None, an int or a numpy.random.RandomState")
-        _check_real(self, "tol", lo=0.0)
-        if not (_is_bool(self.verbose) or _is_int(self.verbose)):
-            raise _bad("verbose", self.verbose, "a bool or an int")
-        _check_flag(self, "warm_start")
-        _check_real(self, "momentum", lo=0.0, hi=1.0)
-        _check_flag(self, "nesterovs_momentum")
-        _check_flag(self, "early_stopping")
-        _check_real(self, "validation_fraction", lo=0.0, hi=1.0, hi_open=True)
-        _check_real(self, "beta_1", lo=0.0, hi=1.0, hi_open=True)
-        _check_real(self, "beta_2", lo=0.0, hi=1.0, hi_open=True)
-        _check_real(self, "epsilon", lo=0.0, lo_open=True)
+        if not (rs is None or is_int(rs) or isinstance(rs, np.random.RandomState)):
+            raise invalid_parameter("random_state", rs,
+                                    "None, an int or a numpy.random.RandomState")
+        check_param_float(self.tol, "tol", 0.0)
+        if not (is_bool(self.verbose) or is_int(self.verbose)):
+            raise invalid_parameter("verbose", self.verbose, "a bool or an int")
+        check_param_bool(self.warm_start, "warm_start")
+        check_param_float(self.momentum, "momentum", 0.0, 1.0)
+        check_param_bool(self.nesterovs_momentum, "nesterovs_momentum")
+        check_param_bool(self.early_stopping, "early_stopping")
+        check_param_float(self.validation_fraction, "validation_fraction", 0.0, 1.0,
+                          max_inclusive=False)
+        check_param_float(self.beta_1, "beta_1", 0.0, 1.0, max_inclusive=False)
+        check_param_float(self.beta_2, "beta_2", 0.0, 1.0, max_inclusive=False)
+        check_param_float(self.epsilon, "epsilon", 0.0, min_inclusive=False)
         nic = self.n_iter_no_change
-        if not ((_is_int(nic) and nic >= 1) or (_is_real(nic) and nic == np.inf)):
-            raise _bad("n_iter_no_change", nic, "an int in the range [1, inf) or inf")
+        if not ((is_int(nic) and nic >= 1) or (is_real(nic) and nic == np.inf)):
+            raise invalid_parameter("n_iter_no_change", nic, "an int in the range [1, inf) or inf")
         try:
             dtype = np.dtype(self.dtype) if self.dtype is not None else None
         except TypeError:
             dtype = None
         # (dtype None would compare equal to float64)
         if dtype is None or dtype not in (np.dtype(np.float32), np.dtype(np.float64)):
-            raise _bad("dtype", self.dtype, "numpy.float32 or numpy.float64")
+            raise invalid_parameter("dtype", self.dtype, "numpy.float32 or numpy.float64")
         return hidden, dtype
 
     # -- the network -------------------------------------------------------------------------
