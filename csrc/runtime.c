@@ -10,7 +10,8 @@
  * runtime has it. LLVM's libomp (clang, icx) has the call too, but re-initialises itself in a
  * forked child and its hard pause was not tested beside other threads' regions, so those builds
  * take the child-side fallback (_config.py: the child stays on one thread). */
-#if defined(_OPENMP) && RANVIER_HAVE_OMP_PAUSE && defined(__GNUC__) && !defined(__clang__)
+#if defined(_OPENMP) && defined(RANVIER_HAVE_OMP_PAUSE) && RANVIER_HAVE_OMP_PAUSE \
+    && defined(__GNUC__) && !defined(__clang__)
 #define RANVIER_FORK_RELEASE 1
 #else
 #define RANVIER_FORK_RELEASE 0
