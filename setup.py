@@ -49,6 +49,26 @@ SANITIZE_FLAGS = ["-fsanitize=address,undefined,float-cast-overflow", "-fno-sani
                   "-fno-wrapv", "-fno-omit-frame-pointer", "-g", "-O1"]
 
 
+# Programs that must compile, link (and make sense) for a feature to count as present.
+OMP_PROBE = textwrap.dedent(
+    """
+    #include <omp.h>
+    int main(void) {
+        int n = 0;
+        #pragma omp parallel reduction(+:n)
+        n += 1;
+        return (n == omp_get_max_threads()) ? 0 : 1;
+    }
+    """
+)
+OMP_PAUSE_PROBE = textwrap.dedent(
+    """
+    #include <omp.h>
+    int main(void) { return omp_pause_resource_all(omp_pause_hard); }
+    """
+)
+
+
 class RanvierBuildExt(build_ext):
     """build_ext that detects OpenMP once and compiles ISA-specific objects with their own flags."""
 
@@ -66,7 +86,8 @@ class RanvierBuildExt(build_ext):
             # base reaches both compile paths: the Cython extensions and _isa_family_objects.
             base = [f for f in base if not f.startswith("-O")] + SANITIZE_FLAGS
             sanitize_link = SANITIZE_FLAGS
-        openmp_macro = [("RANVIER_HAVE_OPENMP", "1" if self._omp_compile else "0")]
+        openmp_macro = [("RANVIER_HAVE_OPENMP", "1" if self._omp_compile else "0"),
+                        ("RANVIER_HAVE_OMP_PAUSE", "1" if self._omp_pause else "0")]
         self._isa_objects = {}
         for ext in self.extensions:
             ext.extra_compile_args = base + self._omp_compile + ext.extra_compile_args
@@ -101,6 +122,10 @@ class RanvierBuildExt(build_ext):
 
     # -- OpenMP detection: try the compiler's flags on a tiny program that calls the runtime --
     def _detect_openmp(self):
+        # omp_pause_resource_all (OpenMP 5.0; libgomp of GCC >= 11): csrc/runtime.c calls it before
+        # fork so that a forked child can start its own thread pool. Older runtimes, MSVC's
+        # OpenMP 2.0 and the serial build go without (a forked child then stays on one thread).
+        self._omp_pause = False
         if _env_flag("RANVIER_NO_OPENMP"):
             print("ranvier: RANVIER_NO_OPENMP set, building without OpenMP (serial kernels)")
             return self._simd_only(), []
@@ -118,6 +143,8 @@ class RanvierBuildExt(build_ext):
         for cflags, lflags in candidates:
             if self._try_openmp(cflags, lflags):
                 print(f"ranvier: building with OpenMP ({' '.join(cflags)})")
+                self._omp_pause = self._try_openmp(cflags, lflags, OMP_PAUSE_PROBE)
+                print(f"ranvier: omp_pause_resource_all {'found' if self._omp_pause else 'missing'}")
                 return cflags, lflags
         msg = "ranvier: no working OpenMP found for this compiler; kernels will run on one thread."
         if _env_flag("RANVIER_REQUIRE_OPENMP"):
@@ -136,18 +163,7 @@ class RanvierBuildExt(build_ext):
         print("ranvier: serial build keeps the omp simd loops (-fopenmp-simd)")
         return ["-fopenmp-simd"]
 
-    def _try_openmp(self, cflags, lflags):
-        code = textwrap.dedent(
-            """
-            #include <omp.h>
-            int main(void) {
-                int n = 0;
-                #pragma omp parallel reduction(+:n)
-                n += 1;
-                return (n == omp_get_max_threads()) ? 0 : 1;
-            }
-            """
-        )
+    def _try_openmp(self, cflags, lflags, code=OMP_PROBE):
         tmp = tempfile.mkdtemp(prefix="ranvier-omp-")
         try:
             src = os.path.join(tmp, "omp_probe.c")

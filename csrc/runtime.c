@@ -6,6 +6,31 @@
 #include <omp.h>
 #endif
 
+/* The pause is built for libgomp (gcc) only; setup.py's probe sets RANVIER_HAVE_OMP_PAUSE when the
+ * runtime has it. LLVM's libomp (clang, icx) has the call too, but re-initialises itself in a
+ * forked child and its hard pause was not tested beside other threads' regions, so those builds
+ * take the child-side fallback (_config.py: the child stays on one thread). */
+#if defined(_OPENMP) && defined(RANVIER_HAVE_OMP_PAUSE) && RANVIER_HAVE_OMP_PAUSE \
+    && defined(__GNUC__) && !defined(__clang__)
+#define RANVIER_FORK_RELEASE 1
+#else
+#define RANVIER_FORK_RELEASE 0
+#endif
+
+int ranvier_fork_release_supported(void)
+{
+    return RANVIER_FORK_RELEASE;
+}
+
+int ranvier_fork_prepare(void)
+{
+#if RANVIER_FORK_RELEASE
+    return omp_pause_resource_all(omp_pause_hard) == 0 ? 0 : -1;
+#else
+    return -1;
+#endif
+}
+
 #if RANVIER_HAVE_X86_SIMD
 #if defined(_MSC_VER)
 #include <intrin.h>

@@ -128,3 +128,22 @@ def test_ranvier_isa_environment_variable():
     assert res.stdout.strip() == "generic"
     res = _child("import ranvier", RANVIER_ISA="bogus")
     assert res.returncode != 0 and "ValueError" in res.stderr and "bogus" in res.stderr
+
+
+def test_show_config_reports_the_fork_mode(monkeypatch):
+    """The fork line says what a forked child can do with threads; a runtime that cannot release
+    its pool (pretended here) reads differently from one that can."""
+    from ranvier import _config
+    from ranvier._kernels import _runtime
+
+    line = re.search(r"^\s*fork:\s+(.+)$", _report(), flags=re.M)
+    assert line and line.group(1) == config_dict()["fork"] == _config.fork_mode()
+    if not _runtime.openmp_enabled():
+        assert line.group(1).startswith("serial build")
+        return
+    monkeypatch.setattr(_config, "_release_pool_at_fork", True)
+    released = re.search(r"^\s*fork:\s+(.+)$", _report(), flags=re.M).group(1)
+    monkeypatch.setattr(_config, "_release_pool_at_fork", False)
+    kept = re.search(r"^\s*fork:\s+(.+)$", _report(), flags=re.M).group(1)
+    assert released == "pool released before fork (children may use threads)"
+    assert kept == "child stays on 1 thread (this OpenMP runtime cannot release its pool)"

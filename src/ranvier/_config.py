@@ -7,6 +7,7 @@ work is too small to pay for a parallel region run on one thread (``threads_for`
 import numbers
 import os
 import sys
+import warnings
 
 from ._kernels import _runtime
 
@@ -18,9 +19,54 @@ PARALLEL_MIN_WORK = 131072
 
 _num_threads = None  # set by set_num_threads(); None: follow the OpenMP runtime
 
+# -- fork --------------------------------------------------------------------------------------
+# libgomp's thread pool does not survive fork (GCC bug 60035): a forked child that runs a
+# parallel region on more than one thread waits for ever for pool threads that were not copied.
+# Where the runtime can release the pool (csrc/runtime.c: omp_pause_resource_all), the parent
+# releases it just before each fork and the child may use threads (it starts on one; see
+# set_num_threads); the parent rebuilds its pool at its next parallel kernel. Elsewhere the child
+# stays on one thread: a one-thread region never touches the pool.
+_release_pool_at_fork = _runtime.fork_release_supported()  # tests switch it off to see the fallback
+_pool_released = False  # set in the parent just before each fork, read by the child
+_single_thread_child = False  # this process was forked without the pool released
+
+
+def _before_fork():
+    global _pool_released
+    # A single-thread child still holds its parent's dead pool: pausing it would wait for ever.
+    _pool_released = (_release_pool_at_fork and not _single_thread_child
+                      and _runtime.fork_prepare())
+
+
+def _after_fork_in_child():
+    """A forked child starts on one thread (N workers forked from one parent would otherwise
+    each take every CPU); set_num_threads() raises that where the pool was released."""
+    global _num_threads, _single_thread_child
+    _num_threads = 1
+    if _runtime.openmp_enabled() and not _pool_released:
+        _single_thread_child = True
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(before=_before_fork, after_in_child=_after_fork_in_child)
+
+
+def fork_mode():
+    """What a forked child can do with threads, in words (show_config's "fork" line)."""
+    if not _runtime.openmp_enabled():
+        return "serial build (no thread pool to lose)"
+    if _single_thread_child:
+        return "this forked child stays on 1 thread (the parent's pool was not released)"
+    if _release_pool_at_fork:
+        return "pool released before fork (children may use threads)"
+    return "child stays on 1 thread (this OpenMP runtime cannot release its pool)"
+
 
 def set_num_threads(n):
-    """Use ``n`` threads in ranvier's kernels (``None`` goes back to the OpenMP default)."""
+    """Use ``n`` threads in ranvier's kernels (``None`` goes back to the OpenMP default).
+
+    In a child forked without the OpenMP pool released (see ``show_config``'s fork line), ``n > 1``
+    warns with a RuntimeWarning and the kernels stay on one thread: more would hang for ever."""
     global _num_threads
     if n is None:
         _num_threads = None
@@ -29,11 +75,20 @@ def set_num_threads(n):
         raise TypeError(f"set_num_threads: n must be an int, got {type(n).__name__}")
     if n < 1:
         raise ValueError(f"set_num_threads: n must be >= 1, got {n}")
+    if n > 1 and _single_thread_child:
+        warnings.warn(
+            f"set_num_threads({n}) in a forked child: its OpenMP runtime kept the parent's thread "
+            "pool, which does not survive fork, so ranvier stays on 1 thread here (more would hang);"
+            " start workers with the 'spawn' or 'forkserver' method to use threads",
+            RuntimeWarning, stacklevel=2)
+        n = 1
     _num_threads = int(n)
 
 
 def get_num_threads():
     """Threads the kernels use for large enough work."""
+    if _single_thread_child:
+        return 1
     if _num_threads is not None:
         return _num_threads
     return max(1, _runtime.omp_max_threads())
@@ -44,18 +99,6 @@ def threads_for(work):
     if work < PARALLEL_MIN_WORK:
         return 1
     return get_num_threads()
-
-
-def _after_fork_in_child():
-    """A forked child cannot use the parent's OpenMP thread pool (libgomp: GCC bug 60035; the
-    child would wait forever on threads that were not copied). Run its kernels on one thread;
-    set_num_threads() in the child is at the user's risk, spawn/forkserver are the safe choice."""
-    global _num_threads
-    _num_threads = 1
-
-
-if hasattr(os, "register_at_fork"):
-    os.register_at_fork(after_in_child=_after_fork_in_child)
 
 
 def _apply_isa_from_env():
@@ -99,6 +142,7 @@ def config_dict():
         "isa": _runtime.get_isa(),
         "supported_isas": _runtime.supported_isas(),
         "parallel_min_work": PARALLEL_MIN_WORK,
+        "fork": fork_mode(),
     }
 
 
@@ -115,5 +159,6 @@ def show_config(file=None):
         f"  threads:         {cfg['num_threads']} (OMP max {cfg['omp_max_threads']}, "
         f"{cfg['num_procs']} CPUs)",
         f"  kernels (ISA):   {cfg['isa']} (supported: {', '.join(cfg['supported_isas'])})",
+        f"  fork:            {cfg['fork']}",
     ]
     print("\n".join(lines), file=out)

@@ -18,6 +18,7 @@ position; a layer no pattern takes runs through its own forward/backward (``Laye
                        activation/bias-gradient pass and two GEMMs per layer backward).
 A new family adds its pattern and block class here (e.g. Conv2d + bias + activation).
 """
+import os
 import threading
 
 import numpy as np
@@ -102,6 +103,17 @@ def _match_dense_run(layers, i):
 # inference entry points (predict, evaluate, forward) hold this lock while they run one and copy
 # its output out. (Training a model while another thread predicts with it is not supported.)
 RUN_LOCK = threading.RLock()
+
+
+def _new_run_lock_in_child():
+    """fork copies RUN_LOCK as it is: held by another thread at that moment, it would stay held
+    for ever in the child, where that thread does not exist."""
+    global RUN_LOCK
+    RUN_LOCK = threading.RLock()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_new_run_lock_in_child)
 
 # (name, matcher(layers, i) -> number of layers taken, block class)
 FUSIONS = [

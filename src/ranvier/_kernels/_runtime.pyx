@@ -4,6 +4,8 @@ cdef extern from "runtime.h":
     int ranvier_openmp_enabled() nogil
     int ranvier_omp_max_threads() nogil
     int ranvier_omp_num_procs() nogil
+    int ranvier_fork_release_supported() nogil
+    int ranvier_fork_prepare()
 
 
 def openmp_enabled():
@@ -18,6 +20,20 @@ def omp_max_threads():
 
 def omp_num_procs():
     return ranvier_omp_num_procs()
+
+
+def fork_release_supported():
+    """True when fork_prepare() can release the OpenMP thread pool (libgomp with
+    omp_pause_resource_all); otherwise a forked child must stay on one thread."""
+    return bool(ranvier_fork_release_supported())
+
+
+def fork_prepare():
+    """Release the calling thread's OpenMP thread pool just before fork; True on success.
+    Regions other threads are running use pools of their own and are not touched. Called with
+    the GIL held: the pool's threads are idle and never take the GIL, so joining them cannot
+    deadlock, and it is quick enough that releasing the GIL would gain nothing."""
+    return ranvier_fork_prepare() == 0
 
 
 # -- the instruction set the kernels run (one choice for every kernel family) ------------------
