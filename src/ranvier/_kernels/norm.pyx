@@ -18,8 +18,8 @@ from cython.parallel cimport prange
 from libc.math cimport sqrt
 
 from ranvier._kernels._checks cimport (
-    Span, check_apart, check_at_least, check_counts, check_in_place_or_apart, check_shape,
-    check_threads, span1, span2)
+    Span, check_apart, check_at_least, check_counts, check_in_place_or_apart, check_len,
+    check_shape, check_threads, span1, span2)
 
 ctypedef fused real:
     float
