@@ -14,6 +14,9 @@ the same kernel masks the gradient.
 from cython.parallel cimport prange
 from libc.math cimport exp, expf
 
+from ranvier._kernels._checks cimport (
+    Span, check_apart, check_in_place_or_apart, check_len, check_shape, check_threads, span1,
+    span2)
 from ranvier._kernels._elementwise cimport (
     RANVIER_ACT_COUNT, RANVIER_ACT_NEEDS_INPUT, ranvier_act, ranvier_act_table,
     ranvier_ew_kernels, ranvier_ew_kernels_for)
@@ -45,15 +48,6 @@ cdef const ranvier_ew_kernels *ew_kernels() noexcept nogil:
     return ranvier_ew_kernels_for(active_isa())
 
 
-cdef ranvier_act make_act(int code, double param) except *:
-    if code < 0 or code >= RANVIER_ACT_COUNT:
-        raise ValueError(f"unknown activation code {code}; the table has {dict(ACTIVATIONS)}")
-    cdef ranvier_act a
-    a.code = code
-    a.param = param
-    return a
-
-
 cdef inline void _fwd_chunk(ranvier_act a, const real *x, real *y, Py_ssize_t n) noexcept nogil:
     if real is float:
         ew_kernels().act_forward_f32(a, x, y, n)
@@ -69,12 +63,14 @@ cdef inline void _bwd_chunk(ranvier_act a, const real *v, const real *dy, real *
         ew_kernels().act_backward_f64(a, v, dy, dx, n)
 
 
-def forward(int code, const real[::1] x, real[::1] out, double param=0.0, int num_threads=1):
+def forward(int code, const real[::1] x not None, real[::1] out not None, double param=0.0,
+            int num_threads=1):
     """out = act(x) for the activation ``code``; out may be x."""
-    cdef ranvier_act a = make_act(code, param)
+    cdef ranvier_act a = make_act("forward", code, param)
     cdef Py_ssize_t n = x.shape[0], c, nchunks = (n + CHUNK - 1) // CHUNK, lo, m
-    if out.shape[0] != n:
-        raise ValueError(f"forward: out has {out.shape[0]} elements, x has {n}")
+    check_threads("forward", num_threads)
+    check_len("forward", "out", out.shape[0], n, "the length of x")
+    check_in_place_or_apart("forward", span1("out", out), span1("x", x))
     if n == 0:
         return
     if nchunks == 1 or num_threads <= 1:
@@ -87,14 +83,17 @@ def forward(int code, const real[::1] x, real[::1] out, double param=0.0, int nu
         _fwd_chunk(a, &x[lo], &out[lo], m)
 
 
-def backward(int code, const real[::1] v, const real[::1] dy, real[::1] dx, double param=0.0,
-             int num_threads=1):
-    """dx = dy * act'(v), v the forward output (NEEDS_OUTPUT) or input; dx may be dy."""
-    cdef ranvier_act a = make_act(code, param)
+def backward(int code, const real[::1] v not None, const real[::1] dy not None,
+             real[::1] dx not None, double param=0.0, int num_threads=1):
+    """dx = dy * act'(v), v the forward output (NEEDS_OUTPUT) or input; dx may be dy or v."""
+    cdef ranvier_act a = make_act("backward", code, param)
     cdef Py_ssize_t n = v.shape[0], c, nchunks = (n + CHUNK - 1) // CHUNK, lo, m
-    if dy.shape[0] != n or dx.shape[0] != n:
-        raise ValueError(f"backward: v, dy and dx must have the same length, got ({n}, "
-                         f"{dy.shape[0]}, {dx.shape[0]})")
+    check_threads("backward", num_threads)
+    check_len("backward", "dy", dy.shape[0], n, "the length of v")
+    check_len("backward", "dx", dx.shape[0], n, "the length of v")
+    cdef Span out = span1("dx", dx)
+    check_in_place_or_apart("backward", out, span1("dy", dy))
+    check_in_place_or_apart("backward", out, span1("v", v))
     if n == 0:
         return
     if nchunks == 1 or num_threads <= 1:
@@ -116,26 +115,21 @@ cdef inline void _bias_rows(ranvier_act a, const real *z, const real *b, real *y
         ew_kernels().bias_act_f64(a, z, b, y, rows, cols)
 
 
-def bias_forward(int code, const real[:, ::1] z, const real[::1] b, real[:, ::1] y,
-                 double param=0.0, int num_threads=1):
+def bias_forward(int code, const real[:, ::1] z not None, const real[::1] b not None,
+                 real[:, ::1] y not None, double param=0.0, int num_threads=1):
     """y = act(z + b) row by row (b broadcast over rows); y may be z."""
-    cdef ranvier_act a = make_act(code, param)
+    cdef ranvier_act a = make_act("bias_forward", code, param)
     cdef Py_ssize_t rows = z.shape[0], cols = z.shape[1], t, ntasks, per, r0, r1
-    if b.shape[0] != cols:
-        raise ValueError(f"bias_forward: b has {b.shape[0]} elements, z has {cols} columns")
-    if y.shape[0] != rows or y.shape[1] != cols:
-        raise ValueError(f"bias_forward: y has shape ({y.shape[0]}, {y.shape[1]}), z has "
-                         f"({rows}, {cols})")
+    check_threads("bias_forward", num_threads)
+    check_len("bias_forward", "b", b.shape[0], cols, "the columns of z")
+    check_shape("bias_forward", "y", y.shape[0], y.shape[1], rows, cols, "the shape of z")
+    # y may be z itself; any other overlap (or b inside y) would read already-written values.
+    cdef Span out = span2("y", y)
+    cdef Span bias = span1("b", b)
+    check_in_place_or_apart("bias_forward", out, span2("z", z))
+    check_apart("bias_forward", &out, 1, &bias, 1)
     if rows == 0 or cols == 0:
         return
-    # y may be z itself; any other overlap (or b inside y) would read already-written values.
-    cdef const char *zp = <const char *>&z[0, 0]
-    cdef const char *yp = <const char *>&y[0, 0]
-    cdef const char *bp = <const char *>&b[0]
-    cdef Py_ssize_t nbytes = rows * cols * sizeof(real)
-    if (zp != yp and zp < yp + nbytes and yp < zp + nbytes) or (
-            bp < yp + nbytes and yp < bp + cols * <Py_ssize_t>sizeof(real)):
-        raise ValueError("bias_forward: y must be z itself or not overlap z and b")
     # whole rows per task, ~CHUNK elements, a multiple of the 4 rows the C loop takes per pass
     per = max(4, (CHUNK // cols) // 4 * 4)
     ntasks = (rows + per - 1) // per
@@ -164,11 +158,12 @@ cdef inline void _softmax_row(const real *x, real *out, Py_ssize_t d) noexcept n
         out[j] = <real>(out[j] / s)
 
 
-def softmax_forward(const real[:, ::1] x, real[:, ::1] out, int num_threads=1):
+def softmax_forward(const real[:, ::1] x not None, real[:, ::1] out not None, int num_threads=1):
+    """out = softmax of each row of x; out may be x."""
     cdef Py_ssize_t i, n = x.shape[0], d = x.shape[1]
-    if out.shape[0] != n or out.shape[1] != d:
-        raise ValueError(f"softmax_forward: out has shape ({out.shape[0]}, {out.shape[1]}), x has "
-                         f"({n}, {d})")
+    check_threads("softmax_forward", num_threads)
+    check_shape("softmax_forward", "out", out.shape[0], out.shape[1], n, d, "the shape of x")
+    check_in_place_or_apart("softmax_forward", span2("out", out), span2("x", x))
     if d == 0:
         return
     for i in prange(n, nogil=True, schedule="static", num_threads=num_threads):
@@ -186,11 +181,16 @@ cdef inline void _softmax_backward_row(const real *y, const real *dy, real *dx,
         dx[j] = <real>(y[j] * (dy[j] - dot))
 
 
-def softmax_backward(const real[:, ::1] y, const real[:, ::1] dy, real[:, ::1] dx,
-                     int num_threads=1):
+def softmax_backward(const real[:, ::1] y not None, const real[:, ::1] dy not None,
+                     real[:, ::1] dx not None, int num_threads=1):
+    """dx = the softmax Jacobian (at output y) times dy, row by row; dx may be dy or y."""
     cdef Py_ssize_t i, n = y.shape[0], d = y.shape[1]
-    if dy.shape[0] != n or dy.shape[1] != d or dx.shape[0] != n or dx.shape[1] != d:
-        raise ValueError("softmax_backward: y, dy and dx must have the same shape")
+    check_threads("softmax_backward", num_threads)
+    check_shape("softmax_backward", "dy", dy.shape[0], dy.shape[1], n, d, "the shape of y")
+    check_shape("softmax_backward", "dx", dx.shape[0], dx.shape[1], n, d, "the shape of y")
+    cdef Span out = span2("dx", dx)
+    check_in_place_or_apart("softmax_backward", out, span2("dy", dy))
+    check_in_place_or_apart("softmax_backward", out, span2("y", y))
     if d == 0:
         return
     for i in prange(n, nogil=True, schedule="static", num_threads=num_threads):
@@ -198,16 +198,20 @@ def softmax_backward(const real[:, ::1] y, const real[:, ::1] dy, real[:, ::1] d
 
 
 # -- Dropout ---------------------------------------------------------------------------------------
-def dropout_apply(const real[::1] x, const float[::1] u, double p, double scale, real[::1] out,
-                  int num_threads=1):
+def dropout_apply(const real[::1] x not None, const float[::1] u not None, double p, double scale,
+                  real[::1] out not None, int num_threads=1):
     """out[i] = x[i] * scale where u[i] >= p, else 0. ``u`` holds uniform [0, 1) draws (float32
     for both dtypes, so a seed gives the same mask in float32 and float64). Used for the forward
     pass (x = input) and the backward pass (x = grad_output) with the same u."""
     cdef Py_ssize_t i, n = x.shape[0]
     cdef float pf = <float>p
     cdef real s = <real>scale, zero = 0
-    if u.shape[0] != n or out.shape[0] != n:
-        raise ValueError(f"dropout_apply: x, u and out must have the same length, got "
-                         f"{n}, {u.shape[0]}, {out.shape[0]}")
+    check_threads("dropout_apply", num_threads)
+    check_len("dropout_apply", "u", u.shape[0], n, "the length of x")
+    check_len("dropout_apply", "out", out.shape[0], n, "the length of x")
+    cdef Span dst = span1("out", out)
+    cdef Span draws = span1("u", u)
+    check_in_place_or_apart("dropout_apply", dst, span1("x", x))
+    check_apart("dropout_apply", &dst, 1, &draws, 1)
     for i in prange(n, nogil=True, schedule="static", num_threads=num_threads):
         out[i] = x[i] * s if u[i] >= pf else zero

@@ -7,6 +7,9 @@ from cython.parallel cimport prange
 from libc.math cimport exp, fabs, log, log1p
 from libc.stdint cimport int64_t
 
+from ranvier._kernels._checks cimport (
+    Span, check_apart, check_at_least, check_in_place_or_apart, check_len, check_shape,
+    check_threads, span1, span2, span_of)
 from ranvier._kernels._elementwise cimport ranvier_ce_args
 from ranvier._kernels._reduce cimport RED_MAX_CHUNKS, red_chunk_len
 from ranvier._kernels.activations cimport ew_kernels   # one ISA choice for all elementwise code
@@ -48,41 +51,27 @@ cdef double _ce_run(const ranvier_ce_args *a, Py_ssize_t n, bint f32, int num_th
     return total
 
 
-cdef int _ce_check(Py_ssize_t n, Py_ssize_t d, Py_ssize_t gn, Py_ssize_t gd,
-                   Py_ssize_t nloss) except -1:
-    if gn != n or gd != d:
-        raise ValueError(f"grad has shape ({gn}, {gd}), logits ({n}, {d})")
-    if nloss != n:
-        raise ValueError(f"row_loss has {nloss} entries, logits {n} rows")
-    if d == 0 and n > 0:
-        raise ValueError("logits have no classes")
-    return 0
-
-
-cdef int _ce_labels_setup(ranvier_ce_args *a, const int64_t[::1] labels, Py_ssize_t n,
-                          signed char[::1] row_hit) except -1:
+cdef int _ce_labels_setup(const char *fn, ranvier_ce_args *a, const int64_t[::1] labels,
+                          Py_ssize_t n, signed char[::1] row_hit) except -1:
     # A label outside [0, d) would write outside its gradient row: checked here, not trusted.
     cdef Py_ssize_t i, bad = -1
-    if labels.shape[0] != n:
-        raise ValueError(f"labels has {labels.shape[0]} entries, logits {n} rows")
+    check_len(fn, "labels", labels.shape[0], n, "the rows of logits")
+    if row_hit is not None:
+        check_len(fn, "row_hit", row_hit.shape[0], n, "the rows of logits")
     with nogil:
         for i in range(n):
             if labels[i] < 0 or labels[i] >= a.d:
                 bad = i
                 break
     if bad >= 0:
-        raise ValueError(f"label {labels[bad]} at row {bad} is outside [0, {a.d})")
+        raise ValueError(f"{(<bytes>fn).decode()}: label {labels[bad]} at row {bad} is outside "
+                         f"[0, {a.d})")
     a.labels = &labels[0] if n > 0 else NULL
-    a.hit = NULL
-    if row_hit is not None:
-        if row_hit.shape[0] != n:
-            raise ValueError(f"row_hit has {row_hit.shape[0]} entries, logits {n} rows")
-        if n > 0:
-            a.hit = &row_hit[0]
+    a.hit = &row_hit[0] if row_hit is not None and n > 0 else NULL
     return 0
 
 
-cdef int _ce_weights_setup(ranvier_ce_args *a, const double[::1] weight,
+cdef int _ce_weights_setup(const char *fn, ranvier_ce_args *a, const double[::1] weight,
                            double label_smoothing) except -1:
     cdef Py_ssize_t j
     a.eps_c = label_smoothing / a.d if a.d > 0 else 0.0
@@ -90,8 +79,7 @@ cdef int _ce_weights_setup(ranvier_ce_args *a, const double[::1] weight,
     a.w = NULL
     a.wsum = <double>a.d
     if weight is not None:
-        if weight.shape[0] != a.d:
-            raise ValueError(f"weight has {weight.shape[0]} entries, expected {a.d}")
+        check_len(fn, "weight", weight.shape[0], a.d, "the columns of logits")
         a.w = &weight[0] if a.d > 0 else NULL
         a.wsum = 0.0
         for j in range(a.d):
@@ -100,12 +88,10 @@ cdef int _ce_weights_setup(ranvier_ce_args *a, const double[::1] weight,
     return 0
 
 
-cdef object _ce_labels(ranvier_ce_args *a, const int64_t[::1] labels, Py_ssize_t n, bint f32,
-                       int num_threads, signed char[::1] row_hit):
+cdef object _ce_labels(ranvier_ce_args *a, Py_ssize_t n, bint f32, int num_threads,
+                       signed char[::1] row_hit):
     cdef Py_ssize_t i, hits = 0
-    cdef double total
-    _ce_labels_setup(a, labels, n, row_hit)
-    total = _ce_run(a, n, f32, num_threads) if n > 0 else 0.0
+    cdef double total = _ce_run(a, n, f32, num_threads) if n > 0 else 0.0
     if row_hit is None:
         return total
     for i in range(n):
@@ -113,10 +99,22 @@ cdef object _ce_labels(ranvier_ce_args *a, const int64_t[::1] labels, Py_ssize_t
     return total, hits
 
 
-cdef void _ce_arrays(ranvier_ce_args *a, const real[:, ::1] logits, real[:, ::1] grad,
-                     double[::1] row_loss, double scale) except *:
+cdef int _ce_arrays(const char *fn, ranvier_ce_args *a, const real[:, ::1] logits,
+                    real[:, ::1] grad, double[::1] row_loss, double scale, int num_threads,
+                    Span target, Span row_hit, Span weight) except -1:
+    """The checks and arguments every cross-entropy kernel shares; target is the labels or the
+    probabilities (row_hit and weight empty where not given)."""
     cdef Py_ssize_t n = logits.shape[0], d = logits.shape[1]
-    _ce_check(n, d, grad.shape[0], grad.shape[1], row_loss.shape[0])
+    check_threads(fn, num_threads)
+    if n > 0:
+        check_at_least(fn, "the number of classes", d, 1)
+    check_shape(fn, "grad", grad.shape[0], grad.shape[1], n, d, "the shape of logits")
+    check_len(fn, "row_loss", row_loss.shape[0], n, "the rows of logits")
+    cdef Span outs[3]
+    cdef Span ins[3]
+    outs[0], outs[1], outs[2] = span2("grad", grad), span1("row_loss", row_loss), row_hit
+    ins[0], ins[1], ins[2] = span2("logits", logits), target, weight
+    check_apart(fn, outs, 3, ins, 3)
     a.d = d
     a.scale = scale
     a.z = &logits[0, 0] if n > 0 else NULL
@@ -130,42 +128,50 @@ cdef void _ce_arrays(ranvier_ce_args *a, const real[:, ::1] logits, real[:, ::1]
     a.keep = 1.0
     a.wsum = <double>d
     a.plain = 1
+    return 0
 
 
-def softmax_cross_entropy_labels(const real[:, ::1] logits, const int64_t[::1] labels,
-                                 real[:, ::1] grad, double[::1] row_loss, double scale,
-                                 int num_threads=1, signed char[::1] row_hit=None):
+def softmax_cross_entropy_labels(const real[:, ::1] logits not None,
+                                 const int64_t[::1] labels not None, real[:, ::1] grad not None,
+                                 double[::1] row_loss not None, double scale, int num_threads=1,
+                                 signed char[::1] row_hit=None):
     """Per-row loss -log softmax(z)[label] into row_loss; grad = scale * (softmax(z) - onehot).
     Labels outside [0, n_classes) raise ValueError. Returns the summed loss, or with
-    ``row_hit`` (int8, n) the pair (summed loss, rows whose first argmax is the label)."""
+    ``row_hit`` (int8, n) the pair (summed loss, rows whose first argmax is the label). The
+    outputs (grad, row_loss, row_hit) must not overlap each other or the inputs."""
+    cdef const char *fn = "softmax_cross_entropy_labels"
     cdef ranvier_ce_args a
-    _ce_arrays(&a, logits, grad, row_loss, scale)
-    return _ce_labels(&a, labels, logits.shape[0], real is float, num_threads, row_hit)
+    _ce_arrays(fn, &a, logits, grad, row_loss, scale, num_threads, span1("labels", labels),
+               span1("row_hit", row_hit), span_of("weight", NULL, 0))
+    _ce_labels_setup(fn, &a, labels, logits.shape[0], row_hit)
+    return _ce_labels(&a, logits.shape[0], real is float, num_threads, row_hit)
 
 
-cdef object _ce_probs(ranvier_ce_args *a, const real[:, ::1] target, Py_ssize_t n, bint f32,
-                      int num_threads):
-    if target.shape[0] != n or target.shape[1] != a.d:
-        raise ValueError(f"target has shape ({target.shape[0]}, {target.shape[1]}), logits "
-                         f"({n}, {a.d})")
+cdef object _ce_probs(const char *fn, ranvier_ce_args *a, const real[:, ::1] target,
+                      Py_ssize_t n, bint f32, int num_threads):
+    check_shape(fn, "target", target.shape[0], target.shape[1], n, a.d, "the shape of logits")
     if n == 0:
         return 0.0
     a.t = &target[0, 0]
     return _ce_run(a, n, f32, num_threads)
 
 
-def softmax_cross_entropy_probs(const real[:, ::1] logits, const real[:, ::1] target,
-                                real[:, ::1] grad, double[::1] row_loss, double scale,
-                                int num_threads=1):
+def softmax_cross_entropy_probs(const real[:, ::1] logits not None,
+                                const real[:, ::1] target not None, real[:, ::1] grad not None,
+                                double[::1] row_loss not None, double scale, int num_threads=1):
     """Cross-entropy against probability (e.g. one-hot) targets, rows need not sum to one:
     row loss = -sum_j t_j log p_j, grad = scale * (p * sum(t) - t). Returns the summed loss."""
+    cdef const char *fn = "softmax_cross_entropy_probs"
     cdef ranvier_ce_args a
-    _ce_arrays(&a, logits, grad, row_loss, scale)
-    return _ce_probs(&a, target, logits.shape[0], real is float, num_threads)
+    _ce_arrays(fn, &a, logits, grad, row_loss, scale, num_threads, span2("target", target),
+               span_of("row_hit", NULL, 0), span_of("weight", NULL, 0))
+    return _ce_probs(fn, &a, target, logits.shape[0], real is float, num_threads)
 
 
-def softmax_cross_entropy_labels_weighted(const real[:, ::1] logits, const int64_t[::1] labels,
-                                          real[:, ::1] grad, double[::1] row_loss, double scale,
+def softmax_cross_entropy_labels_weighted(const real[:, ::1] logits not None,
+                                          const int64_t[::1] labels not None,
+                                          real[:, ::1] grad not None,
+                                          double[::1] row_loss not None, double scale,
                                           const double[::1] weight, double label_smoothing,
                                           int num_threads=1, signed char[::1] row_hit=None):
     """Cross-entropy with integer labels, optional class weights (float64, n_classes; None for
@@ -173,23 +179,30 @@ def softmax_cross_entropy_labels_weighted(const real[:, ::1] logits, const int64
     + eps / C * sum_j w_j * -log p_j; grad = scale * (p * sum(u) - u) with the effective target
     u_j = w_j (eps / C + (1 - eps) [j == y]). Returns the summed row loss, or with ``row_hit``
     (summed loss, argmax hits)."""
+    cdef const char *fn = "softmax_cross_entropy_labels_weighted"
     cdef ranvier_ce_args a
-    _ce_arrays(&a, logits, grad, row_loss, scale)
-    _ce_weights_setup(&a, weight, label_smoothing)
-    return _ce_labels(&a, labels, logits.shape[0], real is float, num_threads, row_hit)
+    _ce_arrays(fn, &a, logits, grad, row_loss, scale, num_threads, span1("labels", labels),
+               span1("row_hit", row_hit), span1("weight", weight))
+    _ce_weights_setup(fn, &a, weight, label_smoothing)
+    _ce_labels_setup(fn, &a, labels, logits.shape[0], row_hit)
+    return _ce_labels(&a, logits.shape[0], real is float, num_threads, row_hit)
 
 
-def softmax_cross_entropy_probs_weighted(const real[:, ::1] logits, const real[:, ::1] target,
-                                         real[:, ::1] grad, double[::1] row_loss, double scale,
+def softmax_cross_entropy_probs_weighted(const real[:, ::1] logits not None,
+                                         const real[:, ::1] target not None,
+                                         real[:, ::1] grad not None,
+                                         double[::1] row_loss not None, double scale,
                                          const double[::1] weight, double label_smoothing,
                                          int num_threads=1):
     """Cross-entropy against probability targets with optional class weights (float64,
     n_classes; None for none) and label smoothing, per torch: u = w * ((1 - eps) t + eps / C),
     row loss = -sum_j u_j log p_j, grad = scale * (p * sum(u) - u). Returns the summed loss."""
+    cdef const char *fn = "softmax_cross_entropy_probs_weighted"
     cdef ranvier_ce_args a
-    _ce_arrays(&a, logits, grad, row_loss, scale)
-    _ce_weights_setup(&a, weight, label_smoothing)
-    return _ce_probs(&a, target, logits.shape[0], real is float, num_threads)
+    _ce_arrays(fn, &a, logits, grad, row_loss, scale, num_threads, span2("target", target),
+               span_of("row_hit", NULL, 0), span1("weight", weight))
+    _ce_weights_setup(fn, &a, weight, label_smoothing)
+    return _ce_probs(fn, &a, target, logits.shape[0], real is float, num_threads)
 
 
 # --------------------------------------------------------------------------------------------
@@ -214,14 +227,35 @@ cdef struct _ElemLoss:
     Py_ssize_t ncols   # its length (element i has column i % ncols)
 
 
-cdef inline double _mse_chunk(const real *p, const real *t, real *g, Py_ssize_t n,
-                              double scale) noexcept nogil:
+cdef inline double _diff_chunk(int kind, const real *p, const real *t, real *g, Py_ssize_t n,
+                               double delta, double scale) noexcept nogil:
+    # The losses of d = p - t, per element (kind is the same for the whole loop):
+    #   MSE    d^2, grad 2 d
+    #   Huber  0.5 d^2 for |d| < delta, else delta (|d| - delta / 2); grad d clipped to +-delta
+    #   L1     |d|, grad sign(d) (0 at d = 0, as torch)
     cdef Py_ssize_t i
-    cdef double s = 0.0, diff
+    cdef double s = 0.0, d, ad
     for i in range(n):
-        diff = <double>p[i] - <double>t[i]
-        s += diff * diff
-        g[i] = <real>(2.0 * scale * diff)
+        d = <double>p[i] - <double>t[i]
+        if kind == K_MSE:
+            s += d * d
+            g[i] = <real>(2.0 * scale * d)
+        elif kind == K_HUBER:
+            ad = fabs(d)
+            if ad < delta:
+                s += 0.5 * d * d
+                g[i] = <real>(scale * d)
+            else:
+                s += delta * (ad - 0.5 * delta)
+                g[i] = <real>(scale * delta if d > 0 else -scale * delta)
+        elif d > 0:
+            s += d
+            g[i] = <real>scale
+        elif d < 0:
+            s -= d
+            g[i] = <real>(-scale)
+        else:
+            g[i] = 0
     return s
 
 
@@ -286,69 +320,34 @@ cdef inline double _bce_chunk(const real *p, const real *t, real *g, Py_ssize_t 
     return s
 
 
-cdef inline double _huber_chunk(const real *p, const real *t, real *g, Py_ssize_t n,
-                                double delta, double scale) noexcept nogil:
-    # 0.5 d^2 for |d| < delta, else delta (|d| - delta / 2); grad d clipped to [-delta, delta].
-    cdef Py_ssize_t i
-    cdef double s = 0.0, d, ad
-    for i in range(n):
-        d = <double>p[i] - <double>t[i]
-        ad = fabs(d)
-        if ad < delta:
-            s += 0.5 * d * d
-            g[i] = <real>(scale * d)
-        else:
-            s += delta * (ad - 0.5 * delta)
-            g[i] = <real>(scale * delta if d > 0 else -scale * delta)
-    return s
-
-
-cdef inline double _l1_chunk(const real *p, const real *t, real *g, Py_ssize_t n,
-                             double scale) noexcept nogil:
-    cdef Py_ssize_t i
-    cdef double s = 0.0, d
-    for i in range(n):
-        d = <double>p[i] - <double>t[i]
-        if d > 0:
-            s += d
-            g[i] = <real>scale
-        elif d < 0:
-            s -= d
-            g[i] = <real>(-scale)
-        else:
-            g[i] = 0    # sign(0) = 0, as torch
-    return s
-
-
 cdef inline double _elem_chunk(const _ElemLoss *e, const real *p, const real *t, real *g,
                                Py_ssize_t lo, Py_ssize_t n, Py_ssize_t per,
                                int64_t *hits) noexcept nogil:
     # Chunk [lo, lo + min(per, n - lo)) of loss e: its partial sum, and its hits (binary losses).
     cdef Py_ssize_t m = per if n - lo > per else n - lo
     hits[0] = 0
-    if e.kind == K_MSE:
-        return _mse_chunk(p + lo, t + lo, g + lo, m, e.scale)
     if e.kind == K_BCE_LOGITS:
         return _bce_logits_chunk(p + lo, t + lo, g + lo, m, e.pw, e.ncols, lo % e.ncols,
                                  e.scale, hits)
     if e.kind == K_BCE:
         return _bce_chunk(p + lo, t + lo, g + lo, m, e.scale, hits)
-    if e.kind == K_HUBER:
-        return _huber_chunk(p + lo, t + lo, g + lo, m, e.delta, e.scale)
-    return _l1_chunk(p + lo, t + lo, g + lo, m, e.scale)
+    return _diff_chunk(e.kind, p + lo, t + lo, g + lo, m, e.delta, e.scale)
 
 
-cdef object _elem_loss(const _ElemLoss *e, const real[::1] p, const real[::1] t, real[::1] g,
-                       int num_threads, bint with_hits):
-    """Summed loss (and hits) of e over p, t; writes g."""
+cdef object _elem_loss(const char *fn, const _ElemLoss *e, const real[::1] p, const real[::1] t,
+                       real[::1] g, int num_threads, bint with_hits):
+    """Summed loss (and hits) of e over p, t; writes g, which may be p or t (in place)."""
     cdef Py_ssize_t n = p.shape[0], per, nchunks, c
     cdef double part[RED_MAX_CHUNKS]
     cdef int64_t phit[RED_MAX_CHUNKS]
     cdef double total = 0.0
     cdef int64_t hits = 0
-    if t.shape[0] != n or g.shape[0] != n:
-        raise ValueError(f"target and grad must have the prediction's {n} elements, got "
-                         f"{t.shape[0]} and {g.shape[0]}")
+    check_threads(fn, num_threads)
+    check_len(fn, "target", t.shape[0], n, "the length of the prediction")
+    check_len(fn, "grad", g.shape[0], n, "the length of the prediction")
+    cdef Span out = span1("grad", g)
+    check_in_place_or_apart(fn, out, span1("prediction", p))
+    check_in_place_or_apart(fn, out, span1("target", t))
     if n > 0:
         per = red_chunk_len(n)
         nchunks = (n + per - 1) // per
@@ -367,48 +366,58 @@ cdef object _elem_loss(const _ElemLoss *e, const real[::1] p, const real[::1] t,
     return total
 
 
-def mse(const real[::1] pred, const real[::1] target, real[::1] grad, int num_threads=1,
+def mse(const real[::1] pred not None, const real[::1] target not None,
+        real[::1] grad not None, int num_threads=1,
         double scale=1.0):
     """Sum of squared errors (returned, in double); grad = 2 * scale * (pred - target)."""
     cdef _ElemLoss e = _ElemLoss(kind=K_MSE, scale=scale, delta=0.0, pw=NULL, ncols=1)
-    return _elem_loss(&e, pred, target, grad, num_threads, False)
+    return _elem_loss("mse", &e, pred, target, grad, num_threads, False)
 
 
-def bce_with_logits(const real[::1] logits, const real[::1] target, real[::1] grad,
-                    const double[::1] pos_weight=None, int num_threads=1, double scale=1.0):
+def bce_with_logits(const real[::1] logits not None, const real[::1] target not None,
+                    real[::1] grad not None, const double[::1] pos_weight=None, int num_threads=1,
+                    double scale=1.0):
     """Summed binary cross-entropy on logits (in double) and grad = scale * d loss / d z.
 
     ``pos_weight`` (float64, one per column, or None): element i has column i % len(pos_weight).
     Returns (summed loss, hits) where hits counts elements with (z > 0) == (target > 0.5)."""
     cdef _ElemLoss e = _ElemLoss(kind=K_BCE_LOGITS, scale=scale, delta=0.0, pw=NULL, ncols=1)
+    cdef Span out = span1("grad", grad)
+    cdef Span weights = span1("pos_weight", pos_weight)
     if pos_weight is not None:
         e.ncols = pos_weight.shape[0]
-        if e.ncols == 0 or logits.shape[0] % e.ncols != 0:
-            raise ValueError(f"pos_weight has {e.ncols} entries, which does not divide the "
-                             f"{logits.shape[0]} elements")
+        check_at_least("bce_with_logits", "pos_weight's length", e.ncols, 1)
+        if logits.shape[0] % e.ncols != 0:
+            raise ValueError(f"bce_with_logits: pos_weight has {e.ncols} entries, which does not "
+                             f"divide the {logits.shape[0]} elements")
+        check_apart("bce_with_logits", &out, 1, &weights, 1)
         e.pw = &pos_weight[0]
-    return _elem_loss(&e, logits, target, grad, num_threads, True)
+    return _elem_loss("bce_with_logits", &e, logits, target, grad, num_threads, True)
 
 
-def bce(const real[::1] prob, const real[::1] target, real[::1] grad, int num_threads=1,
+def bce(const real[::1] prob not None, const real[::1] target not None,
+        real[::1] grad not None, int num_threads=1,
         double scale=1.0):
     """Summed binary cross-entropy on probabilities in [0, 1] (checked by the caller), logs
     clamped at -100 as torch; grad = scale * (p - t) / max(p (1 - p), float32(1e-12)). Returns
     (summed loss, hits) where hits counts elements with (p > 0.5) == (target > 0.5)."""
     cdef _ElemLoss e = _ElemLoss(kind=K_BCE, scale=scale, delta=0.0, pw=NULL, ncols=1)
-    return _elem_loss(&e, prob, target, grad, num_threads, True)
+    return _elem_loss("bce", &e, prob, target, grad, num_threads, True)
 
 
-def huber(const real[::1] pred, const real[::1] target, real[::1] grad, double delta,
-          int num_threads=1, double scale=1.0):
+def huber(const real[::1] pred not None, const real[::1] target not None,
+          real[::1] grad not None, double delta, int num_threads=1, double scale=1.0):
     """Summed Huber loss (in double) with threshold ``delta`` > 0; grad = scale * clip(p - t,
     -delta, delta)."""
     cdef _ElemLoss e = _ElemLoss(kind=K_HUBER, scale=scale, delta=delta, pw=NULL, ncols=1)
-    return _elem_loss(&e, pred, target, grad, num_threads, False)
+    if not delta > 0:   # delta <= 0 (or NaN) would make every loss 0
+        raise ValueError(f"huber: delta must be > 0, got {delta}")
+    return _elem_loss("huber", &e, pred, target, grad, num_threads, False)
 
 
-def l1(const real[::1] pred, const real[::1] target, real[::1] grad, int num_threads=1,
+def l1(const real[::1] pred not None, const real[::1] target not None,
+       real[::1] grad not None, int num_threads=1,
        double scale=1.0):
     """Summed absolute error (in double); grad = scale * sign(pred - target), 0 where equal."""
     cdef _ElemLoss e = _ElemLoss(kind=K_L1, scale=scale, delta=0.0, pw=NULL, ncols=1)
-    return _elem_loss(&e, pred, target, grad, num_threads, False)
+    return _elem_loss("l1", &e, pred, target, grad, num_threads, False)

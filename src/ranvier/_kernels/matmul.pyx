@@ -9,6 +9,9 @@ table (activations.ACTIVATIONS) with their scalar parameter.
 """
 from cython.parallel cimport prange
 
+from ranvier._kernels._checks cimport (
+    Span, check_apart, check_at_least, check_len, check_shape, check_strided, check_threads,
+    span1, span2, span_of, span_strided)
 from ranvier._kernels._elementwise cimport (
     RANVIER_ACT_NEEDS_INPUT, RANVIER_ACT_NONE, ranvier_act, ranvier_act_table,
     ranvier_ew_kernels, ranvier_ew_kernels_for)
@@ -75,33 +78,47 @@ def _set_unpacked_max_bytes(double nbytes):
     return before
 
 
-def gemm(const real[:, :] a, const real[:, :] b, real[:, :] out, bint trans_a=False,
-         bint trans_b=False, double alpha=1.0, double beta=0.0, int num_threads=1):
-    """out := alpha * op(a) @ op(b) + beta * out. Shapes must already agree (checked here too)."""
+cdef inline void _op(Py_ssize_t rows, Py_ssize_t cols, Py_ssize_t rs, Py_ssize_t cs, bint trans,
+                     Py_ssize_t isz, Py_ssize_t *op_shape, Py_ssize_t *op_strides) noexcept:
+    # Shape and element strides of op(v) for a view v of shape (rows, cols) and byte strides
+    # (rs, cs): the transpose swaps them, nothing is copied.
+    if trans:
+        rows, cols, rs, cs = cols, rows, cs, rs
+    op_shape[0], op_shape[1] = rows, cols
+    op_strides[0], op_strides[1] = rs // isz, cs // isz
+
+
+def gemm(const real[:, :] a not None, const real[:, :] b not None, real[:, :] out not None,
+         bint trans_a=False, bint trans_b=False, double alpha=1.0, double beta=0.0,
+         int num_threads=1):
+    """out := alpha * op(a) @ op(b) + beta * out; out must not overlap a or b."""
     cdef Py_ssize_t isz = sizeof(real)
-    cdef Py_ssize_t m, k, n, kb, rsa, csa, rsb, csb, rc
-    if trans_a:
-        m, k = a.shape[1], a.shape[0]
-        rsa, csa = a.strides[1] // isz, a.strides[0] // isz
-    else:
-        m, k = a.shape[0], a.shape[1]
-        rsa, csa = a.strides[0] // isz, a.strides[1] // isz
-    if trans_b:
-        kb, n = b.shape[1], b.shape[0]
-        rsb, csb = b.strides[1] // isz, b.strides[0] // isz
-    else:
-        kb, n = b.shape[0], b.shape[1]
-        rsb, csb = b.strides[0] // isz, b.strides[1] // isz
-    if kb != k or out.shape[0] != m or out.shape[1] != n:
-        raise ValueError(f"gemm: shapes do not agree: op(a) is ({m}, {k}), op(b) is ({kb}, {n}), "
-                         f"out is ({out.shape[0]}, {out.shape[1]})")
+    cdef Py_ssize_t m, k, n, rc
+    cdef Py_ssize_t sa[2]
+    cdef Py_ssize_t ta[2]
+    cdef Py_ssize_t sb[2]
+    cdef Py_ssize_t tb[2]
+    check_threads("gemm", num_threads)
+    check_strided("gemm", "a", a.shape[0], a.shape[1], a.strides[0], a.strides[1], isz, False)
+    check_strided("gemm", "b", b.shape[0], b.shape[1], b.strides[0], b.strides[1], isz, False)
+    check_strided("gemm", "out", out.shape[0], out.shape[1], out.strides[0], out.strides[1], isz,
+                  True)
+    _op(a.shape[0], a.shape[1], a.strides[0], a.strides[1], trans_a, isz, sa, ta)
+    _op(b.shape[0], b.shape[1], b.strides[0], b.strides[1], trans_b, isz, sb, tb)
+    m, k, n = sa[0], sa[1], sb[1]
+    check_len("gemm", "op(b)'s rows", sb[0], k, "the columns of op(a)")
+    check_shape("gemm", "out", out.shape[0], out.shape[1], m, n, "op(a)'s rows, op(b)'s columns")
+    cdef Span dst = span_strided("out", out)
+    cdef Span src[2]
+    src[0], src[1] = span_strided("a", a), span_strided("b", b)
+    check_apart("gemm", &dst, 1, src, 2)
     if m == 0 or n == 0:
         return
     cdef const real *pa = &a[0, 0] if k > 0 else NULL
     cdef const real *pb = &b[0, 0] if k > 0 else NULL
-    cdef ranvier_act none = _act(RANVIER_ACT_NONE, 0.0)
+    cdef ranvier_act none = _act("gemm", RANVIER_ACT_NONE, 0.0)
     with nogil:
-        rc = _gemm(m, n, k, <real>alpha, pa, rsa, csa, pb, rsb, csb, <real>beta, &out[0, 0],
+        rc = _gemm(m, n, k, <real>alpha, pa, ta[0], ta[1], pb, tb[0], tb[1], <real>beta, &out[0, 0],
                    out.strides[0] // isz, out.strides[1] // isz, NULL, none, num_threads)
     if rc != 0:
         raise MemoryError("gemm: could not allocate packing buffers")
@@ -119,11 +136,14 @@ cdef inline int _gemm(Py_ssize_t m, Py_ssize_t n, Py_ssize_t k, real alpha, cons
             m, n, k, alpha, a, rsa, csa, b, rsb, csb, beta, c, rsc, csc, bias, act, nthreads)
 
 
-def bias_add(real[:, ::1] y, const real[::1] bias, int num_threads=1):
-    """y[i, :] += bias, in place."""
+def bias_add(real[:, ::1] y not None, const real[::1] bias not None, int num_threads=1):
+    """y[i, :] += bias, in place (bias must not lie in y)."""
     cdef Py_ssize_t i, j, n = y.shape[0], d = y.shape[1]
-    if bias.shape[0] != d:
-        raise ValueError(f"bias_add: bias has {bias.shape[0]} entries, y has {d} columns")
+    check_threads("bias_add", num_threads)
+    check_len("bias_add", "bias", bias.shape[0], d, "the columns of y")
+    cdef Span dst = span2("y", y)
+    cdef Span src = span1("bias", bias)
+    check_apart("bias_add", &dst, 1, &src, 1)
     if num_threads <= 1:  # no parallel region: creating a team costs ~1 us per call
         with nogil:
             for i in range(n):
@@ -155,13 +175,17 @@ cdef inline void _colsum_block(const real *dy, Py_ssize_t n, Py_ssize_t ld, Py_s
             out[j] = <real>acc[j - j0]
 
 
-def bias_grad(const real[:, ::1] dy, real[::1] out, bint accumulate=False, int num_threads=1):
+def bias_grad(const real[:, ::1] dy not None, real[::1] out not None, bint accumulate=False,
+              int num_threads=1):
     """out[j] = sum_i dy[i, j] (or out[j] += ... with accumulate), summed in double. Threads split
     columns, so the order of the sums (and the result) is the same for any thread count."""
     cdef Py_ssize_t n = dy.shape[0], d = dy.shape[1], blk
     cdef Py_ssize_t nblocks = (d + COLSUM_BLOCK - 1) // COLSUM_BLOCK
-    if out.shape[0] != d:
-        raise ValueError(f"bias_grad: out has {out.shape[0]} entries, dy has {d} columns")
+    check_threads("bias_grad", num_threads)
+    check_len("bias_grad", "out", out.shape[0], d, "the columns of dy")
+    cdef Span dst = span1("out", out)
+    cdef Span src = span2("dy", dy)
+    check_apart("bias_grad", &dst, 1, &src, 1)
     if d == 0:
         return
     cdef const real *pdy = &dy[0, 0] if n > 0 else NULL
@@ -282,31 +306,75 @@ import numpy as np
 cnp.import_array()
 
 
-cdef _check_array(object a, str what, object dtype, tuple shape, bint writeable):
+cdef _check_array(str fn, object a, str what, object dtype, tuple shape, bint writeable):
+    # DenseRun takes arrays (kept, not viewed per call): the memoryviews' checks, by hand.
     if not isinstance(a, np.ndarray):
-        raise TypeError(f"{what} must be a numpy array, got {type(a).__name__}")
+        raise TypeError(f"{fn}: {what} must be a numpy array, got {type(a).__name__}")
     if a.dtype != dtype:
-        raise TypeError(f"{what} must be {dtype}, got {a.dtype}")
+        raise TypeError(f"{fn}: {what} must be {dtype}, got {a.dtype}")
     if a.shape != shape:
-        raise ValueError(f"{what} must have shape {shape}, got {a.shape}")
+        raise ValueError(f"{fn}: {what} must have shape {shape}, got {a.shape}")
     if not a.flags.c_contiguous:
-        raise ValueError(f"{what} must be C-contiguous")
+        raise ValueError(f"{fn}: {what} must be C-contiguous")
     if writeable and not a.flags.writeable:
-        raise ValueError(f"{what} must be writeable")
+        raise ValueError(f"{fn}: {what} must be writeable")
 
 
-def dense_forward(const real[:, ::1] x, const real[:, ::1] w, const real[::1] bias,
-                  real[:, ::1] out, int act=RANVIER_ACT_NONE, double param=0.0,
-                  int num_threads=1):
+cdef inline Span _array_span(const char *name, object a):
+    return span_of(name, cnp.PyArray_DATA(a), cnp.PyArray_NBYTES(a)) if a is not None else \
+        span_of(name, NULL, 0)
+
+
+cdef int _check_run_apart(str fn, params, buffers) except -1:
+    # Every array a run writes (gradients, buffers) apart from every other array it holds.
+    cdef int nl = len(params) if params is not None else len(buffers)
+    cdef Span *outs = <Span *>malloc(sizeof(Span) * 6 * nl)
+    cdef Span *ins = <Span *>malloc(sizeof(Span) * 2 * nl)
+    cdef int i, nout = 0, nin = 0
+    if outs == NULL or ins == NULL:
+        free(outs)
+        free(ins)
+        raise MemoryError()
+    try:
+        for i in range(nl):
+            if params is not None:
+                w, b, dw, db = params[i]
+                ins[nin], ins[nin + 1] = _array_span("a weight", w), _array_span("a bias", b)
+                outs[nout] = _array_span("a weight gradient", dw)
+                outs[nout + 1] = _array_span("a bias gradient", db)
+                nin, nout = nin + 2, nout + 2
+            if buffers is not None:
+                out, pre, dz, dx = buffers[i]
+                outs[nout], outs[nout + 1] = _array_span("an out buffer", out), \
+                    _array_span("a pre buffer", pre)
+                outs[nout + 2], outs[nout + 3] = _array_span("a dz buffer", dz), \
+                    _array_span("a dx buffer", dx)
+                nout += 4
+        check_apart(fn.encode(), outs, nout, ins, nin)
+    finally:
+        free(outs)
+        free(ins)
+    return 0
+
+
+def dense_forward(const real[:, ::1] x not None, const real[:, ::1] w not None,
+                  const real[::1] bias, real[:, ::1] out not None, int act=RANVIER_ACT_NONE,
+                  double param=0.0, int num_threads=1):
     """out = act(x @ w.T + bias) in one GEMM: bias and activation are the epilogue of each tile.
-    x: (n, in), w: (out, in) as torch.nn.Linear, bias: (out,) or None, out: (n, out)."""
-    cdef ranvier_act a = _act(act, param)
+    x: (n, in), w: (out, in) as torch.nn.Linear, bias: (out,) or None, out: (n, out), apart from
+    the others."""
+    cdef ranvier_act a = _act("dense_forward", act, param)
     cdef Py_ssize_t n = x.shape[0], fin = x.shape[1], fout = w.shape[0], rc
-    if w.shape[1] != fin or out.shape[0] != n or out.shape[1] != fout:
-        raise ValueError(f"dense_forward: x {tuple(x.shape)[:2]}, w {tuple(w.shape)[:2]} and out "
-                         f"{tuple(out.shape)[:2]} do not agree")
-    if bias is not None and bias.shape[0] != fout:
-        raise ValueError(f"dense_forward: bias has {bias.shape[0]} entries, expected {fout}")
+    check_threads("dense_forward", num_threads)
+    check_len("dense_forward", "w's columns", w.shape[1], fin, "the columns of x")
+    check_shape("dense_forward", "out", out.shape[0], out.shape[1], n, fout,
+                "x's rows, w's rows")
+    if bias is not None:
+        check_len("dense_forward", "bias", bias.shape[0], fout, "the rows of w")
+    cdef Span dst = span2("out", out)
+    cdef Span src[3]
+    src[0], src[1], src[2] = span2("x", x), span2("w", w), span1("bias", bias)
+    check_apart("dense_forward", &dst, 1, src, 3)
     if n == 0 or fout == 0:
         return
     cdef const real *pb = &bias[0] if bias is not None else NULL
@@ -318,29 +386,40 @@ def dense_forward(const real[:, ::1] x, const real[:, ::1] w, const real[::1] bi
         raise MemoryError("dense_forward: could not allocate packing buffers")
 
 
-def dense_backward(const real[:, ::1] x, const real[:, ::1] w, const real[:, ::1] v,
-                   const real[:, ::1] dy, real[:, ::1] dz, real[:, ::1] dw, real[::1] db,
-                   real[:, ::1] dx, int act=RANVIER_ACT_NONE, double param=0.0,
-                   int num_threads=1):
+def dense_backward(const real[:, ::1] x not None, const real[:, ::1] w not None,
+                   const real[:, ::1] v not None, const real[:, ::1] dy not None, real[:, ::1] dz,
+                   real[:, ::1] dw not None, real[::1] db, real[:, ::1] dx,
+                   int act=RANVIER_ACT_NONE, double param=0.0, int num_threads=1):
     """Backward of out = act(x @ w.T + b), given dy = dL/dout and v = out, or the pre-activation
     x @ w.T + b for an activation whose derivative needs its input (activations.NEEDS_OUTPUT):
         dz = dy * act'(v) and db = sum_rows(dz)   (one pass; dz unused when act is none)
         dw = dz.T @ x,  dx = dz @ w               (dx may be None for a first layer)
-    Column sums are taken in double, by column blocks, so they do not depend on thread count."""
-    cdef ranvier_act a = _act(act, param)
+    Column sums are taken in double, by column blocks, so they do not depend on thread count.
+    The outputs (dz, dw, db, dx) must not overlap each other or the inputs. Empty dimensions
+    still write what they define: an empty batch gives zero dw and db, no outputs zero dx."""
+    cdef const char *fn = "dense_backward"
+    cdef ranvier_act a = _act(fn, act, param)
     cdef Py_ssize_t n = x.shape[0], fin = x.shape[1], fout = w.shape[0]
     cdef int rc = 0
-    if (w.shape[1] != fin or dy.shape[0] != n or dy.shape[1] != fout or dw.shape[0] != fout
-            or dw.shape[1] != fin or v.shape[0] != n or v.shape[1] != fout):
-        raise ValueError("dense_backward: shapes do not agree")
-    if db is not None and db.shape[0] != fout:
-        raise ValueError("dense_backward: db has the wrong length")
-    if act != RANVIER_ACT_NONE and (dz is None or dz.shape[0] != n or dz.shape[1] != fout):
-        raise ValueError("dense_backward: dz must have the shape of dy")
-    if dx is not None and (dx.shape[0] != n or dx.shape[1] != fin):
-        raise ValueError("dense_backward: dx has the wrong shape")
-    if n == 0 or fout == 0 or fin == 0:
-        return
+    check_threads(fn, num_threads)
+    check_len(fn, "w's columns", w.shape[1], fin, "the columns of x")
+    check_shape(fn, "v", v.shape[0], v.shape[1], n, fout, "x's rows, w's rows")
+    check_shape(fn, "dy", dy.shape[0], dy.shape[1], n, fout, "x's rows, w's rows")
+    check_shape(fn, "dw", dw.shape[0], dw.shape[1], fout, fin, "the shape of w")
+    if db is not None:
+        check_len(fn, "db", db.shape[0], fout, "the rows of w")
+    if act != RANVIER_ACT_NONE:
+        if dz is None:
+            raise TypeError(f"dense_backward: dz must be an array for an activation (code {act})")
+        check_shape(fn, "dz", dz.shape[0], dz.shape[1], n, fout, "the shape of dy")
+    if dx is not None:
+        check_shape(fn, "dx", dx.shape[0], dx.shape[1], n, fin, "the shape of x")
+    cdef Span outs[4]
+    cdef Span ins[4]
+    outs[0] = span2("dz", dz) if act != RANVIER_ACT_NONE else span_of("dz", NULL, 0)
+    outs[1], outs[2], outs[3] = span2("dw", dw), span1("db", db), span2("dx", dx)
+    ins[0], ins[1], ins[2], ins[3] = span2("x", x), span2("w", w), span2("v", v), span2("dy", dy)
+    check_apart(fn, outs, 4, ins, 4)
     # One layer through the same native pass DenseRun trains with.
     cdef _LayerPtrs L
     cdef bint want_dx = dx is not None
@@ -402,7 +481,7 @@ cdef class DenseRun:
                                  f"gives {self.L[i - 1].fout}")
             code, param = acts[i]
             self.L[i].fin, self.L[i].fout = fin, fout
-            self.L[i].act = _act(code, param)
+            self.L[i].act = _act("DenseRun", code, param)
             self.L[i].act_needs_input = _needs_input(code)
             self.L[i].b = self.L[i].db = NULL
             self.acts.append((code, param, bool(has_bias)))
@@ -412,6 +491,23 @@ cdef class DenseRun:
 
     def __dealloc__(self):
         free(self.L)
+
+    cdef int _check_read(self, const char *fn, Span src) except -1:
+        # src (x or dy) is read while the run writes its gradients and buffers: apart from all.
+        cdef Py_ssize_t isz = 8 if self.is_double else 4, n = self.n, fin, fout
+        cdef Span outs[6]
+        cdef int i, k
+        for i in range(self.nl):
+            fin, fout = self.L[i].fin, self.L[i].fout
+            outs[0] = span_of("a weight gradient", self.L[i].dw, fout * fin * isz)
+            outs[1] = span_of("a bias gradient", self.L[i].db, fout * isz)
+            outs[2] = span_of("an out buffer", self.L[i].out, n * fout * isz)
+            outs[3] = span_of("a pre buffer", self.L[i].pre, n * fout * isz)
+            outs[4] = span_of("a dz buffer", self.L[i].dz, n * fout * isz)
+            outs[5] = span_of("a dx buffer", self.L[i].dx, n * fin * isz)
+            for k in range(6):
+                check_apart(fn, &outs[k], 1, &src, 1)
+        return 0
 
     def buffer_shapes(self, Py_ssize_t n):
         """Per layer, the shapes of (out, pre, dz, dx) for n rows; None where not needed."""
@@ -426,20 +522,23 @@ cdef class DenseRun:
         return shapes
 
     def bind_params(self, params):
-        """params: ((w, b, dw, db), ...): w, dw (fout, fin); b, db (fout,) or None."""
+        """params: ((w, b, dw, db), ...): w, dw (fout, fin); b, db (fout,) or None. The
+        gradients must not overlap each other, the parameters or the bound buffers."""
         cdef int i
+        fn = "DenseRun.bind_params"
         if len(params) != self.nl:
-            raise ValueError(f"DenseRun: {len(params)} parameter sets for {self.nl} layers")
+            raise ValueError(f"{fn}: {len(params)} parameter sets for {self.nl} layers")
         for i in range(self.nl):
             w, b, dw, db = params[i]
             fin, fout, has_bias = self.L[i].fin, self.L[i].fout, self.acts[i][2]
-            _check_array(w, f"layer {i} weight", self.dtype, (fout, fin), False)
-            _check_array(dw, f"layer {i} weight gradient", self.dtype, (fout, fin), True)
+            _check_array(fn, w, f"layer {i} weight", self.dtype, (fout, fin), False)
+            _check_array(fn, dw, f"layer {i} weight gradient", self.dtype, (fout, fin), True)
             if has_bias:
-                _check_array(b, f"layer {i} bias", self.dtype, (fout,), False)
-                _check_array(db, f"layer {i} bias gradient", self.dtype, (fout,), True)
+                _check_array(fn, b, f"layer {i} bias", self.dtype, (fout,), False)
+                _check_array(fn, db, f"layer {i} bias gradient", self.dtype, (fout,), True)
             elif b is not None or db is not None:
-                raise ValueError(f"DenseRun: layer {i} has no bias")
+                raise ValueError(f"{fn}: layer {i} has no bias")
+        _check_run_apart(fn, params, self.buffers)
         for i in range(self.nl):
             w, b, dw, db = params[i]
             self.L[i].w = cnp.PyArray_DATA(w)
@@ -449,18 +548,25 @@ cdef class DenseRun:
         self.params = tuple(params)  # kept alive while bound
 
     def bind_buffers(self, Py_ssize_t n, buffers):
-        """buffers: per layer (out, pre, dz, dx) for n rows, as buffer_shapes(n) says."""
+        """buffers: per layer (out, pre, dz, dx) for n rows, as buffer_shapes(n) says, apart
+        from each other and from the bound parameters and gradients."""
         cdef int i
+        fn = "DenseRun.bind_buffers"
+        check_at_least(b"DenseRun.bind_buffers", b"n", n, 0)
         if len(buffers) != self.nl:
-            raise ValueError(f"DenseRun: {len(buffers)} buffer sets for {self.nl} layers")
+            raise ValueError(f"{fn}: {len(buffers)} buffer sets for {self.nl} layers")
         shapes = self.buffer_shapes(n)
         for i in range(self.nl):
+            if len(buffers[i]) != 4:
+                raise ValueError(f"{fn}: layer {i} needs (out, pre, dz, dx), got "
+                                 f"{len(buffers[i])} arrays")
             for what, a, shape in zip(("out", "pre", "dz", "dx"), buffers[i], shapes[i]):
                 if shape is None:
                     if a is not None:
-                        raise ValueError(f"DenseRun: layer {i} needs no {what} buffer")
+                        raise ValueError(f"{fn}: layer {i} needs no {what} buffer")
                 else:
-                    _check_array(a, f"layer {i} {what} buffer", self.dtype, shape, True)
+                    _check_array(fn, a, f"layer {i} {what} buffer", self.dtype, shape, True)
+        _check_run_apart(fn, self.params, buffers)
         for i in range(self.nl):
             out, pre, dz, dx = buffers[i]
             self.L[i].out = cnp.PyArray_DATA(out)
@@ -487,6 +593,8 @@ cdef class DenseRun:
         if x.shape[0] != self.n:
             raise ValueError(f"DenseRun.forward: x has {x.shape[0]} rows, the buffers are bound "
                              f"for {self.n}")
+        check_threads("DenseRun.forward", num_threads)
+        self._check_read("DenseRun.forward", _array_span("x", x))
         self.x = x  # kept for backward: the caller's buffer must not change in between
         cdef void *px = cnp.PyArray_DATA(x)
         cdef int rc = 0
@@ -511,6 +619,8 @@ cdef class DenseRun:
                 or dy.shape[1] != self.L[self.nl - 1].fout):
             raise ValueError(f"DenseRun.backward: dy must be a C-contiguous {self.dtype} array "
                              f"of shape ({self.n}, {self.L[self.nl - 1].fout})")
+        check_threads("DenseRun.backward", num_threads)
+        self._check_read("DenseRun.backward", _array_span("dy", dy))
         cdef void *px = cnp.PyArray_DATA(self.x)
         cdef void *pdy = cnp.PyArray_DATA(dy)
         cdef int rc = 0

@@ -17,6 +17,10 @@ Backward with xhat = (x - mean) * invstd, both sums per column in double:
 from cython.parallel cimport prange
 from libc.math cimport sqrt
 
+from ranvier._kernels._checks cimport (
+    Span, check_apart, check_at_least, check_counts, check_in_place_or_apart, check_len,
+    check_shape, check_threads, span1, span2)
+
 ctypedef fused real:
     float
     double
@@ -74,24 +78,28 @@ cdef inline void _forward_train_block(const real *x, Py_ssize_t n, Py_ssize_t c,
             orow[j] = <real>((row[j] - m[j]) * k[j] + b[j])
 
 
-def batchnorm_forward_train(const real[:, ::1] x, const real[::1] weight, const real[::1] bias,
-                            double eps, double[::1] mean, double[::1] var, double[::1] invstd,
-                            real[:, ::1] out, int num_threads=1):
+def batchnorm_forward_train(const real[:, ::1] x not None, const real[::1] weight,
+                            const real[::1] bias, double eps, double[::1] mean not None,
+                            double[::1] var not None, double[::1] invstd not None,
+                            real[:, ::1] out not None, int num_threads=1):
     """Normalise with the batch's statistics. Writes the per-column mean, biased variance and
-    1 / sqrt(var + eps) (double, length c) and out (n, c). weight/bias may be None
+    1 / sqrt(var + eps) (double, length c) and out (n, c; may be x). weight/bias may be None
     (affine=False)."""
+    cdef const char *fn = "batchnorm_forward_train"
     cdef Py_ssize_t n = x.shape[0], c = x.shape[1], nb, blk, j0, w
-    if out.shape[0] != n or out.shape[1] != c:
-        raise ValueError(f"batchnorm_forward_train: out has shape {(out.shape[0], out.shape[1])}, "
-                         f"expected {(n, c)}")
-    for name, arr in (("mean", mean), ("var", var), ("invstd", invstd)):
-        if arr.shape[0] != c:
-            raise ValueError(f"batchnorm_forward_train: {name} has {arr.shape[0]} entries, "
-                             f"expected {c}")
-    if (weight is not None and weight.shape[0] != c) or (bias is not None and bias.shape[0] != c):
-        raise ValueError(f"batchnorm_forward_train: weight and bias must have {c} entries")
-    if n == 0:
-        raise ValueError("batchnorm_forward_train: the batch is empty")
+    check_threads(fn, num_threads)
+    check_at_least(fn, "the batch size", n, 1)   # statistics of no rows are undefined
+    check_shape(fn, "out", out.shape[0], out.shape[1], n, c, "the shape of x")
+    cdef Span cols[5]     # per column: the statistics written, weight and bias read
+    cdef Span mat[2]      # out (may be x), x
+    cols[0], cols[1], cols[2] = span1("mean", mean), span1("var", var), span1("invstd", invstd)
+    cols[3], cols[4] = span1("weight", weight), span1("bias", bias)
+    check_counts(fn, cols, 5, c, "the columns of x")
+    mat[0], mat[1] = span2("out", out), span2("x", x)
+    check_in_place_or_apart(fn, mat[0], mat[1])
+    check_apart(fn, cols, 3, mat, 2)
+    check_apart(fn, cols, 3, cols + 3, 2)
+    check_apart(fn, mat, 1, cols + 3, 2)
     if c == 0:
         return
     cdef const real *px = &x[0, 0]
@@ -105,17 +113,23 @@ def batchnorm_forward_train(const real[:, ::1] x, const real[::1] weight, const 
         _forward_train_block(px, n, c, j0, w, pw, pb, eps, &mean[0], &var[0], &invstd[0], po)
 
 
-def batchnorm_forward_apply(const real[:, ::1] x, const double[::1] mean,
-                            const double[::1] scale, const double[::1] shift, real[:, ::1] out,
-                            int num_threads=1):
+def batchnorm_forward_apply(const real[:, ::1] x not None, const double[::1] mean not None,
+                            const double[::1] scale not None, const double[::1] shift not None,
+                            real[:, ::1] out not None, int num_threads=1):
     """out = (x - mean) * scale + shift per column, in double (fixed statistics: evaluation
-    mode, where scale = weight / sqrt(running_var + eps) and shift = bias)."""
+    mode, where scale = weight / sqrt(running_var + eps) and shift = bias); out may be x."""
+    cdef const char *fn = "batchnorm_forward_apply"
     cdef Py_ssize_t i, j, n = x.shape[0], c = x.shape[1]
-    if out.shape[0] != n or out.shape[1] != c:
-        raise ValueError(f"batchnorm_forward_apply: out has shape {(out.shape[0], out.shape[1])}, "
-                         f"expected {(n, c)}")
-    if mean.shape[0] != c or scale.shape[0] != c or shift.shape[0] != c:
-        raise ValueError(f"batchnorm_forward_apply: mean, scale and shift must have {c} entries")
+    check_threads(fn, num_threads)
+    check_shape(fn, "out", out.shape[0], out.shape[1], n, c, "the shape of x")
+    check_len(fn, "mean", mean.shape[0], c, "the columns of x")
+    check_len(fn, "scale", scale.shape[0], c, "the columns of x")
+    check_len(fn, "shift", shift.shape[0], c, "the columns of x")
+    cdef Span dst = span2("out", out)
+    cdef Span ins[3]
+    ins[0], ins[1], ins[2] = span1("mean", mean), span1("scale", scale), span1("shift", shift)
+    check_in_place_or_apart(fn, dst, span2("x", x))
+    check_apart(fn, &dst, 1, ins, 3)
     for i in prange(n, nogil=True, schedule="static", num_threads=num_threads):
         for j in range(c):
             out[i, j] = <real>((x[i, j] - mean[j]) * scale[j] + shift[j])
@@ -168,27 +182,35 @@ cdef inline void _backward_block(const real *x, const real *dy, Py_ssize_t n, Py
             orow[j] = <real>(k[j] * (drow[j] - c1[j] - (row[j] - m[j]) * c2[j]))
 
 
-def batchnorm_backward(const real[:, ::1] x, const real[:, ::1] dy, const double[::1] mean,
-                       const double[::1] invstd, const real[::1] weight, bint batch_stats,
-                       real[::1] dweight, real[::1] dbias, real[:, ::1] dx, int num_threads=1):
+def batchnorm_backward(const real[:, ::1] x not None, const real[:, ::1] dy not None,
+                       const double[::1] mean not None, const double[::1] invstd not None,
+                       const real[::1] weight, bint batch_stats, real[::1] dweight,
+                       real[::1] dbias, real[:, ::1] dx, int num_threads=1):
     """Gradients of batch norm given the forward's input x, the statistics it used (mean,
     invstd: double, length c) and dy. ``batch_stats``: the statistics were the batch's own
     (training), so they depend on x; otherwise they were fixed (running statistics).
-    weight, dweight, dbias and dx may each be None (no affine parameters / no input gradient)."""
+    weight, dweight, dbias and dx may each be None (no affine parameters / no input gradient);
+    dx may be dy or x, the other outputs overlap nothing. An empty batch gives zero dweight and
+    dbias."""
+    cdef const char *fn = "batchnorm_backward"
     cdef Py_ssize_t n = x.shape[0], c = x.shape[1], nb, blk, j0, w
-    if dy.shape[0] != n or dy.shape[1] != c:
-        raise ValueError(f"batchnorm_backward: dy has shape {(dy.shape[0], dy.shape[1])}, "
-                         f"expected {(n, c)}")
-    if dx is not None and (dx.shape[0] != n or dx.shape[1] != c):
-        raise ValueError(f"batchnorm_backward: dx has shape {(dx.shape[0], dx.shape[1])}, "
-                         f"expected {(n, c)}")
-    if mean.shape[0] != c or invstd.shape[0] != c:
-        raise ValueError(f"batchnorm_backward: mean and invstd must have {c} entries")
-    for name, arr in (("weight", weight), ("dweight", dweight), ("dbias", dbias)):
-        if arr is not None and arr.shape[0] != c:
-            raise ValueError(f"batchnorm_backward: {name} has {arr.shape[0]} entries, "
-                             f"expected {c}")
-    if n == 0 or c == 0:
+    check_threads(fn, num_threads)
+    check_shape(fn, "dy", dy.shape[0], dy.shape[1], n, c, "the shape of x")
+    if dx is not None:
+        check_shape(fn, "dx", dx.shape[0], dx.shape[1], n, c, "the shape of x")
+    cdef Span cols[5]     # per column: dweight, dbias written; mean, invstd, weight read
+    cdef Span mat[3]      # dx (may be x or dy), x, dy
+    cols[0], cols[1] = span1("dweight", dweight), span1("dbias", dbias)
+    cols[2], cols[3] = span1("mean", mean), span1("invstd", invstd)
+    cols[4] = span1("weight", weight)
+    check_counts(fn, cols, 5, c, "the columns of x")
+    mat[0], mat[1], mat[2] = span2("dx", dx), span2("x", x), span2("dy", dy)
+    check_in_place_or_apart(fn, mat[0], mat[1])
+    check_in_place_or_apart(fn, mat[0], mat[2])
+    check_apart(fn, cols, 2, mat, 3)
+    check_apart(fn, cols, 2, cols + 2, 3)
+    check_apart(fn, mat, 1, cols + 2, 3)
+    if c == 0:
         return
     cdef const real *px = &x[0, 0]
     cdef const real *pdy = &dy[0, 0]

@@ -8,6 +8,8 @@ the parameter's type. Also: the gradient-norm reduction and in-place scale behin
 from cython.parallel cimport prange
 from libc.math cimport fabs, pow, sqrt
 
+from ranvier._kernels._checks cimport (
+    Span, check_apart, check_at_least, check_len, check_threads, span1, span_of)
 from ranvier._kernels._reduce cimport RED_MAX_CHUNKS, red_chunk_len
 from ranvier._kernels._runtime cimport active_isa
 
@@ -39,10 +41,15 @@ cdef enum:
     UPDATE_CHUNK = 16384  # elements per thread task of an elementwise update
 
 
-cdef inline int _check_len(Py_ssize_t n, Py_ssize_t m, str name) except -1:
-    if m != n:
-        raise ValueError(f"{name} has {m} elements, the parameter has {n}")
-    return 0
+# Every update's contract: the gradient and each state array used have the parameter's length,
+# and the arrays written (the parameter, the state) overlap nothing else: the C loops take them
+# as restrict pointers. A state array not used (e.g. no momentum) may be anything, even empty.
+cdef inline Span _state(const char *fn, const char *name, const real[::1] a, Py_ssize_t n,
+                        bint used) except *:
+    if not used:
+        return span_of(name, NULL, 0)
+    check_len(fn, name, a.shape[0], n, "the length of param")
+    return span1(name, a)
 
 
 cdef inline real _sqrt(real v) noexcept nogil:
@@ -79,7 +86,8 @@ cdef inline void _adam_chunk(const ranvier_adam_params *h, real *p, const real *
         ranvier_optim_kernels_for(active_isa()).adam_f64(h, p, g, m, v, vmax, n)
 
 
-def sgd_step(real[::1] param, const real[::1] grad, real[::1] momentum_buf, double lr,
+def sgd_step(real[::1] param not None, const real[::1] grad not None, real[::1] momentum_buf,
+             double lr,
              double momentum=0.0, double dampening=0.0, double weight_decay=0.0,
              bint nesterov=False, bint first_step=False, int num_threads=1):
     """torch.optim.SGD for one tensor:
@@ -91,9 +99,13 @@ def sgd_step(real[::1] param, const real[::1] grad, real[::1] momentum_buf, doub
     cdef ranvier_sgd_params h
     h.lr, h.momentum, h.dampening, h.weight_decay = lr, momentum, dampening, weight_decay
     h.nesterov, h.first_step = nesterov, first_step
-    _check_len(n, grad.shape[0], "grad")
-    if momentum != 0.0:
-        _check_len(n, momentum_buf.shape[0], "momentum_buf")
+    cdef const char *fn = "sgd_step"
+    cdef Span outs[2]
+    check_threads(fn, num_threads)
+    cdef Span g = _state(fn, "grad", grad, n, True)
+    outs[0], outs[1] = span1("param", param), _state(fn, "momentum_buf", momentum_buf, n,
+                                                     momentum != 0.0)
+    check_apart(fn, outs, 2, &g, 1)
     if n == 0:
         return
     cdef real *pbuf = &momentum_buf[0] if momentum != 0.0 else NULL
@@ -110,8 +122,9 @@ def sgd_step(real[::1] param, const real[::1] grad, real[::1] momentum_buf, doub
                    min(<Py_ssize_t>UPDATE_CHUNK, n - lo))
 
 
-def adam_step(real[::1] param, const real[::1] grad, real[::1] exp_avg, real[::1] exp_avg_sq,
-              double lr, double beta1, double beta2, double eps, double weight_decay, long step,
+def adam_step(real[::1] param not None, const real[::1] grad not None,
+              real[::1] exp_avg not None, real[::1] exp_avg_sq not None, double lr,
+              double beta1, double beta2, double eps, double weight_decay, long step,
               bint decoupled=False, int num_threads=1, real[::1] max_exp_avg_sq=None):
     """torch.optim.Adam (decoupled=False: L2 added to the gradient) or AdamW (decoupled=True:
     p *= 1 - lr * weight_decay first), for one tensor at step ``step`` (1-based).
@@ -126,11 +139,15 @@ def adam_step(real[::1] param, const real[::1] grad, real[::1] exp_avg, real[::1
     h.eps, h.weight_decay, h.decoupled = eps, weight_decay, decoupled
     h.step_size, h.inv_sqrt_bc2, h.decay = lr / bc1, 1.0 / sqrt(bc2), 1.0 - lr * weight_decay
     cdef bint amsgrad = max_exp_avg_sq is not None
-    _check_len(n, grad.shape[0], "grad")
-    _check_len(n, exp_avg.shape[0], "exp_avg")
-    _check_len(n, exp_avg_sq.shape[0], "exp_avg_sq")
-    if amsgrad:
-        _check_len(n, max_exp_avg_sq.shape[0], "max_exp_avg_sq")
+    cdef const char *fn = "adam_step"
+    cdef Span outs[4]
+    check_threads(fn, num_threads)
+    check_at_least(fn, "step", step, 1)    # step 0 divides by 1 - beta1^0 = 0
+    cdef Span g = _state(fn, "grad", grad, n, True)
+    outs[0], outs[1] = span1("param", param), _state(fn, "exp_avg", exp_avg, n, True)
+    outs[2] = _state(fn, "exp_avg_sq", exp_avg_sq, n, True)
+    outs[3] = _state(fn, "max_exp_avg_sq", max_exp_avg_sq, n, amsgrad)
+    check_apart(fn, outs, 4, &g, 1)
     if n == 0:
         return
     cdef real *pp = &param[0]
@@ -149,8 +166,9 @@ def adam_step(real[::1] param, const real[::1] grad, real[::1] exp_avg, real[::1
                     min(<Py_ssize_t>UPDATE_CHUNK, n - lo))
 
 
-def rmsprop_step(real[::1] param, const real[::1] grad, real[::1] square_avg,
-                 real[::1] grad_avg, real[::1] momentum_buf, double lr, double alpha, double eps,
+def rmsprop_step(real[::1] param not None, const real[::1] grad not None,
+                 real[::1] square_avg not None, real[::1] grad_avg, real[::1] momentum_buf,
+                 double lr, double alpha, double eps,
                  double weight_decay=0.0, double momentum=0.0, bint centered=False,
                  int num_threads=1):
     """torch.optim.RMSprop for one tensor:
@@ -171,12 +189,14 @@ def rmsprop_step(real[::1] param, const real[::1] grad, real[::1] square_avg,
     cdef real lerp_w = <real>(1.0 - alpha), lerp_1mw = <real>alpha
     cdef bint use_momentum = momentum > 0.0
     cdef real g, sa, ga, avg, b
-    _check_len(n, grad.shape[0], "grad")
-    _check_len(n, square_avg.shape[0], "square_avg")
-    if centered:
-        _check_len(n, grad_avg.shape[0], "grad_avg")
-    if use_momentum:
-        _check_len(n, momentum_buf.shape[0], "momentum_buf")
+    cdef const char *fn = "rmsprop_step"
+    cdef Span outs[4]
+    check_threads(fn, num_threads)
+    cdef Span gs = _state(fn, "grad", grad, n, True)
+    outs[0], outs[1] = span1("param", param), _state(fn, "square_avg", square_avg, n, True)
+    outs[2] = _state(fn, "grad_avg", grad_avg, n, centered)
+    outs[3] = _state(fn, "momentum_buf", momentum_buf, n, use_momentum)
+    check_apart(fn, outs, 4, &gs, 1)
     for i in prange(n, nogil=True, schedule="static", num_threads=num_threads):
         g = grad[i]
         if rwd != 0:
@@ -203,7 +223,8 @@ def rmsprop_step(real[::1] param, const real[::1] grad, real[::1] square_avg,
             param[i] = param[i] - rlr * (g / avg)
 
 
-def adagrad_step(real[::1] param, const real[::1] grad, real[::1] state_sum, double clr,
+def adagrad_step(real[::1] param not None, const real[::1] grad not None,
+                 real[::1] state_sum not None, double clr,
                  double weight_decay=0.0, double eps=1e-10, int num_threads=1):
     """torch.optim.Adagrad for one tensor, with the step's decayed rate
     ``clr = lr / (1 + (step - 1) * lr_decay)`` already formed:
@@ -211,8 +232,12 @@ def adagrad_step(real[::1] param, const real[::1] grad, real[::1] state_sum, dou
     cdef Py_ssize_t i, n = param.shape[0]
     cdef real rclr = <real>clr, rwd = <real>weight_decay, reps = <real>eps
     cdef real g, s
-    _check_len(n, grad.shape[0], "grad")
-    _check_len(n, state_sum.shape[0], "state_sum")
+    cdef const char *fn = "adagrad_step"
+    cdef Span outs[2]
+    check_threads(fn, num_threads)
+    cdef Span gs = _state(fn, "grad", grad, n, True)
+    outs[0], outs[1] = span1("param", param), _state(fn, "state_sum", state_sum, n, True)
+    check_apart(fn, outs, 2, &gs, 1)
     for i in prange(n, nogil=True, schedule="static", num_threads=num_threads):
         g = grad[i]
         if rwd != 0:
@@ -253,7 +278,7 @@ cdef inline double _norm_chunk(const real *x, Py_ssize_t n, int kind, double p) 
     return s
 
 
-def norm_accumulate(const real[::1] x, double norm_type, int num_threads=1):
+def norm_accumulate(const real[::1] x not None, double norm_type, int num_threads=1):
     """The reduction behind a p-norm, in double: sum(x^2) for p = 2, sum|x| for p = 1, max|x| for
     p = inf, sum|x|^p otherwise (the caller combines arrays and takes the root). Partial sums over
     chunks whose length depends on n alone (_reduce.pxd) are added serially, so the result is the
@@ -262,6 +287,7 @@ def norm_accumulate(const real[::1] x, double norm_type, int num_threads=1):
     cdef double part[RED_MAX_CHUNKS]
     cdef double total = 0.0, v
     cdef int kind
+    check_threads("norm_accumulate", num_threads)
     if norm_type == 2.0:
         kind = NORM_L2
     elif norm_type == 1.0:
@@ -271,7 +297,7 @@ def norm_accumulate(const real[::1] x, double norm_type, int num_threads=1):
     elif norm_type > 0.0 and norm_type == norm_type:
         kind = NORM_P
     else:
-        raise ValueError(f"norm_type must be > 0 (or inf), got {norm_type}")
+        raise ValueError(f"norm_accumulate: norm_type must be > 0 (or inf), got {norm_type}")
     if n == 0:
         return 0.0
     per = red_chunk_len(n)
@@ -296,9 +322,10 @@ def norm_accumulate(const real[::1] x, double norm_type, int num_threads=1):
     return total
 
 
-def scale_inplace(real[::1] x, double factor, int num_threads=1):
+def scale_inplace(real[::1] x not None, double factor, int num_threads=1):
     """x *= factor (factor rounded once to x's type)."""
     cdef Py_ssize_t i, n = x.shape[0]
     cdef real f = <real>factor
+    check_threads("scale_inplace", num_threads)
     for i in prange(n, nogil=True, schedule="static", num_threads=num_threads):
         x[i] = x[i] * f

@@ -20,7 +20,7 @@ cdef inline bint _chunk_finite(const real *x, Py_ssize_t n) noexcept nogil:
     return not bad
 
 
-def all_finite(const real[::1] x):
+def all_finite(const real[::1] x not None):
     """True when no element of the 1-D contiguous x is NaN or infinite."""
     cdef Py_ssize_t lo, n = x.shape[0]
     cdef bint ok = True
