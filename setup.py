@@ -75,6 +75,7 @@ class RanvierBuildExt(build_ext):
     def build_extensions(self):
         ctype = self.compiler.compiler_type
         self._msvc = ctype == "msvc"
+        self._openmp_found = False  # set by _detect_openmp (the serial flags are not empty)
         self._omp_compile, self._omp_link = self._detect_openmp()
         base = ["/O2"] if self._msvc else ["-O3", "-fno-math-errno", "-fno-trapping-math"]
         if not self._msvc:
@@ -86,7 +87,7 @@ class RanvierBuildExt(build_ext):
             # base reaches both compile paths: the Cython extensions and _isa_family_objects.
             base = [f for f in base if not f.startswith("-O")] + SANITIZE_FLAGS
             sanitize_link = SANITIZE_FLAGS
-        openmp_macro = [("RANVIER_HAVE_OPENMP", "1" if self._omp_compile else "0"),
+        openmp_macro = [("RANVIER_HAVE_OPENMP", "1" if self._openmp_found else "0"),
                         ("RANVIER_HAVE_OMP_PAUSE", "1" if self._omp_pause else "0")]
         self._isa_objects = {}
         for ext in self.extensions:
@@ -145,6 +146,7 @@ class RanvierBuildExt(build_ext):
                 print(f"ranvier: building with OpenMP ({' '.join(cflags)})")
                 self._omp_pause = self._try_openmp(cflags, lflags, OMP_PAUSE_PROBE)
                 print(f"ranvier: omp_pause_resource_all {'found' if self._omp_pause else 'missing'}")
+                self._openmp_found = True
                 return cflags, lflags
         msg = "ranvier: no working OpenMP found for this compiler; kernels will run on one thread."
         if _env_flag("RANVIER_REQUIRE_OPENMP"):

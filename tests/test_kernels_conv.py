@@ -146,6 +146,11 @@ def test_bad_shapes_raise(rng):
         _mm.conv2d_backward(x, w, y, None, np.empty((6, 2, 3, 2), np.float32), None, groups=2)
     with pytest.raises(ValueError, match="num_threads"):
         _mm.conv2d_forward(x, w, None, y, groups=2, num_threads=0)
+    square = rng.standard_normal((4, 4, 1, 1)).astype(np.float32)
+    with pytest.raises(ValueError, match="out overlaps x"):
+        _mm.conv2d_forward(x, square, None, x)  # in place would read what it overwrote
+    with pytest.raises(ValueError, match="dx overlaps x"):
+        _mm.conv2d_backward(x, square, x, x, np.empty_like(square), None)
     with pytest.raises((TypeError, ValueError)):
         _mm.conv2d_forward(x.astype(np.float64), w, None, y, groups=2)  # mixed dtypes
     with pytest.raises((TypeError, ValueError)):

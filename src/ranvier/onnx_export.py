@@ -14,8 +14,8 @@ import os
 
 import numpy as np
 
-from ._validation import check_bool
-from .io import _atomic_write, _check_path
+from ._validation import check_bool, check_path
+from .io import _atomic_write
 from .layers import (ELU, GELU, BatchNorm1d, Dense, Dropout, Flatten, LeakyReLU, ReLU, Sigmoid,
                      SiLU, Softmax, Tanh)
 
@@ -256,7 +256,7 @@ def to_onnx(model, path, *, opset=DEFAULT_OPSET, input_shape=None, probabilities
     ``probabilities``: add a ``probabilities`` output equal to ``predict_proba``'s (default: when
     the model is a classifier by its loss or a final Softmax). The file is written atomically, as
     model saves are: a reader sees the old file or the new one."""
-    path = _check_path(path)
+    path = check_path(path)
     folder = os.path.dirname(os.path.abspath(path))
     if not os.path.isdir(folder):
         raise FileNotFoundError(f"cannot write {path!r}: folder {folder!r} does not exist")

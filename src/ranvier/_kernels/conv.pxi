@@ -56,14 +56,20 @@ def conv2d_forward(const real[:, :, :, ::1] x, const real[:, :, :, ::1] w, const
     if bias is not None and bias.shape[0] != g.out_c:
         raise ValueError(f"conv2d_forward: bias has {bias.shape[0]} values for {g.out_c} output "
                          f"channels")
-    if num_threads < 1:
-        raise ValueError(f"conv2d_forward: num_threads must be >= 1, got {num_threads}")
-    cdef ranvier_act a = _act(act, param)
+    check_threads("conv2d_forward", num_threads)
+    cdef ranvier_act a = _act("conv2d_forward", act, param)
     cdef Py_ssize_t n = x.shape[0]
     cdef const real *pb = &bias[0] if bias is not None else NULL
     cdef int rc = 0
     if n == 0 or out.size == 0:
         return
+    cdef Span outs[1]
+    cdef Span ins[3]
+    outs[0] = span_of("out", &out[0, 0, 0, 0], out.size * sizeof(real))
+    ins[0] = span_of("x", &x[0, 0, 0, 0], x.size * sizeof(real))
+    ins[1] = span_of("w", &w[0, 0, 0, 0], w.size * sizeof(real))
+    ins[2] = span_of("bias", pb, (bias.shape[0] if bias is not None else 0) * sizeof(real))
+    check_apart("conv2d_forward", outs, 1, ins, 3)
     with nogil:
         if real is float:
             rc = ranvier_gemm_kernels_for(active_isa()).sconv2d_forward(
@@ -93,12 +99,20 @@ def conv2d_backward(const real[:, :, :, ::1] x, const real[:, :, :, ::1] w,
     if db is not None and db.shape[0] != g.out_c:
         raise ValueError(f"conv2d_backward: db has {db.shape[0]} values for {g.out_c} output "
                          f"channels")
-    if num_threads < 1:
-        raise ValueError(f"conv2d_backward: num_threads must be >= 1, got {num_threads}")
+    check_threads("conv2d_backward", num_threads)
     cdef Py_ssize_t n = x.shape[0]
     cdef real *pdx = &dx[0, 0, 0, 0] if dx is not None and dx.size > 0 else NULL
     cdef real *pdb = &db[0] if db is not None else NULL
     cdef int rc = 0
+    cdef Span outs[3]
+    cdef Span ins[3]
+    outs[0] = span_of("dx", pdx, (dx.size if dx is not None else 0) * sizeof(real))
+    outs[1] = span_of("dw", &dw[0, 0, 0, 0] if dw.size > 0 else NULL, dw.size * sizeof(real))
+    outs[2] = span_of("db", pdb, (db.shape[0] if db is not None else 0) * sizeof(real))
+    ins[0] = span_of("x", &x[0, 0, 0, 0] if x.size > 0 else NULL, x.size * sizeof(real))
+    ins[1] = span_of("w", &w[0, 0, 0, 0] if w.size > 0 else NULL, w.size * sizeof(real))
+    ins[2] = span_of("dz", &dz[0, 0, 0, 0] if dz.size > 0 else NULL, dz.size * sizeof(real))
+    check_apart("conv2d_backward", outs, 3, ins, 3)
     if dz.size == 0:  # no images or no output pixels: nothing flows back
         if dx is not None:
             _fill_zero(dx)
