@@ -16,7 +16,6 @@ import os
 import platform
 import shutil
 import sys
-import sysconfig
 import tempfile
 import textwrap
 
