@@ -129,13 +129,18 @@ def _train(args):
     return 0
 
 
-def _evaluate(args):
+def _load_saved(path):
+    """The model in a saved file, or exit with a message naming the file and what is wrong."""
     import ranvier as rv
 
     try:
-        model = rv.load(args.model)
+        return rv.load(path)
     except (OSError, ValueError) as exc:
-        raise SystemExit(f"ranvier: cannot load {args.model!r}: {exc}") from None
+        raise SystemExit(f"ranvier: cannot load {path!r}: {exc}") from None
+
+
+def _evaluate(args):
+    model = _load_saved(args.model)
     data = args.data or model.metadata.get("data")
     if data is None:
         raise SystemExit("ranvier: the file does not say which data it was trained on; "
@@ -152,12 +157,7 @@ def _evaluate(args):
 
 
 def _export(args):
-    import ranvier as rv
-
-    try:
-        model = rv.load(args.model)
-    except (OSError, ValueError) as exc:
-        raise SystemExit(f"ranvier: cannot load {args.model!r}: {exc}") from None
+    model = _load_saved(args.model)
     try:
         model.to_onnx(args.out, opset=args.opset, input_shape=args.input_shape,
                       probabilities=True if args.probabilities else None)

@@ -78,6 +78,21 @@ cdef inline void _forward_train_block(const real *x, Py_ssize_t n, Py_ssize_t c,
             orow[j] = <real>((row[j] - m[j]) * k[j] + b[j])
 
 
+cdef int _check_columns_and_rows(const char *fn, Span *cols, int nwritten, Span *mat, int nmat,
+                                 Py_ssize_t c) except -1:
+    """The argument checks of a batch-norm pass: ``cols`` are 5 per-column arrays of length c (the
+    first ``nwritten`` written, the rest read), ``mat`` the (n, c) arrays (the first written: it may
+    be any of the others itself, never part of one). No written array overlaps anything else."""
+    cdef int i
+    check_counts(fn, cols, 5, c, "the columns of x")
+    for i in range(1, nmat):
+        check_in_place_or_apart(fn, mat[0], mat[i])
+    check_apart(fn, cols, nwritten, mat, nmat)
+    check_apart(fn, cols, nwritten, cols + nwritten, 5 - nwritten)
+    check_apart(fn, mat, 1, cols + nwritten, 5 - nwritten)
+    return 0
+
+
 def batchnorm_forward_train(const real[:, ::1] x not None, const real[::1] weight,
                             const real[::1] bias, double eps, double[::1] mean not None,
                             double[::1] var not None, double[::1] invstd not None,
@@ -94,12 +109,8 @@ def batchnorm_forward_train(const real[:, ::1] x not None, const real[::1] weigh
     cdef Span mat[2]      # out (may be x), x
     cols[0], cols[1], cols[2] = span1("mean", mean), span1("var", var), span1("invstd", invstd)
     cols[3], cols[4] = span1("weight", weight), span1("bias", bias)
-    check_counts(fn, cols, 5, c, "the columns of x")
     mat[0], mat[1] = span2("out", out), span2("x", x)
-    check_in_place_or_apart(fn, mat[0], mat[1])
-    check_apart(fn, cols, 3, mat, 2)
-    check_apart(fn, cols, 3, cols + 3, 2)
-    check_apart(fn, mat, 1, cols + 3, 2)
+    _check_columns_and_rows(fn, cols, 3, mat, 2, c)
     if c == 0:
         return
     cdef const real *px = &x[0, 0]
@@ -203,13 +214,8 @@ def batchnorm_backward(const real[:, ::1] x not None, const real[:, ::1] dy not 
     cols[0], cols[1] = span1("dweight", dweight), span1("dbias", dbias)
     cols[2], cols[3] = span1("mean", mean), span1("invstd", invstd)
     cols[4] = span1("weight", weight)
-    check_counts(fn, cols, 5, c, "the columns of x")
     mat[0], mat[1], mat[2] = span2("dx", dx), span2("x", x), span2("dy", dy)
-    check_in_place_or_apart(fn, mat[0], mat[1])
-    check_in_place_or_apart(fn, mat[0], mat[2])
-    check_apart(fn, cols, 2, mat, 3)
-    check_apart(fn, cols, 2, cols + 2, 3)
-    check_apart(fn, mat, 1, cols + 2, 3)
+    _check_columns_and_rows(fn, cols, 2, mat, 3, c)
     if c == 0:
         return
     cdef const real *px = &x[0, 0]
