@@ -60,6 +60,16 @@ OMP_PROBE = textwrap.dedent(
     }
     """
 )
+SIMD_PROBE = textwrap.dedent(
+    """
+    int main(void) {
+        float x[8] = {1, 2, 3, 4, 5, 6, 7, 8}, s = 0;
+        #pragma omp simd reduction(+:s)
+        for (int i = 0; i < 8; ++i) s += x[i];
+        return s == 36 ? 0 : 1;
+    }
+    """
+)
 OMP_PAUSE_PROBE = textwrap.dedent(
     """
     #include <omp.h>
@@ -141,9 +151,9 @@ class RanvierBuildExt(build_ext):
         else:
             candidates.append((["-fopenmp"], ["-fopenmp"]))
         for cflags, lflags in candidates:
-            if self._try_openmp(cflags, lflags):
+            if self._probe(cflags, lflags, OMP_PROBE):
                 print(f"ranvier: building with OpenMP ({' '.join(cflags)})")
-                self._omp_pause = self._try_openmp(cflags, lflags, OMP_PAUSE_PROBE)
+                self._omp_pause = self._probe(cflags, lflags, OMP_PAUSE_PROBE)
                 print(f"ranvier: omp_pause_resource_all {'found' if self._omp_pause else 'missing'}")
                 self._openmp_found = True
                 return cflags, lflags
@@ -159,37 +169,24 @@ class RanvierBuildExt(build_ext):
         height; without the pragma a serial build rounds a row differently depending on the rows
         around it (1-ulp differences between predict in batches and in one go). gcc and clang
         honour the pragma alone with -fopenmp-simd, which needs no OpenMP runtime."""
-        if self._msvc or not self._try_compile_flags(["-fopenmp-simd"]):
+        # -Werror: a compiler that accepts the flag but ignores the pragma does not count.
+        if self._msvc or not self._probe(["-fopenmp-simd", "-Werror"], [], SIMD_PROBE):
             return []
         print("ranvier: serial build keeps the omp simd loops (-fopenmp-simd)")
         return ["-fopenmp-simd"]
 
-    def _try_openmp(self, cflags, lflags, code=OMP_PROBE):
-        tmp = tempfile.mkdtemp(prefix="ranvier-omp-")
+    def _probe(self, cflags, lflags, code):
+        """True when ``code`` compiles and links with these flags."""
+        tmp = tempfile.mkdtemp(prefix="ranvier-probe-")
         try:
-            src = os.path.join(tmp, "omp_probe.c")
+            src = os.path.join(tmp, "probe.c")
             with open(src, "w") as f:
                 f.write(code)
             objs = self.compiler.compile([src], output_dir=tmp, extra_postargs=cflags)
-            exe = os.path.join(tmp, "omp_probe")
+            exe = os.path.join(tmp, "probe")
             self.compiler.link_executable(objs, exe, extra_postargs=lflags)
             return True
         except Exception:  # any compile or link error means "not this way"
-            return False
-        finally:
-            shutil.rmtree(tmp, ignore_errors=True)
-
-    def _try_compile_flags(self, cflags):
-        tmp = tempfile.mkdtemp(prefix="ranvier-flags-")
-        try:
-            src = os.path.join(tmp, "flags_probe.c")
-            with open(src, "w") as f:
-                f.write("int f(const float *x, int n) { float s = 0; int i;\n"
-                        "#pragma omp simd reduction(+:s)\n"
-                        "for (i = 0; i < n; ++i) s += x[i]; return (int)s; }\n")
-            self.compiler.compile([src], output_dir=tmp, extra_postargs=cflags + ["-Werror"])
-            return True
-        except Exception:  # the compiler does not take the flag
             return False
         finally:
             shutil.rmtree(tmp, ignore_errors=True)
