@@ -126,6 +126,16 @@ def test_matches_torch_autograd(rng, torch):
             np.testing.assert_allclose(mine, theirs.detach().numpy(), rtol=1e-10, atol=1e-10)
 
 
+def test_no_images_give_zero_weight_gradients(dtype):
+    """An empty batch: the native pass itself writes zero dw and db (a sum over no images)."""
+    x, dz = np.empty((0, 3, 5, 5), dtype), np.empty((0, 4, 3, 3), dtype)
+    w = np.ones((4, 3, 3, 3), dtype)
+    dx, dw, db = np.empty_like(x), np.full(w.shape, np.nan, dtype), np.full(4, np.nan, dtype)
+    _mm.conv2d_backward(x, w, dz, dx, dw, db)
+    np.testing.assert_array_equal(dw, 0)
+    np.testing.assert_array_equal(db, 0)
+
+
 def test_bad_shapes_raise(rng):
     x = rng.standard_normal((2, 4, 8, 8)).astype(np.float32)
     w = rng.standard_normal((6, 2, 3, 3)).astype(np.float32)
@@ -140,7 +150,7 @@ def test_bad_shapes_raise(rng):
                            np.empty((2, 6, 1, 6), np.float32), groups=2)
     with pytest.raises(ValueError, match="stride, dilation and groups must be >= 1"):
         _mm.conv2d_forward(x, w, None, y, stride=(0, 1), groups=2)
-    with pytest.raises(ValueError, match="bias has 5 values for 6 output channels"):
+    with pytest.raises(ValueError, match=r"bias has 5 entries, expected 6 \(the output channels\)"):
         _mm.conv2d_forward(x, w, np.zeros(5, np.float32), y, groups=2)
     with pytest.raises(ValueError, match="dw has shape"):
         _mm.conv2d_backward(x, w, y, None, np.empty((6, 2, 3, 2), np.float32), None, groups=2)

@@ -53,9 +53,8 @@ def conv2d_forward(const real[:, :, :, ::1] x, const real[:, :, :, ::1] w, const
     cdef ranvier_conv_geom g = _conv_geom(_shape4(x), _shape4(w),
                                           _shape4(out), stride, padding, dilation, groups,
                                           "conv2d_forward")
-    if bias is not None and bias.shape[0] != g.out_c:
-        raise ValueError(f"conv2d_forward: bias has {bias.shape[0]} values for {g.out_c} output "
-                         f"channels")
+    if bias is not None:
+        check_len("conv2d_forward", "bias", bias.shape[0], g.out_c, "the output channels")
     check_threads("conv2d_forward", num_threads)
     cdef ranvier_act a = _act("conv2d_forward", act, param)
     cdef Py_ssize_t n = x.shape[0]
@@ -96,9 +95,8 @@ def conv2d_backward(const real[:, :, :, ::1] x, const real[:, :, :, ::1] w,
     if _shape4(dw) != _shape4(w):
         raise ValueError(f"conv2d_backward: dw has shape {_shape4(dw)}, w has "
                          f"{_shape4(w)}")
-    if db is not None and db.shape[0] != g.out_c:
-        raise ValueError(f"conv2d_backward: db has {db.shape[0]} values for {g.out_c} output "
-                         f"channels")
+    if db is not None:
+        check_len("conv2d_backward", "db", db.shape[0], g.out_c, "the output channels")
     check_threads("conv2d_backward", num_threads)
     cdef Py_ssize_t n = x.shape[0]
     cdef real *pdx = &dx[0, 0, 0, 0] if dx is not None and dx.size > 0 else NULL
@@ -113,14 +111,6 @@ def conv2d_backward(const real[:, :, :, ::1] x, const real[:, :, :, ::1] w,
     ins[1] = span_of("w", &w[0, 0, 0, 0] if w.size > 0 else NULL, w.size * sizeof(real))
     ins[2] = span_of("dz", &dz[0, 0, 0, 0] if dz.size > 0 else NULL, dz.size * sizeof(real))
     check_apart("conv2d_backward", outs, 3, ins, 3)
-    if dz.size == 0:  # no images or no output pixels: nothing flows back
-        if dx is not None:
-            _fill_zero(dx)
-        _fill_zero(dw)
-        if db is not None:
-            for i in range(db.shape[0]):
-                db[i] = 0
-        return
     with nogil:
         if real is float:
             rc = ranvier_gemm_kernels_for(active_isa()).sconv2d_backward(
@@ -133,11 +123,3 @@ def conv2d_backward(const real[:, :, :, ::1] x, const real[:, :, :, ::1] w,
     if rc != 0:
         raise MemoryError("conv2d_backward: could not allocate scratch buffers")
 
-
-cdef void _fill_zero(real[:, :, :, ::1] a) noexcept:
-    cdef Py_ssize_t i, j, k, l
-    for i in range(a.shape[0]):
-        for j in range(a.shape[1]):
-            for k in range(a.shape[2]):
-                for l in range(a.shape[3]):
-                    a[i, j, k, l] = 0
