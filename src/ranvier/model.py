@@ -491,16 +491,23 @@ class Sequential:
         outputs themselves when the last layer is Softmax); for a binary loss, the probability of
         the positive class per output: sigmoid of the logits (BCEWithLogitsLoss) or the outputs
         (BCELoss)."""
+        X = self._check_X(X)
+        out = self._forward_batches(X, batch_size, self._blocks())
+        head = self._probability_layer()
+        return out if head is None else head.forward(out)
+
+    def _probability_layer(self):
+        """The layer predict_proba applies to the outputs (Sigmoid or Softmax), or None when the
+        outputs are the probabilities already (BCELoss, a final Softmax). The ONNX export writes
+        the same layer."""
         from .layers import Sigmoid
         from .losses import BCEWithLogitsLoss
 
-        X = self._check_X(X)
-        out = self._forward_batches(X, batch_size, self._blocks())
         if isinstance(self.loss, _BinaryLoss):
-            return Sigmoid().forward(out) if isinstance(self.loss, BCEWithLogitsLoss) else out
+            return Sigmoid() if isinstance(self.loss, BCEWithLogitsLoss) else None
         if self.layers and isinstance(self.layers[-1], Softmax):
-            return out
-        return Softmax().forward(out)
+            return None
+        return Softmax()
 
     def predict(self, X, batch_size=1024):
         """Class labels for a classifier (cross-entropy loss or Softmax output), else the outputs."""

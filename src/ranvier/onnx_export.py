@@ -175,15 +175,11 @@ def _writer(layer, i):
 
 
 def _probabilities(g, model, out):
-    """The tensor predict_proba returns, as model.predict_proba computes it from the outputs."""
-    from .losses import BCEWithLogitsLoss, _BinaryLoss
-
-    if isinstance(model.loss, _BinaryLoss):
-        return g.node("Sigmoid", [out], "probabilities") if isinstance(
-            model.loss, BCEWithLogitsLoss) else g.node("Identity", [out], "probabilities")
-    if model.layers and isinstance(model.layers[-1], Softmax):
+    """The tensor predict_proba returns: the model's probability layer applied to the outputs."""
+    head = model._probability_layer()
+    if head is None:
         return g.node("Identity", [out], "probabilities")
-    return g.node("Softmax", [out], "probabilities", axis=-1)
+    return _writer(head, len(model.layers))(g, head, out, len(model.layers))
 
 
 def _check_opset(onnx, opset):
