@@ -165,11 +165,16 @@ int CONV_FORWARD_NAME(const ranvier_conv_geom *g, ptrdiff_t n, const REAL *x, co
     REAL *scratch = FN(conv_scratch)(g, nthreads, &per_thread);
     if (!scratch) return -1;
     int failed = 0;
-#pragma omp parallel for num_threads(nthreads) if (nthreads > 1) schedule(static) \
-    reduction(| : failed)
-    for (ptrdiff_t i = 0; i < n; ++i)
-        failed |= FN(conv_forward_image)(g, x + i * x_img, w, bias, act, y + i * y_img,
-                                         scratch + (size_t)rv_thread_num() * per_thread);
+    const ranvier_fpstate fp_bits = ranvier_fp_flush_bits();
+#pragma omp parallel num_threads(nthreads) if (nthreads > 1) reduction(| : failed)
+    {
+        const ranvier_fpstate fp = ranvier_fp_adopt(fp_bits); /* the caller's flush mode */
+        REAL *cols = scratch + (size_t)rv_thread_num() * per_thread;
+#pragma omp for schedule(static)
+        for (ptrdiff_t i = 0; i < n; ++i)
+            failed |= FN(conv_forward_image)(g, x + i * x_img, w, bias, act, y + i * y_img, cols);
+        ranvier_fp_leave(fp);
+    }
     rv_aligned_free(scratch);
     return failed ? -1 : 0;
 }
@@ -208,8 +213,10 @@ int CONV_BACKWARD_NAME(const ranvier_conv_geom *g, ptrdiff_t n, const REAL *x, c
         return -1;
     }
     int failed = 0;
+    const ranvier_fpstate fp_bits = ranvier_fp_flush_bits();
 #pragma omp parallel num_threads(nthreads) if (nthreads > 1) reduction(| : failed)
     {
+        const ranvier_fpstate fp = ranvier_fp_adopt(fp_bits); /* the caller's flush mode */
         REAL *cols = scratch + (size_t)rv_thread_num() * per_thread;
         if (dx) {
 #pragma omp for schedule(static) nowait
@@ -225,6 +232,7 @@ int CONV_BACKWARD_NAME(const ranvier_conv_geom *g, ptrdiff_t n, const REAL *x, c
                 failed |= FN(conv_backward_weight_image)(g, x + i * x_img, dz + i * y_img, dwc,
                                                          dbc, i > i0, cols);
         }
+        ranvier_fp_leave(fp);
     }
     rv_aligned_free(scratch);
     if (!failed)

@@ -23,6 +23,7 @@
 #include <string.h>
 
 #include "activation_kernels.h"
+#include "fpenv.h"
 
 #define RV_CAT2(a, b) a##_##b
 #define RV_CAT(a, b) RV_CAT2(a, b)
@@ -512,9 +513,14 @@ int GEMM_NAME(ptrdiff_t m, ptrdiff_t n, ptrdiff_t k, REAL alpha, const REAL *a, 
         return -1;
     }
     if (nthreads > 1) {
+        const ranvier_fpstate fp_bits = ranvier_fp_flush_bits();
 #pragma omp parallel num_threads(nthreads)
-        FN(gemm_loops)(m, n, k, alpha, a, rsa, csa, b, rsb, csb, beta, c, rsc, csc, bias, act,
-                       a_pack, b_pack);
+        {
+            const ranvier_fpstate fp = ranvier_fp_adopt(fp_bits); /* the caller's flush mode */
+            FN(gemm_loops)(m, n, k, alpha, a, rsa, csa, b, rsb, csb, beta, c, rsc, csc, bias, act,
+                           a_pack, b_pack);
+            ranvier_fp_leave(fp);
+        }
     } else {
         FN(gemm_loops)(m, n, k, alpha, a, rsa, csa, b, rsb, csb, beta, c, rsc, csc, bias, act,
                        a_pack, b_pack);

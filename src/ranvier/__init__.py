@@ -6,8 +6,8 @@
 """
 __version__ = "0.1.0"
 
-from ._config import (get_isa, get_num_threads, set_isa, set_num_threads,  # noqa: E402
-                      show_config)
+from ._config import (get_flush_denormal, get_isa, get_num_threads, set_flush_denormal,  # noqa: E402
+                      set_isa, set_num_threads, show_config)
 from ._random import manual_seed  # noqa: E402
 from .layers import Dense, Layer, Parameter, ReLU, Sigmoid, Softmax, Tanh  # noqa: E402
 from .layers import ELU, GELU, Activation, BatchNorm1d, Dropout, Flatten, LeakyReLU  # noqa: E402
@@ -25,14 +25,15 @@ from .callbacks import (Callback, EarlyStopping, LearningRateScheduler,  # noqa:
                         ModelCheckpoint, TerminateOnNaN)
 from .io import load  # noqa: E402
 
-from ._config import _apply_isa_from_env  # noqa: E402
+from ._config import _apply_flush_denormal_from_env, _apply_isa_from_env  # noqa: E402
 
 _apply_isa_from_env()
-del _apply_isa_from_env
+_apply_flush_denormal_from_env()
+del _apply_isa_from_env, _apply_flush_denormal_from_env
 
 __all__ = [
     "__version__", "show_config", "set_num_threads", "get_num_threads", "get_isa", "set_isa",
-    "manual_seed",
+    "set_flush_denormal", "get_flush_denormal", "manual_seed",
     "Parameter", "Layer", "Activation", "Dense", "ReLU", "Sigmoid", "Tanh", "Softmax",
     "LeakyReLU", "GELU", "ELU", "SiLU", "Dropout", "BatchNorm1d", "Flatten", "register_layer",
     "Loss", "CrossEntropyLoss", "MSELoss", "BCEWithLogitsLoss", "BCELoss", "HuberLoss", "L1Loss",

@@ -10,6 +10,7 @@ import sys
 import warnings
 
 from ._kernels import _runtime
+from ._validation import check_bool
 
 # Below this many elements an elementwise kernel runs on one thread: waking a team costs a few
 # microseconds (and, on a busy machine, a wait for a descheduled thread), more than ~10 us of
@@ -118,6 +119,30 @@ def set_isa(name):
     _runtime.set_isa(name)
 
 
+def set_flush_denormal(mode):
+    """Whether native kernels flush denormals (subnormal floats) to zero while they run: True,
+    the default, or False for gradual underflow. Operations on subnormals are ~100x slower on
+    many CPUs, and training drives optimizer state into them. The caller's own floating-point
+    mode is restored when each kernel returns, so NumPy code around ranvier is unaffected.
+    Returns True where the CPU has a flush mode (x86, aarch64), as ``torch.set_flush_denormal``
+    does. The environment variable RANVIER_FLUSH_DENORMAL=0 sets False at import."""
+    _runtime.set_flush_denormal(check_bool(mode, "mode"))
+    return _runtime.flush_denormal_supported()
+
+
+def get_flush_denormal():
+    """True when native kernels flush denormals to zero (see set_flush_denormal)."""
+    return _runtime.get_flush_denormal()
+
+
+def _apply_flush_denormal_from_env():
+    value = os.environ.get("RANVIER_FLUSH_DENORMAL", "").strip().lower()
+    if value:
+        if value not in ("0", "1", "true", "false"):
+            raise ValueError(f"RANVIER_FLUSH_DENORMAL must be 0 or 1, got {value!r}")
+        _runtime.set_flush_denormal(value in ("1", "true"))
+
+
 def _compiler_info():
     import sysconfig
 
@@ -143,6 +168,7 @@ def config_dict():
         "supported_isas": _runtime.supported_isas(),
         "parallel_min_work": PARALLEL_MIN_WORK,
         "fork": fork_mode(),
+        "flush_denormal": _runtime.get_flush_denormal() and _runtime.flush_denormal_supported(),
     }
 
 
@@ -160,5 +186,6 @@ def show_config(file=None):
         f"{cfg['num_procs']} CPUs)",
         f"  kernels (ISA):   {cfg['isa']} (supported: {', '.join(cfg['supported_isas'])})",
         f"  fork:            {cfg['fork']}",
+        f"  denormals:       {'flushed to zero in kernels' if cfg['flush_denormal'] else 'gradual underflow (not flushed)'}",
     ]
     print("\n".join(lines), file=out)

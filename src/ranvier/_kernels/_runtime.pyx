@@ -78,3 +78,43 @@ def set_isa(name):
         raise ValueError(f"ISA {name!r} is not supported by this CPU or build; "
                          f"supported: {supported_isas()}")
     _active_isa = code
+
+
+# -- denormals: flushed to zero while kernels run (csrc/fpenv.h) --------------------------------
+cdef extern from "fpenv.h":
+    ctypedef unsigned long long ranvier_fpstate
+    ranvier_fpstate ranvier_fp_read() nogil
+    void ranvier_fp_write(ranvier_fpstate v) nogil
+    ranvier_fpstate RANVIER_FP_FLUSH_BITS
+
+cdef int _flush_denormal = 1
+
+
+cdef int flush_denormal() noexcept nogil:
+    return _flush_denormal
+
+
+def get_flush_denormal():
+    """True when kernels run with denormals flushed to zero (the default)."""
+    return bool(_flush_denormal)
+
+
+def set_flush_denormal(bint flush):
+    """Kernels flush denormals to zero (True) or run in the caller's own mode (False)."""
+    global _flush_denormal
+    _flush_denormal = flush
+
+
+def flush_denormal_supported():
+    """True where this CPU has a flush-to-zero mode ranvier sets (x86 SSE, aarch64)."""
+    return RANVIER_FP_FLUSH_BITS != 0
+
+
+def _fp_control_word():
+    """For tests: this thread's MXCSR (x86) or FPCR (aarch64), read by C."""
+    return ranvier_fp_read()
+
+
+def _set_fp_control_word(ranvier_fpstate value):
+    """For tests: write this thread's MXCSR / FPCR."""
+    ranvier_fp_write(value)

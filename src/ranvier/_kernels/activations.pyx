@@ -11,9 +11,11 @@ views (the layer passes ``x.reshape(-1)``); the output may be the input (in plac
 row by row. Dropout keeps element i when the uniform draw u[i] >= p and scales it by 1 / (1 - p);
 the same kernel masks the gradient.
 """
-from cython.parallel cimport prange
+from cython.parallel cimport parallel, prange
 from libc.math cimport exp, expf
 
+from ranvier._kernels._fpenv cimport (
+    fp_enter, fp_mode, ranvier_fp_adopt, ranvier_fp_leave, ranvier_fpstate)
 from ranvier._kernels._checks cimport (
     Span, check_apart, check_in_place_or_apart, check_len, check_shape, check_threads, span1,
     span2)
@@ -63,31 +65,52 @@ cdef inline void _bwd_chunk(ranvier_act a, const real *v, const real *dy, real *
         ew_kernels().act_backward_f64(a, v, dy, dx, n)
 
 
+cdef void _run_chunks(ranvier_act a, const real *v, const real *dy, real *out, Py_ssize_t n,
+                      int num_threads) noexcept nogil:
+    """The forward pass (dy NULL) or the backward pass over n elements, in CHUNK-sized pieces
+    shared out to the threads (one piece, or one thread: on the calling thread)."""
+    cdef ranvier_fpstate fp = 0, bits = 0
+    cdef Py_ssize_t c, nchunks = (n + CHUNK - 1) // CHUNK, lo, m
+    if nchunks == 1 or num_threads <= 1:
+        fp = fp_enter()
+        if dy == NULL:
+            _fwd_chunk(a, v, out, n)
+        else:
+            _bwd_chunk(a, v, dy, out, n)
+        ranvier_fp_leave(fp)
+        return
+    bits = fp_mode()
+    with parallel(num_threads=num_threads):
+        fp = ranvier_fp_adopt(bits)
+        for c in prange(nchunks, schedule="static"):
+            lo = c * CHUNK
+            m = n - lo if n - lo < CHUNK else CHUNK
+            if dy == NULL:
+                _fwd_chunk(a, &v[lo], &out[lo], m)
+            else:
+                _bwd_chunk(a, &v[lo], &dy[lo], &out[lo], m)
+        ranvier_fp_leave(fp)
+
+
 def forward(int code, const real[::1] x not None, real[::1] out not None, double param=0.0,
             int num_threads=1):
     """out = act(x) for the activation ``code``; out may be x."""
     cdef ranvier_act a = make_act("forward", code, param)
-    cdef Py_ssize_t n = x.shape[0], c, nchunks = (n + CHUNK - 1) // CHUNK, lo, m
+    cdef Py_ssize_t n = x.shape[0]
     check_threads("forward", num_threads)
     check_len("forward", "out", out.shape[0], n, "the length of x")
     check_in_place_or_apart("forward", span1("out", out), span1("x", x))
     if n == 0:
         return
-    if nchunks == 1 or num_threads <= 1:
-        with nogil:
-            _fwd_chunk(a, &x[0], &out[0], n)
-        return
-    for c in prange(nchunks, nogil=True, schedule="static", num_threads=num_threads):
-        lo = c * CHUNK
-        m = n - lo if n - lo < CHUNK else CHUNK
-        _fwd_chunk(a, &x[lo], &out[lo], m)
+    with nogil:
+        _run_chunks(a, &x[0], <const real *>NULL, &out[0], n, num_threads)
 
 
 def backward(int code, const real[::1] v not None, const real[::1] dy not None,
              real[::1] dx not None, double param=0.0, int num_threads=1):
     """dx = dy * act'(v), v the forward output (NEEDS_OUTPUT) or input; dx may be dy or v."""
     cdef ranvier_act a = make_act("backward", code, param)
-    cdef Py_ssize_t n = v.shape[0], c, nchunks = (n + CHUNK - 1) // CHUNK, lo, m
+    cdef Py_ssize_t n = v.shape[0]
     check_threads("backward", num_threads)
     check_len("backward", "dy", dy.shape[0], n, "the length of v")
     check_len("backward", "dx", dx.shape[0], n, "the length of v")
@@ -96,14 +119,8 @@ def backward(int code, const real[::1] v not None, const real[::1] dy not None,
     check_in_place_or_apart("backward", out, span1("v", v))
     if n == 0:
         return
-    if nchunks == 1 or num_threads <= 1:
-        with nogil:
-            _bwd_chunk(a, &v[0], &dy[0], &dx[0], n)
-        return
-    for c in prange(nchunks, nogil=True, schedule="static", num_threads=num_threads):
-        lo = c * CHUNK
-        m = n - lo if n - lo < CHUNK else CHUNK
-        _bwd_chunk(a, &v[lo], &dy[lo], &dx[lo], m)
+    with nogil:
+        _run_chunks(a, &v[0], &dy[0], &dx[0], n, num_threads)
 
 
 # -- bias + activation in one pass (layers whose GEMM did not fuse them) ---------------------------
@@ -118,6 +135,7 @@ cdef inline void _bias_rows(ranvier_act a, const real *z, const real *b, real *y
 def bias_forward(int code, const real[:, ::1] z not None, const real[::1] b not None,
                  real[:, ::1] y not None, double param=0.0, int num_threads=1):
     """y = act(z + b) row by row (b broadcast over rows); y may be z."""
+    cdef ranvier_fpstate fp = 0, bits = 0
     cdef ranvier_act a = make_act("bias_forward", code, param)
     cdef Py_ssize_t rows = z.shape[0], cols = z.shape[1], t, ntasks, per, r0, r1
     check_threads("bias_forward", num_threads)
@@ -135,12 +153,18 @@ def bias_forward(int code, const real[:, ::1] z not None, const real[::1] b not 
     ntasks = (rows + per - 1) // per
     if ntasks == 1 or num_threads <= 1:
         with nogil:
+            fp = fp_enter()
             _bias_rows(a, &z[0, 0], &b[0], &y[0, 0], rows, cols)
+            ranvier_fp_leave(fp)
         return
-    for t in prange(ntasks, nogil=True, schedule="static", num_threads=num_threads):
-        r0 = t * per
-        r1 = r0 + per if r0 + per < rows else rows
-        _bias_rows(a, &z[r0, 0], &b[0], &y[r0, 0], r1 - r0, cols)
+    bits = fp_mode()
+    with nogil, parallel(num_threads=num_threads):
+        fp = ranvier_fp_adopt(bits)
+        for t in prange(ntasks, schedule="static"):
+            r0 = t * per
+            r1 = r0 + per if r0 + per < rows else rows
+            _bias_rows(a, &z[r0, 0], &b[0], &y[r0, 0], r1 - r0, cols)
+        ranvier_fp_leave(fp)
 
 
 cdef inline void _softmax_row(const real *x, real *out, Py_ssize_t d) noexcept nogil:
@@ -160,14 +184,19 @@ cdef inline void _softmax_row(const real *x, real *out, Py_ssize_t d) noexcept n
 
 def softmax_forward(const real[:, ::1] x not None, real[:, ::1] out not None, int num_threads=1):
     """out = softmax of each row of x; out may be x."""
+    cdef ranvier_fpstate fp = 0, bits = 0
     cdef Py_ssize_t i, n = x.shape[0], d = x.shape[1]
     check_threads("softmax_forward", num_threads)
     check_shape("softmax_forward", "out", out.shape[0], out.shape[1], n, d, "the shape of x")
     check_in_place_or_apart("softmax_forward", span2("out", out), span2("x", x))
     if d == 0:
         return
-    for i in prange(n, nogil=True, schedule="static", num_threads=num_threads):
-        _softmax_row(&x[i, 0], &out[i, 0], d)
+    bits = fp_mode()
+    with nogil, parallel(num_threads=num_threads):
+        fp = ranvier_fp_adopt(bits)
+        for i in prange(n, schedule="static"):
+            _softmax_row(&x[i, 0], &out[i, 0], d)
+        ranvier_fp_leave(fp)
 
 
 cdef inline void _softmax_backward_row(const real *y, const real *dy, real *dx,
@@ -184,6 +213,7 @@ cdef inline void _softmax_backward_row(const real *y, const real *dy, real *dx,
 def softmax_backward(const real[:, ::1] y not None, const real[:, ::1] dy not None,
                      real[:, ::1] dx not None, int num_threads=1):
     """dx = the softmax Jacobian (at output y) times dy, row by row; dx may be dy or y."""
+    cdef ranvier_fpstate fp = 0, bits = 0
     cdef Py_ssize_t i, n = y.shape[0], d = y.shape[1]
     check_threads("softmax_backward", num_threads)
     check_shape("softmax_backward", "dy", dy.shape[0], dy.shape[1], n, d, "the shape of y")
@@ -193,8 +223,12 @@ def softmax_backward(const real[:, ::1] y not None, const real[:, ::1] dy not No
     check_in_place_or_apart("softmax_backward", out, span2("y", y))
     if d == 0:
         return
-    for i in prange(n, nogil=True, schedule="static", num_threads=num_threads):
-        _softmax_backward_row(&y[i, 0], &dy[i, 0], &dx[i, 0], d)
+    bits = fp_mode()
+    with nogil, parallel(num_threads=num_threads):
+        fp = ranvier_fp_adopt(bits)
+        for i in prange(n, schedule="static"):
+            _softmax_backward_row(&y[i, 0], &dy[i, 0], &dx[i, 0], d)
+        ranvier_fp_leave(fp)
 
 
 # -- Dropout ---------------------------------------------------------------------------------------
@@ -203,6 +237,7 @@ def dropout_apply(const real[::1] x not None, const float[::1] u not None, doubl
     """out[i] = x[i] * scale where u[i] >= p, else 0. ``u`` holds uniform [0, 1) draws (float32
     for both dtypes, so a seed gives the same mask in float32 and float64). Used for the forward
     pass (x = input) and the backward pass (x = grad_output) with the same u."""
+    cdef ranvier_fpstate fp = 0, bits = 0
     cdef Py_ssize_t i, n = x.shape[0]
     cdef float pf = <float>p
     cdef real s = <real>scale, zero = 0
@@ -213,5 +248,9 @@ def dropout_apply(const real[::1] x not None, const float[::1] u not None, doubl
     cdef Span draws = span1("u", u)
     check_in_place_or_apart("dropout_apply", dst, span1("x", x))
     check_apart("dropout_apply", &dst, 1, &draws, 1)
-    for i in prange(n, nogil=True, schedule="static", num_threads=num_threads):
-        out[i] = x[i] * s if u[i] >= pf else zero
+    bits = fp_mode()
+    with nogil, parallel(num_threads=num_threads):
+        fp = ranvier_fp_adopt(bits)
+        for i in prange(n, schedule="static"):
+            out[i] = x[i] * s if u[i] >= pf else zero
+        ranvier_fp_leave(fp)

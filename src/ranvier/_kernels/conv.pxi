@@ -50,6 +50,7 @@ def conv2d_forward(const real[:, :, :, ::1] x, const real[:, :, :, ::1] w, const
                    int num_threads=1):
     """out := act(conv2d(x, w) + bias) (PyTorch's Conv2d; bias may be None), with the activation
     of the table (activations.ACTIVATIONS) applied in the GEMM epilogue."""
+    cdef ranvier_fpstate fp = 0, bits = 0
     cdef ranvier_conv_geom g = _conv_geom(_shape4(x), _shape4(w),
                                           _shape4(out), stride, padding, dilation, groups,
                                           "conv2d_forward")
@@ -70,12 +71,14 @@ def conv2d_forward(const real[:, :, :, ::1] x, const real[:, :, :, ::1] w, const
     ins[2] = span_of("bias", pb, (bias.shape[0] if bias is not None else 0) * sizeof(real))
     check_apart("conv2d_forward", outs, 1, ins, 3)
     with nogil:
+        fp = fp_enter()
         if real is float:
             rc = ranvier_gemm_kernels_for(active_isa()).sconv2d_forward(
                 &g, n, &x[0, 0, 0, 0], &w[0, 0, 0, 0], pb, a, &out[0, 0, 0, 0], num_threads)
         else:
             rc = ranvier_gemm_kernels_for(active_isa()).dconv2d_forward(
                 &g, n, &x[0, 0, 0, 0], &w[0, 0, 0, 0], pb, a, &out[0, 0, 0, 0], num_threads)
+        ranvier_fp_leave(fp)
     if rc != 0:
         raise MemoryError("conv2d_forward: could not allocate scratch buffers")
 
@@ -86,6 +89,7 @@ def conv2d_backward(const real[:, :, :, ::1] x, const real[:, :, :, ::1] w,
                     tuple dilation=(1, 1), Py_ssize_t groups=1, int num_threads=1):
     """From dz, the gradient of the convolution's output before its activation: dx (None: not
     wanted), dw and db (None: no bias), all overwritten."""
+    cdef ranvier_fpstate fp = 0, bits = 0
     cdef ranvier_conv_geom g = _conv_geom(_shape4(x), _shape4(w),
                                           _shape4(dz), stride, padding, dilation, groups,
                                           "conv2d_backward")
@@ -112,6 +116,7 @@ def conv2d_backward(const real[:, :, :, ::1] x, const real[:, :, :, ::1] w,
     ins[2] = span_of("dz", &dz[0, 0, 0, 0] if dz.size > 0 else NULL, dz.size * sizeof(real))
     check_apart("conv2d_backward", outs, 3, ins, 3)
     with nogil:
+        fp = fp_enter()
         if real is float:
             rc = ranvier_gemm_kernels_for(active_isa()).sconv2d_backward(
                 &g, n, &x[0, 0, 0, 0], &w[0, 0, 0, 0], &dz[0, 0, 0, 0], pdx, &dw[0, 0, 0, 0],
@@ -120,6 +125,7 @@ def conv2d_backward(const real[:, :, :, ::1] x, const real[:, :, :, ::1] w,
             rc = ranvier_gemm_kernels_for(active_isa()).dconv2d_backward(
                 &g, n, &x[0, 0, 0, 0], &w[0, 0, 0, 0], &dz[0, 0, 0, 0], pdx, &dw[0, 0, 0, 0],
                 pdb, num_threads)
+        ranvier_fp_leave(fp)
     if rc != 0:
         raise MemoryError("conv2d_backward: could not allocate scratch buffers")
 

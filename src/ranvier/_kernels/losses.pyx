@@ -3,10 +3,12 @@
 Sums that the loss reports are taken in double and in a fixed order (per row or per fixed chunk,
 then added serially), so the loss is the same for any thread count.
 """
-from cython.parallel cimport prange
+from cython.parallel cimport parallel, prange
 from libc.math cimport exp, fabs, log, log1p
 from libc.stdint cimport int64_t
 
+from ranvier._kernels._fpenv cimport (
+    fp_enter, fp_mode, ranvier_fp_adopt, ranvier_fp_leave, ranvier_fpstate)
 from ranvier._kernels._checks cimport (
     Span, check_apart, check_at_least, check_in_place_or_apart, check_len, check_shape,
     check_threads, span1, span2, span_of)
@@ -39,13 +41,20 @@ cdef double _ce_run(const ranvier_ce_args *a, Py_ssize_t n, bint f32, int num_th
     cdef Py_ssize_t per = CE_TASK // a.d if a.d < CE_TASK else 1
     cdef Py_ssize_t ntasks = (n + per - 1) // per, k, r1, i
     cdef double total = 0.0
+    cdef ranvier_fpstate fp = 0, bits = 0
     with nogil:
         if ntasks == 1 or num_threads == 1:
+            fp = fp_enter()
             _ce_rows(a, 0, n, f32)
+            ranvier_fp_leave(fp)
         else:
-            for k in prange(ntasks, schedule="static", num_threads=num_threads):
-                r1 = (k + 1) * per
-                _ce_rows(a, k * per, r1 if r1 < n else n, f32)
+            bits = fp_mode()
+            with parallel(num_threads=num_threads):
+                fp = ranvier_fp_adopt(bits)
+                for k in prange(ntasks, schedule="static"):
+                    r1 = (k + 1) * per
+                    _ce_rows(a, k * per, r1 if r1 < n else n, f32)
+                ranvier_fp_leave(fp)
         for i in range(n):
             total += a.row_loss[i]
     return total
@@ -342,6 +351,7 @@ cdef object _elem_loss(const char *fn, const _ElemLoss *e, const real[::1] p, co
     cdef int64_t phit[RED_MAX_CHUNKS]
     cdef double total = 0.0
     cdef int64_t hits = 0
+    cdef ranvier_fpstate fp = 0, bits = 0
     check_threads(fn, num_threads)
     check_len(fn, "target", t.shape[0], n, "the length of the prediction")
     check_len(fn, "grad", g.shape[0], n, "the length of the prediction")
@@ -353,11 +363,17 @@ cdef object _elem_loss(const char *fn, const _ElemLoss *e, const real[::1] p, co
         nchunks = (n + per - 1) // per
         if nchunks == 1 or num_threads == 1:
             with nogil:
+                fp = fp_enter()
                 for c in range(nchunks):
                     part[c] = _elem_chunk(e, &p[0], &t[0], &g[0], c * per, n, per, &phit[c])
+                ranvier_fp_leave(fp)
         else:
-            for c in prange(nchunks, nogil=True, schedule="static", num_threads=num_threads):
-                part[c] = _elem_chunk(e, &p[0], &t[0], &g[0], c * per, n, per, &phit[c])
+            bits = fp_mode()
+            with nogil, parallel(num_threads=num_threads):
+                fp = ranvier_fp_adopt(bits)
+                for c in prange(nchunks, schedule="static"):
+                    part[c] = _elem_chunk(e, &p[0], &t[0], &g[0], c * per, n, per, &phit[c])
+                ranvier_fp_leave(fp)
         for c in range(nchunks):
             total += part[c]
             hits += phit[c]

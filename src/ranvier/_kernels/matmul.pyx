@@ -7,8 +7,10 @@ so X @ W.T, dY @ W and dY.T @ X never copy their operands. Inputs are const memo
 arrays work) of any strides; ``out`` may be strided too. Activations are codes of the activation
 table (activations.ACTIVATIONS) with their scalar parameter.
 """
-from cython.parallel cimport prange
+from cython.parallel cimport parallel, prange
 
+from ranvier._kernels._fpenv cimport (
+    fp_enter, fp_mode, ranvier_fp_adopt, ranvier_fp_flush_bits, ranvier_fp_leave, ranvier_fpstate)
 from ranvier._kernels._checks cimport (
     Span, check_apart, check_at_least, check_len, check_shape, check_strided, check_threads,
     span1, span2, span_of, span_strided)
@@ -92,6 +94,7 @@ def gemm(const real[:, :] a not None, const real[:, :] b not None, real[:, :] ou
          bint trans_a=False, bint trans_b=False, double alpha=1.0, double beta=0.0,
          int num_threads=1):
     """out := alpha * op(a) @ op(b) + beta * out; out must not overlap a or b."""
+    cdef ranvier_fpstate fp = 0, bits = 0
     cdef Py_ssize_t isz = sizeof(real)
     cdef Py_ssize_t m, k, n, rc
     cdef Py_ssize_t sa[2]
@@ -118,8 +121,10 @@ def gemm(const real[:, :] a not None, const real[:, :] b not None, real[:, :] ou
     cdef const real *pb = &b[0, 0] if k > 0 else NULL
     cdef ranvier_act none = _act("gemm", RANVIER_ACT_NONE, 0.0)
     with nogil:
+        fp = fp_enter()
         rc = _gemm(m, n, k, <real>alpha, pa, ta[0], ta[1], pb, tb[0], tb[1], <real>beta, &out[0, 0],
                    out.strides[0] // isz, out.strides[1] // isz, NULL, none, num_threads)
+        ranvier_fp_leave(fp)
     if rc != 0:
         raise MemoryError("gemm: could not allocate packing buffers")
 
@@ -138,6 +143,7 @@ cdef inline int _gemm(Py_ssize_t m, Py_ssize_t n, Py_ssize_t k, real alpha, cons
 
 def bias_add(real[:, ::1] y not None, const real[::1] bias not None, int num_threads=1):
     """y[i, :] += bias, in place (bias must not lie in y)."""
+    cdef ranvier_fpstate fp = 0, bits = 0
     cdef Py_ssize_t i, j, n = y.shape[0], d = y.shape[1]
     check_threads("bias_add", num_threads)
     check_len("bias_add", "bias", bias.shape[0], d, "the columns of y")
@@ -146,13 +152,19 @@ def bias_add(real[:, ::1] y not None, const real[::1] bias not None, int num_thr
     check_apart("bias_add", &dst, 1, &src, 1)
     if num_threads <= 1:  # no parallel region: creating a team costs ~1 us per call
         with nogil:
+            fp = fp_enter()
             for i in range(n):
                 for j in range(d):
                     y[i, j] = y[i, j] + bias[j]
+            ranvier_fp_leave(fp)
         return
-    for i in prange(n, nogil=True, schedule="static", num_threads=num_threads):
-        for j in range(d):
-            y[i, j] = y[i, j] + bias[j]
+    bits = fp_mode()
+    with nogil, parallel(num_threads=num_threads):
+        fp = ranvier_fp_adopt(bits)
+        for i in prange(n, schedule="static"):
+            for j in range(d):
+                y[i, j] = y[i, j] + bias[j]
+        ranvier_fp_leave(fp)
 
 
 cdef enum:
@@ -179,6 +191,7 @@ def bias_grad(const real[:, ::1] dy not None, real[::1] out not None, bint accum
               int num_threads=1):
     """out[j] = sum_i dy[i, j] (or out[j] += ... with accumulate), summed in double. Threads split
     columns, so the order of the sums (and the result) is the same for any thread count."""
+    cdef ranvier_fpstate fp = 0, bits = 0
     cdef Py_ssize_t n = dy.shape[0], d = dy.shape[1], blk
     cdef Py_ssize_t nblocks = (d + COLSUM_BLOCK - 1) // COLSUM_BLOCK
     check_threads("bias_grad", num_threads)
@@ -195,14 +208,19 @@ def bias_grad(const real[:, ::1] dy not None, real[::1] out not None, bint accum
         return
     if num_threads <= 1 or nblocks == 1:
         with nogil:
+            fp = fp_enter()
             for blk in range(nblocks):
                 _colsum_block(pdy, n, d, blk * COLSUM_BLOCK, min((blk + 1) * COLSUM_BLOCK, d),
                               pout, accumulate)
+            ranvier_fp_leave(fp)
         return
-    for blk in prange(nblocks, nogil=True, schedule="static", num_threads=num_threads):
-        _colsum_block(pdy, n, d, blk * COLSUM_BLOCK, min((blk + 1) * COLSUM_BLOCK, d), pout,
-                      accumulate)
-
+    bits = fp_mode()
+    with nogil, parallel(num_threads=num_threads):
+        fp = ranvier_fp_adopt(bits)
+        for blk in prange(nblocks, schedule="static"):
+            _colsum_block(pdy, n, d, blk * COLSUM_BLOCK, min((blk + 1) * COLSUM_BLOCK, d), pout,
+                          accumulate)
+        ranvier_fp_leave(fp)
 
 
 # -- Dense layers: a table of layers run forward and backward natively ---------------------------
@@ -270,15 +288,20 @@ cdef inline int _run_backward(_LayerPtrs *L, int nl, Py_ssize_t n, const real *x
     cdef const real *inp
     cdef const real *v
     cdef ranvier_act none
+    cdef ranvier_fpstate fp = 0, bits = 0
     none.code, none.param = RANVIER_ACT_NONE, 0.0
     for i in range(nl - 1, -1, -1):
         nblocks = (L[i].fout + COLSUM_BLOCK - 1) // COLSUM_BLOCK
         v = <const real *>(L[i].pre if L[i].act_needs_input else L[i].out)
         if L[i].dz != NULL or L[i].db != NULL:
             if nt > 1 and nblocks > 1 and n * L[i].fout >= 131072:
-                for blk in prange(nblocks, schedule="static", num_threads=nt):
-                    _grad_block(L[i].act, v, dy, <real *>L[i].dz, n, L[i].fout, blk,
-                                <real *>L[i].db)
+                bits = ranvier_fp_flush_bits()  # the caller's, set by DenseRun.backward
+                with parallel(num_threads=nt):
+                    fp = ranvier_fp_adopt(bits)
+                    for blk in prange(nblocks, schedule="static"):
+                        _grad_block(L[i].act, v, dy, <real *>L[i].dz, n, L[i].fout, blk,
+                                    <real *>L[i].db)
+                    ranvier_fp_leave(fp)
             else:
                 for blk in range(nblocks):
                     _grad_block(L[i].act, v, dy, <real *>L[i].dz, n, L[i].fout, blk,
@@ -363,6 +386,7 @@ def dense_forward(const real[:, ::1] x not None, const real[:, ::1] w not None,
     """out = act(x @ w.T + bias) in one GEMM: bias and activation are the epilogue of each tile.
     x: (n, in), w: (out, in) as torch.nn.Linear, bias: (out,) or None, out: (n, out), apart from
     the others."""
+    cdef ranvier_fpstate fp = 0, bits = 0
     cdef ranvier_act a = _act("dense_forward", act, param)
     cdef Py_ssize_t n = x.shape[0], fin = x.shape[1], fout = w.shape[0], rc
     check_threads("dense_forward", num_threads)
@@ -379,9 +403,11 @@ def dense_forward(const real[:, ::1] x not None, const real[:, ::1] w not None,
         return
     cdef const real *pb = &bias[0] if bias is not None else NULL
     with nogil:
+        fp = fp_enter()
         rc = _gemm(n, fout, fin, 1, &x[0, 0] if fin > 0 else NULL, fin, 1,
                    &w[0, 0] if fin > 0 else NULL, 1, fin, 0, &out[0, 0], fout, 1, pb, a,
                    num_threads)
+        ranvier_fp_leave(fp)
     if rc != 0:
         raise MemoryError("dense_forward: could not allocate packing buffers")
 
@@ -397,6 +423,7 @@ def dense_backward(const real[:, ::1] x not None, const real[:, ::1] w not None,
     Column sums are taken in double, by column blocks, so they do not depend on thread count.
     The outputs (dz, dw, db, dx) must not overlap each other or the inputs. Empty dimensions
     still write what they define: an empty batch gives zero dw and db, no outputs zero dx."""
+    cdef ranvier_fpstate fp = 0, bits = 0
     cdef const char *fn = "dense_backward"
     cdef ranvier_act a = _act(fn, act, param)
     cdef Py_ssize_t n = x.shape[0], fin = x.shape[1], fout = w.shape[0]
@@ -433,7 +460,9 @@ def dense_backward(const real[:, ::1] x not None, const real[:, ::1] w not None,
     L.dz = <void *>&dz[0, 0] if act != RANVIER_ACT_NONE else NULL
     L.dx = <void *>&dx[0, 0] if want_dx else NULL
     with nogil:
+        fp = fp_enter()
         rc = _run_backward(&L, 1, n, &x[0, 0], &dy[0, 0], want_dx, num_threads)
+        ranvier_fp_leave(fp)
     if rc != 0:
         raise MemoryError("dense_backward: could not allocate packing buffers")
 
@@ -593,6 +622,7 @@ cdef class DenseRun:
         if x.shape[0] != self.n:
             raise ValueError(f"DenseRun.forward: x has {x.shape[0]} rows, the buffers are bound "
                              f"for {self.n}")
+        cdef ranvier_fpstate fp = 0, bits = 0
         check_threads("DenseRun.forward", num_threads)
         self._check_read("DenseRun.forward", _array_span("x", x))
         self.x = x  # kept for backward: the caller's buffer must not change in between
@@ -601,10 +631,12 @@ cdef class DenseRun:
         cdef Py_ssize_t n = self.n
         if n > 0:
             with nogil:
+                fp = fp_enter()
                 if self.is_double:
                     rc = _run_forward(self.L, self.nl, n, <const double *>px, num_threads)
                 else:
                     rc = _run_forward(self.L, self.nl, n, <const float *>px, num_threads)
+                ranvier_fp_leave(fp)
         if rc != 0:
             raise MemoryError("DenseRun: could not allocate GEMM packing buffers")
         return self.buffers[self.nl - 1][0]
@@ -619,6 +651,7 @@ cdef class DenseRun:
                 or dy.shape[1] != self.L[self.nl - 1].fout):
             raise ValueError(f"DenseRun.backward: dy must be a C-contiguous {self.dtype} array "
                              f"of shape ({self.n}, {self.L[self.nl - 1].fout})")
+        cdef ranvier_fpstate fp = 0, bits = 0
         check_threads("DenseRun.backward", num_threads)
         self._check_read("DenseRun.backward", _array_span("dy", dy))
         cdef void *px = cnp.PyArray_DATA(self.x)
@@ -632,12 +665,14 @@ cdef class DenseRun:
                     db.fill(0)
         else:
             with nogil:
+                fp = fp_enter()
                 if self.is_double:
                     rc = _run_backward(self.L, self.nl, n, <const double *>px,
                                        <const double *>pdy, need_input_grad, num_threads)
                 else:
                     rc = _run_backward(self.L, self.nl, n, <const float *>px, <const float *>pdy,
                                        need_input_grad, num_threads)
+                ranvier_fp_leave(fp)
         if rc != 0:
             raise MemoryError("DenseRun: could not allocate GEMM packing buffers")
         return self.buffers[0][3] if need_input_grad else None

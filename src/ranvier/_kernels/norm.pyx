@@ -14,9 +14,11 @@ Backward with xhat = (x - mean) * invstd, both sums per column in double:
     dx    = weight * invstd * (dy - dbias / n - xhat * dweight / n)     (batch statistics)
     dx    = weight * invstd * dy                                         (fixed statistics)
 """
-from cython.parallel cimport prange
+from cython.parallel cimport parallel, prange
 from libc.math cimport sqrt
 
+from ranvier._kernels._fpenv cimport (
+    fp_mode, ranvier_fp_adopt, ranvier_fp_leave, ranvier_fpstate)
 from ranvier._kernels._checks cimport (
     Span, check_apart, check_at_least, check_counts, check_in_place_or_apart, check_len,
     check_shape, check_threads, span1, span2)
@@ -29,8 +31,14 @@ cdef enum:
     BN_BLOCK = 16   # columns per block: a fixed split, so sums never depend on the thread count
 
 
-cdef inline void _forward_train_block(const real *x, Py_ssize_t n, Py_ssize_t c, Py_ssize_t j0,
-                                      Py_ssize_t w, const real *weight, const real *bias,
+cdef inline Py_ssize_t _block_width(Py_ssize_t blk, Py_ssize_t c) noexcept nogil:
+    """Columns in block blk of c (BN_BLOCK, fewer in the last)."""
+    cdef Py_ssize_t left = c - blk * BN_BLOCK
+    return left if left < BN_BLOCK else BN_BLOCK
+
+
+cdef inline void _forward_train_block(const real *x, Py_ssize_t n, Py_ssize_t c, Py_ssize_t blk,
+                                      const real *weight, const real *bias,
                                       double eps, double *mean, double *var, double *invstd,
                                       real *out) noexcept nogil:
     cdef double acc[BN_BLOCK]
@@ -39,7 +47,7 @@ cdef inline void _forward_train_block(const real *x, Py_ssize_t n, Py_ssize_t c,
     cdef double k[BN_BLOCK]
     cdef double b[BN_BLOCK]
     cdef double d, v
-    cdef Py_ssize_t i, j
+    cdef Py_ssize_t i, j, j0 = blk * BN_BLOCK, w = _block_width(blk, c)
     cdef const real *row
     cdef real *orow
     for j in range(w):
@@ -101,7 +109,8 @@ def batchnorm_forward_train(const real[:, ::1] x not None, const real[::1] weigh
     1 / sqrt(var + eps) (double, length c) and out (n, c; may be x). weight/bias may be None
     (affine=False)."""
     cdef const char *fn = "batchnorm_forward_train"
-    cdef Py_ssize_t n = x.shape[0], c = x.shape[1], nb, blk, j0, w
+    cdef Py_ssize_t n = x.shape[0], c = x.shape[1], nb, blk
+    cdef ranvier_fpstate fp = 0, bits = 0
     check_threads(fn, num_threads)
     check_at_least(fn, "the batch size", n, 1)   # statistics of no rows are undefined
     check_shape(fn, "out", out.shape[0], out.shape[1], n, c, "the shape of x")
@@ -118,10 +127,12 @@ def batchnorm_forward_train(const real[:, ::1] x not None, const real[::1] weigh
     cdef const real *pb = &bias[0] if bias is not None else NULL
     cdef real *po = &out[0, 0]
     nb = (c + BN_BLOCK - 1) // BN_BLOCK
-    for blk in prange(nb, nogil=True, schedule="static", num_threads=num_threads):
-        j0 = blk * BN_BLOCK
-        w = c - j0 if c - j0 < BN_BLOCK else BN_BLOCK
-        _forward_train_block(px, n, c, j0, w, pw, pb, eps, &mean[0], &var[0], &invstd[0], po)
+    bits = fp_mode()
+    with nogil, parallel(num_threads=num_threads):
+        fp = ranvier_fp_adopt(bits)
+        for blk in prange(nb, schedule="static"):
+            _forward_train_block(px, n, c, blk, pw, pb, eps, &mean[0], &var[0], &invstd[0], po)
+        ranvier_fp_leave(fp)
 
 
 def batchnorm_forward_apply(const real[:, ::1] x not None, const double[::1] mean not None,
@@ -129,6 +140,7 @@ def batchnorm_forward_apply(const real[:, ::1] x not None, const double[::1] mea
                             real[:, ::1] out not None, int num_threads=1):
     """out = (x - mean) * scale + shift per column, in double (fixed statistics: evaluation
     mode, where scale = weight / sqrt(running_var + eps) and shift = bias); out may be x."""
+    cdef ranvier_fpstate fp = 0, bits = 0
     cdef const char *fn = "batchnorm_forward_apply"
     cdef Py_ssize_t i, j, n = x.shape[0], c = x.shape[1]
     check_threads(fn, num_threads)
@@ -141,13 +153,17 @@ def batchnorm_forward_apply(const real[:, ::1] x not None, const double[::1] mea
     ins[0], ins[1], ins[2] = span1("mean", mean), span1("scale", scale), span1("shift", shift)
     check_in_place_or_apart(fn, dst, span2("x", x))
     check_apart(fn, &dst, 1, ins, 3)
-    for i in prange(n, nogil=True, schedule="static", num_threads=num_threads):
-        for j in range(c):
-            out[i, j] = <real>((x[i, j] - mean[j]) * scale[j] + shift[j])
+    bits = fp_mode()
+    with nogil, parallel(num_threads=num_threads):
+        fp = ranvier_fp_adopt(bits)
+        for i in prange(n, schedule="static"):
+            for j in range(c):
+                out[i, j] = <real>((x[i, j] - mean[j]) * scale[j] + shift[j])
+        ranvier_fp_leave(fp)
 
 
 cdef inline void _backward_block(const real *x, const real *dy, Py_ssize_t n, Py_ssize_t c,
-                                 Py_ssize_t j0, Py_ssize_t w, const double *mean,
+                                 Py_ssize_t blk, const double *mean,
                                  const double *invstd, const real *weight, bint batch_stats,
                                  real *dweight, real *dbias, real *dx) noexcept nogil:
     cdef double sdy[BN_BLOCK]
@@ -156,7 +172,7 @@ cdef inline void _backward_block(const real *x, const real *dy, Py_ssize_t n, Py
     cdef double k[BN_BLOCK]
     cdef double c1[BN_BLOCK]
     cdef double c2[BN_BLOCK]
-    cdef Py_ssize_t i, j
+    cdef Py_ssize_t i, j, j0 = blk * BN_BLOCK, w = _block_width(blk, c)
     cdef const real *row
     cdef const real *drow
     cdef real *orow
@@ -204,7 +220,8 @@ def batchnorm_backward(const real[:, ::1] x not None, const real[:, ::1] dy not 
     dx may be dy or x, the other outputs overlap nothing. An empty batch gives zero dweight and
     dbias."""
     cdef const char *fn = "batchnorm_backward"
-    cdef Py_ssize_t n = x.shape[0], c = x.shape[1], nb, blk, j0, w
+    cdef Py_ssize_t n = x.shape[0], c = x.shape[1], nb, blk
+    cdef ranvier_fpstate fp = 0, bits = 0
     check_threads(fn, num_threads)
     check_shape(fn, "dy", dy.shape[0], dy.shape[1], n, c, "the shape of x")
     if dx is not None:
@@ -225,8 +242,10 @@ def batchnorm_backward(const real[:, ::1] x not None, const real[:, ::1] dy not 
     cdef real *pdb = &dbias[0] if dbias is not None else NULL
     cdef real *pdx = &dx[0, 0] if dx is not None else NULL
     nb = (c + BN_BLOCK - 1) // BN_BLOCK
-    for blk in prange(nb, nogil=True, schedule="static", num_threads=num_threads):
-        j0 = blk * BN_BLOCK
-        w = c - j0 if c - j0 < BN_BLOCK else BN_BLOCK
-        _backward_block(px, pdy, n, c, j0, w, &mean[0], &invstd[0], pw, batch_stats, pdw, pdb,
-                        pdx)
+    bits = fp_mode()
+    with nogil, parallel(num_threads=num_threads):
+        fp = ranvier_fp_adopt(bits)
+        for blk in prange(nb, schedule="static"):
+            _backward_block(px, pdy, n, c, blk, &mean[0], &invstd[0], pw, batch_stats, pdw, pdb,
+                            pdx)
+        ranvier_fp_leave(fp)

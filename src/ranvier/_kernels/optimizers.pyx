@@ -5,9 +5,11 @@ group) and its state buffers. Constants such as ``1 - beta`` are formed in doubl
 the parameter's type. Also: the gradient-norm reduction and in-place scale behind
 ``clip_grad_norm``.
 """
-from cython.parallel cimport prange
+from cython.parallel cimport parallel, prange
 from libc.math cimport fabs, pow, sqrt
 
+from ranvier._kernels._fpenv cimport (
+    fp_enter, fp_mode, ranvier_fp_adopt, ranvier_fp_leave, ranvier_fpstate)
 from ranvier._kernels._checks cimport (
     Span, check_apart, check_at_least, check_len, check_threads, span1, span_of)
 from ranvier._kernels._reduce cimport RED_MAX_CHUNKS, red_chunk_len
@@ -61,9 +63,12 @@ cdef inline real _sqrt(real v) noexcept nogil:
 
 
 cdef inline real _decayed(real g, real p, real wd) noexcept nogil:
+    # g itself without weight decay (wd * p would turn an infinite p into a NaN gradient), else
     # g + wd * p with one rounding for float (as PyTorch's fused multiply-add): the float product
     # is exact in double. Where g and wd * p nearly cancel, rounding wd * p first would leave
     # ~1e-3 relative error in the sum, which RMSprop and Adagrad pass on through g / sqrt(...).
+    if wd == 0:
+        return g
     if real is float:
         return <float>(<double>g + <double>wd * <double>p)
     else:
@@ -95,6 +100,7 @@ def sgd_step(real[::1] param not None, const real[::1] grad not None, real[::1] 
         buf = g (first step) or momentum * buf + (1 - dampening) * g
         p -= lr * (g + momentum * buf if nesterov else buf)      (p -= lr * g without momentum)
     Without momentum ``momentum_buf`` is not touched (it may be empty)."""
+    cdef ranvier_fpstate fp = 0, bits = 0
     cdef Py_ssize_t c, lo, n = param.shape[0], nchunks
     cdef ranvier_sgd_params h
     h.lr, h.momentum, h.dampening, h.weight_decay = lr, momentum, dampening, weight_decay
@@ -114,12 +120,18 @@ def sgd_step(real[::1] param not None, const real[::1] grad not None, real[::1] 
     nchunks = (n + UPDATE_CHUNK - 1) // UPDATE_CHUNK
     if num_threads <= 1 or nchunks == 1:  # no parallel region: a team costs ~1 us per call
         with nogil:
+            fp = fp_enter()
             _sgd_chunk(&h, pp, pg, pbuf, n)
+            ranvier_fp_leave(fp)
         return
-    for c in prange(nchunks, nogil=True, schedule="static", num_threads=num_threads):
-        lo = c * UPDATE_CHUNK
-        _sgd_chunk(&h, pp + lo, pg + lo, pbuf + lo if pbuf != NULL else NULL,
-                   min(<Py_ssize_t>UPDATE_CHUNK, n - lo))
+    bits = fp_mode()
+    with nogil, parallel(num_threads=num_threads):
+        fp = ranvier_fp_adopt(bits)
+        for c in prange(nchunks, schedule="static"):
+            lo = c * UPDATE_CHUNK
+            _sgd_chunk(&h, pp + lo, pg + lo, pbuf + lo if pbuf != NULL else NULL,
+                       min(<Py_ssize_t>UPDATE_CHUNK, n - lo))
+        ranvier_fp_leave(fp)
 
 
 def adam_step(real[::1] param not None, const real[::1] grad not None,
@@ -131,6 +143,7 @@ def adam_step(real[::1] param not None, const real[::1] grad not None,
 
     With ``max_exp_avg_sq`` (AMSGrad): max_exp_avg_sq = max(max_exp_avg_sq, exp_avg_sq) and the
     denominator uses it instead of exp_avg_sq."""
+    cdef ranvier_fpstate fp = 0, bits = 0
     cdef Py_ssize_t c, lo, n = param.shape[0], nchunks
     cdef double bc1 = 1.0 - beta1 ** step, bc2 = 1.0 - beta2 ** step
     cdef ranvier_adam_params h
@@ -158,12 +171,18 @@ def adam_step(real[::1] param not None, const real[::1] grad not None,
     nchunks = (n + UPDATE_CHUNK - 1) // UPDATE_CHUNK
     if num_threads <= 1 or nchunks == 1:
         with nogil:
+            fp = fp_enter()
             _adam_chunk(&h, pp, pg, pm, pv, pvmax, n)
+            ranvier_fp_leave(fp)
         return
-    for c in prange(nchunks, nogil=True, schedule="static", num_threads=num_threads):
-        lo = c * UPDATE_CHUNK
-        _adam_chunk(&h, pp + lo, pg + lo, pm + lo, pv + lo, pvmax + lo if pvmax != NULL else NULL,
-                    min(<Py_ssize_t>UPDATE_CHUNK, n - lo))
+    bits = fp_mode()
+    with nogil, parallel(num_threads=num_threads):
+        fp = ranvier_fp_adopt(bits)
+        for c in prange(nchunks, schedule="static"):
+            lo = c * UPDATE_CHUNK
+            _adam_chunk(&h, pp + lo, pg + lo, pm + lo, pv + lo, pvmax + lo if pvmax != NULL else NULL,
+                        min(<Py_ssize_t>UPDATE_CHUNK, n - lo))
+        ranvier_fp_leave(fp)
 
 
 def rmsprop_step(real[::1] param not None, const real[::1] grad not None,
@@ -181,6 +200,7 @@ def rmsprop_step(real[::1] param not None, const real[::1] grad not None,
         else:          p -= lr * g / avg
     ``grad_avg`` is only touched when centered, ``momentum_buf`` only with momentum (else they may
     be empty)."""
+    cdef ranvier_fpstate fp = 0, bits = 0
     cdef Py_ssize_t i, n = param.shape[0]
     cdef real rlr = <real>lr, ralpha = <real>alpha, reps = <real>eps, rwd = <real>weight_decay
     cdef real oma = <real>(1.0 - alpha), rmom = <real>momentum
@@ -197,30 +217,32 @@ def rmsprop_step(real[::1] param not None, const real[::1] grad not None,
     outs[2] = _state(fn, "grad_avg", grad_avg, n, centered)
     outs[3] = _state(fn, "momentum_buf", momentum_buf, n, use_momentum)
     check_apart(fn, outs, 4, &gs, 1)
-    for i in prange(n, nogil=True, schedule="static", num_threads=num_threads):
-        g = grad[i]
-        if rwd != 0:
-            g = _decayed(g, param[i], rwd)
-        sa = ralpha * square_avg[i]
-        sa = sa + oma * g * g
-        square_avg[i] = sa
-        if centered:
-            ga = grad_avg[i]
-            if lerp_small:
-                ga = ga + lerp_w * (g - ga)
+    bits = fp_mode()
+    with nogil, parallel(num_threads=num_threads):
+        fp = ranvier_fp_adopt(bits)
+        for i in prange(n, schedule="static"):
+            g = _decayed(grad[i], param[i], rwd)
+            sa = ralpha * square_avg[i]
+            sa = sa + oma * g * g
+            square_avg[i] = sa
+            if centered:
+                ga = grad_avg[i]
+                if lerp_small:
+                    ga = ga + lerp_w * (g - ga)
+                else:
+                    ga = g - (g - ga) * lerp_1mw
+                grad_avg[i] = ga
+                avg = _sqrt(sa - ga * ga) + reps
             else:
-                ga = g - (g - ga) * lerp_1mw
-            grad_avg[i] = ga
-            avg = _sqrt(sa - ga * ga) + reps
-        else:
-            avg = _sqrt(sa) + reps
-        if use_momentum:
-            b = rmom * momentum_buf[i]
-            b = b + g / avg
-            momentum_buf[i] = b
-            param[i] = param[i] - rlr * b
-        else:
-            param[i] = param[i] - rlr * (g / avg)
+                avg = _sqrt(sa) + reps
+            if use_momentum:
+                b = rmom * momentum_buf[i]
+                b = b + g / avg
+                momentum_buf[i] = b
+                param[i] = param[i] - rlr * b
+            else:
+                param[i] = param[i] - rlr * (g / avg)
+        ranvier_fp_leave(fp)
 
 
 def adagrad_step(real[::1] param not None, const real[::1] grad not None,
@@ -229,6 +251,7 @@ def adagrad_step(real[::1] param not None, const real[::1] grad not None,
     """torch.optim.Adagrad for one tensor, with the step's decayed rate
     ``clr = lr / (1 + (step - 1) * lr_decay)`` already formed:
         g = grad + weight_decay * p;  sum += g^2;  p -= clr * g / (sqrt(sum) + eps)"""
+    cdef ranvier_fpstate fp = 0, bits = 0
     cdef Py_ssize_t i, n = param.shape[0]
     cdef real rclr = <real>clr, rwd = <real>weight_decay, reps = <real>eps
     cdef real g, s
@@ -238,13 +261,15 @@ def adagrad_step(real[::1] param not None, const real[::1] grad not None,
     cdef Span gs = _state(fn, "grad", grad, n, True)
     outs[0], outs[1] = span1("param", param), _state(fn, "state_sum", state_sum, n, True)
     check_apart(fn, outs, 2, &gs, 1)
-    for i in prange(n, nogil=True, schedule="static", num_threads=num_threads):
-        g = grad[i]
-        if rwd != 0:
-            g = _decayed(g, param[i], rwd)
-        s = state_sum[i] + g * g
-        state_sum[i] = s
-        param[i] = param[i] - rclr * (g / (_sqrt(s) + reps))
+    bits = fp_mode()
+    with nogil, parallel(num_threads=num_threads):
+        fp = ranvier_fp_adopt(bits)
+        for i in prange(n, schedule="static"):
+            g = _decayed(grad[i], param[i], rwd)
+            s = state_sum[i] + g * g
+            state_sum[i] = s
+            param[i] = param[i] - rclr * (g / (_sqrt(s) + reps))
+        ranvier_fp_leave(fp)
 
 
 # -- gradient norm (clip_grad_norm) ------------------------------------------------------------
@@ -283,6 +308,7 @@ def norm_accumulate(const real[::1] x not None, double norm_type, int num_thread
     p = inf, sum|x|^p otherwise (the caller combines arrays and takes the root). Partial sums over
     chunks whose length depends on n alone (_reduce.pxd) are added serially, so the result is the
     same for any thread count; the partials live on the stack. A NaN element gives NaN."""
+    cdef ranvier_fpstate fp = 0, bits = 0
     cdef Py_ssize_t n = x.shape[0], per, nchunks, c
     cdef double part[RED_MAX_CHUNKS]
     cdef double total = 0.0, v
@@ -304,8 +330,10 @@ def norm_accumulate(const real[::1] x not None, double norm_type, int num_thread
     nchunks = (n + per - 1) // per
     if nchunks == 1 or num_threads == 1:
         with nogil:
+            fp = fp_enter()
             for c in range(nchunks):
                 part[c] = _norm_chunk(&x[c * per], min(per, n - c * per), kind, norm_type)
+            ranvier_fp_leave(fp)
     else:
         for c in prange(nchunks, nogil=True, schedule="static", num_threads=num_threads):
             part[c] = _norm_chunk(&x[c * per], min(per, n - c * per), kind, norm_type)
@@ -324,8 +352,13 @@ def norm_accumulate(const real[::1] x not None, double norm_type, int num_thread
 
 def scale_inplace(real[::1] x not None, double factor, int num_threads=1):
     """x *= factor (factor rounded once to x's type)."""
+    cdef ranvier_fpstate fp = 0, bits = 0
     cdef Py_ssize_t i, n = x.shape[0]
     cdef real f = <real>factor
     check_threads("scale_inplace", num_threads)
-    for i in prange(n, nogil=True, schedule="static", num_threads=num_threads):
-        x[i] = x[i] * f
+    bits = fp_mode()
+    with nogil, parallel(num_threads=num_threads):
+        fp = ranvier_fp_adopt(bits)
+        for i in prange(n, schedule="static"):
+            x[i] = x[i] * f
+        ranvier_fp_leave(fp)
