@@ -4,7 +4,7 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 EXTRAS ?= test
 
-.PHONY: venv install demo test test-quick bench wheel test-wheel test-no-openmp sanitize sanitize-run clean
+.PHONY: venv install demo test test-quick bench bench-from-wheel wheel test-wheel test-no-openmp sanitize sanitize-run clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -59,6 +59,16 @@ test-wheel:
 	rm -rf build/wheel-tests && mkdir -p build/wheel-tests && cp -r tests build/wheel-tests/
 	cd build/wheel-tests && RANVIER_DATA_DIR="$${RANVIER_DATA_DIR:-$(abspath ../shared/data)}" \
 		$(abspath $(WHEEL_VENV))/bin/python -m pytest -q -p no:cacheprovider -rs tests
+
+# `ranvier bench` from the wheel in a fresh venv with nothing but its own dependencies (NumPy):
+# the command users run to see the speed on their machine must work without the extras.
+bench-from-wheel:
+	rm -rf .venv-bench-wheel
+	$(PYTHON) -m venv .venv-bench-wheel
+	.venv-bench-wheel/bin/python -m pip install --quiet "$$(ls wheelhouse/*.whl)"
+	cd /tmp && $(abspath .venv-bench-wheel)/bin/ranvier bench --quick --threads 1 --only gemm,e2e \
+		--no-progress --json /tmp/ranvier-bench-wheel.json > /tmp/ranvier-bench-wheel.txt
+	grep -q "ranvier/NumPy" /tmp/ranvier-bench-wheel.txt
 
 # The serial build: no OpenMP at all, every kernel on one thread; the tests must still pass.
 test-no-openmp:

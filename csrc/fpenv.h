@@ -13,8 +13,14 @@
  * (ranvier_fp_flush_bits before the region, ranvier_fp_adopt / ranvier_fp_leave inside it), so
  * a pool shared with other libraries is left as it was found.
  *
- * x86: MXCSR bits FTZ (15) and DAZ (6). aarch64: FPCR.FZ (24), which does both. Elsewhere the
- * functions do nothing. */
+ * The rest of the word is fixed for the kernel too: round to nearest, no exception traps. The
+ * kernels' exp/log rely on round-to-nearest (a caller's round-toward-zero made training return
+ * NaN), and a trap a caller enabled must not kill the process from inside a kernel.
+ *
+ * x86: MXCSR bits FTZ (15) and DAZ (6); RANVIER_FP_KERNEL_BASE is the power-on MXCSR (all
+ * exceptions masked, round to nearest, no flags). aarch64: FPCR.FZ (24), which does both;
+ * the rounding mode (23:22) and the trap enables (15, 12:8) are cleared. Elsewhere the functions
+ * do nothing. */
 #ifndef RANVIER_FPENV_H
 #define RANVIER_FPENV_H
 
@@ -23,10 +29,19 @@ typedef unsigned long long ranvier_fpstate;
 #if defined(__x86_64__) || defined(_M_X64) || defined(__i386__) || defined(_M_IX86)
 #include <xmmintrin.h>
 #define RANVIER_FP_FLUSH_BITS 0x8040ull
+static inline ranvier_fpstate ranvier_fp_kernel_word(ranvier_fpstate caller, ranvier_fpstate bits)
+{
+    (void)caller;
+    return 0x1F80ull | bits;
+}
 static inline ranvier_fpstate ranvier_fp_read(void) { return _mm_getcsr(); }
 static inline void ranvier_fp_write(ranvier_fpstate v) { _mm_setcsr((unsigned int)v); }
 #elif defined(__aarch64__) && (defined(__GNUC__) || defined(__clang__))
 #define RANVIER_FP_FLUSH_BITS (1ull << 24)
+static inline ranvier_fpstate ranvier_fp_kernel_word(ranvier_fpstate caller, ranvier_fpstate bits)
+{
+    return (caller & ~((3ull << 22) | 0x9F00ull | RANVIER_FP_FLUSH_BITS)) | bits;
+}
 static inline ranvier_fpstate ranvier_fp_read(void)
 {
     unsigned long long v;
@@ -39,13 +54,14 @@ static inline void ranvier_fp_write(ranvier_fpstate v)
 }
 #else
 #define RANVIER_FP_FLUSH_BITS 0ull
+static inline ranvier_fpstate ranvier_fp_kernel_word(ranvier_fpstate caller, ranvier_fpstate bits)
+{
+    (void)bits;
+    return caller;
+}
 static inline ranvier_fpstate ranvier_fp_read(void) { return 0; }
 static inline void ranvier_fp_write(ranvier_fpstate v) { (void)v; }
 #endif
-
-/* Marks a saved state that must be written back (the register is at most 32 bits wide on x86
- * and bits 63:32 of FPCR are reserved, so bit 63 is free). */
-#define RANVIER_FP_CHANGED (1ull << 63)
 
 /* The flush bits of this thread's state (what workers adopt). */
 static inline ranvier_fpstate ranvier_fp_flush_bits(void)
@@ -53,28 +69,29 @@ static inline ranvier_fpstate ranvier_fp_flush_bits(void)
     return ranvier_fp_read() & RANVIER_FP_FLUSH_BITS;
 }
 
-/* Sets this thread's flush bits to exactly `bits`; returns what ranvier_fp_leave restores. */
+/* Sets this thread's word to the kernel's, with flush bits exactly `bits`; returns what
+ * ranvier_fp_leave restores. */
 static inline ranvier_fpstate ranvier_fp_adopt(ranvier_fpstate bits)
 {
     const ranvier_fpstate saved = ranvier_fp_read();
-    if ((saved & RANVIER_FP_FLUSH_BITS) == bits) return saved;
-    ranvier_fp_write((saved & ~RANVIER_FP_FLUSH_BITS) | bits);
-    return saved | RANVIER_FP_CHANGED;
+    const ranvier_fpstate word = ranvier_fp_kernel_word(saved, bits);
+    if (word != saved) ranvier_fp_write(word);
+    return saved;
 }
 
 /* On entry to a kernel: flush when `flush` (ranvier.set_flush_denormal), else leave the caller's
  * mode as it is (gradual underflow when the caller has not set flushing itself). */
 static inline ranvier_fpstate ranvier_fp_enter(int flush)
 {
-    if (!flush) return ranvier_fp_read();
-    return ranvier_fp_adopt(RANVIER_FP_FLUSH_BITS);
+    return ranvier_fp_adopt(flush ? RANVIER_FP_FLUSH_BITS : ranvier_fp_flush_bits());
 }
 
-/* Puts back the state ranvier_fp_enter/ranvier_fp_adopt found, when they changed it (the status
- * flags a kernel raised go with it: the caller sees its own). */
+/* Puts back the state ranvier_fp_enter/ranvier_fp_adopt found, always: the status flags a
+ * kernel raised go with it, so the caller's word is bit for bit what it was, whatever the mode
+ * (one register write per call and per worker, nothing per element). */
 static inline void ranvier_fp_leave(ranvier_fpstate saved)
 {
-    if (saved & RANVIER_FP_CHANGED) ranvier_fp_write(saved & ~RANVIER_FP_CHANGED);
+    ranvier_fp_write(saved);
 }
 
 #endif

@@ -261,12 +261,21 @@ def build_parser():
                          "with Flatten, e.g. 28,28)")
     ex.set_defaults(func=_export)
 
+    # Its options are ranvier.bench's own (main() hands them over unparsed): 'ranvier bench -h'.
+    sub.add_parser("bench", add_help=False,
+                   help="time ranvier against NumPy (and PyTorch, scikit-learn) on this machine "
+                        "(about a minute; --full for the whole suite)")
     sub.add_parser("config", help="print version, build and threading facts").set_defaults(
         func=lambda args: __import__("ranvier").show_config() or 0)
     return parser
 
 
 def main(argv=None):
+    argv = sys.argv[1:] if argv is None else list(argv)
+    if argv[:1] == ["bench"]:
+        from .bench import main as bench
+
+        return bench(argv[1:])
     parser = build_parser()
     args = parser.parse_args(argv)
     if not getattr(args, "func", None):

@@ -1,4 +1,5 @@
 """OpenMP facts of this build, for thread control and show_config()."""
+from cython.parallel cimport parallel, threadid
 
 cdef extern from "runtime.h":
     int ranvier_openmp_enabled() nogil
@@ -118,3 +119,15 @@ def _fp_control_word():
 def _set_fp_control_word(ranvier_fpstate value):
     """For tests: write this thread's MXCSR / FPCR."""
     ranvier_fp_write(value)
+
+
+def _team_fp_control_words(int num_threads):
+    """For tests: the control word of each thread of a parallel region of num_threads (the OpenMP
+    pool the kernels' regions use), read inside the region, by thread number."""
+    cdef ranvier_fpstate words[64]
+    cdef int t, n = min(max(num_threads, 1), 64)
+    for t in range(n):
+        words[t] = 0
+    with nogil, parallel(num_threads=n):
+        words[threadid()] = ranvier_fp_read()
+    return [words[t] for t in range(n)]

@@ -1,20 +1,24 @@
-"""Render the suite's JSON (benchmarks/results/<cpu kind>/results.json) as Markdown tables and a PNG chart.
+"""Render the suite's results (results.json) as Markdown tables and a PNG chart.
 
-run_all.py calls this after a run; it also works alone, to re-render saved results:
-
-    python benchmarks/report.py [benchmarks/results/<cpu kind>/results.json]
+The suite calls this after a run; ``python -m ranvier.bench.report results.json`` re-renders
+saved results next to the file.
 """
 import json
 import math
 import os
 import sys
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from _common import RESULTS_DIR, write_text  # noqa: E402
+from ._common import write_text
 
 LIB_NAMES = {"ranvier": "ranvier", "numpy": "NumPy", "torch": "PyTorch", "sklearn": "scikit-learn"}
 COLORS = {"ranvier": "#d62728", "numpy": "#1f77b4", "torch": "#ff7f0e", "sklearn": "#2ca02c",
           "copy": "#7f7f7f"}
+
+
+_MODES = {"quick": "quick (smoke test: tiny sizes and repeats, not for conclusions)",
+          "default": "default (`ranvier bench`: MLP products at batch 128, one MNIST-shaped "
+                     "epoch; run `--full` for the whole suite)",
+          "full": "full"}
 
 
 def _x(v, digits=2):
@@ -76,8 +80,7 @@ def machine_md(res):
         f"{v.get('threadpoolctl')}",
         f"- NumPy's BLAS (threadpoolctl): {blas}",
         f"- Threads compared: {', '.join(map(str, cfg.get('threads', [])))}; mode: "
-        + ("quick (smoke test: tiny sizes and repeats, not for conclusions)" if cfg.get("quick")
-           else "full"),
+        + _MODES.get(cfg.get("mode") or ("quick" if cfg.get("quick") else "full")),
         f"- Run: {cfg.get('started')}, {cfg.get('wall_s', 0):.0f} s wall; load average before the "
         f"run {cfg.get('loadavg_start')}, after {cfg.get('loadavg_end')}",
     ]
@@ -305,7 +308,9 @@ def render(res, out_dir):
 
 
 def main():
-    path = sys.argv[1] if len(sys.argv) > 1 else os.path.join(RESULTS_DIR, "results.json")
+    if len(sys.argv) != 2:
+        raise SystemExit("usage: python -m ranvier.bench.report RESULTS.json")
+    path = sys.argv[1]
     with open(path) as f:
         res = json.load(f)
     for n in render(res, os.path.dirname(os.path.abspath(path))):

@@ -1,4 +1,4 @@
-"""Shared benchmark plumbing: a fair NumPy, timing medians, and a record of the machine."""
+"""Shared benchmark plumbing: a fair NumPy, timing medians, a record of the machine, the data."""
 import json
 import os
 import platform
@@ -12,11 +12,14 @@ _OPENBLAS_VARS = ("OPENBLAS_CORETYPE", "OPENBLAS_L2_SIZE")
 
 
 def fair_blas_env():
-    """Re-execute this script without the OpenBLAS overrides, if any are set."""
-    if any(v in os.environ for v in _OPENBLAS_VARS) and "numpy" not in sys.modules:
+    """Re-execute this process, as it was started, without the OpenBLAS overrides, if any are
+    set (NumPy reads them when it loads its BLAS, before any benchmark code runs)."""
+    if any(v in os.environ for v in _OPENBLAS_VARS):
         env = {k: v for k, v in os.environ.items() if k not in _OPENBLAS_VARS}
         env["RANVIER_BENCH_DROPPED"] = ",".join(v for v in _OPENBLAS_VARS if v in os.environ)
-        os.execve(sys.executable, [sys.executable] + sys.argv, env)
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os.execve(sys.executable, [sys.executable] + sys.orig_argv[1:], env)
 
 
 def timeit(fn, repeats=5, warmup=1):
@@ -167,13 +170,11 @@ def write_json(path, payload):
     os.replace(tmp, path)
 
 
-# -- added for the side-by-side suite (run_all.py) -------------------------------------------------
-REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-# One folder per CPU kind (benchmarks/results/<kind>/), so the figures of every machine kind the
-# project has run on stay side by side.
-RESULTS_ROOT = os.path.join(REPO_ROOT, "benchmarks", "results")
-RESULTS_DIR = os.path.join(RESULTS_ROOT, cpu_record()["kind"])
-DEFAULT_MNIST_DIR = os.path.normpath(os.path.join(REPO_ROOT, "..", "shared", "data", "mnist"))
+def results_dir(root, quick=False):
+    """``root/<cpu kind>`` (``.../quick`` for a smoke run): one folder per kind of CPU, so the
+    figures of every machine kind stay side by side."""
+    path = os.path.join(root, cpu_record()["kind"])
+    return os.path.join(path, "quick") if quick else path
 
 
 def optional_import(name):
@@ -264,63 +265,62 @@ def time_calls(fn, repeats=5, target_s=0.02, max_inner=100_000):
             "repeats": repeats, "inner": inner}
 
 
-def read_idx_gz(path):
-    """A minimal IDX reader (gzip or plain): the MNIST file format. Fallback for when
-    ranvier.datasets.load_mnist is not available."""
-    import gzip
-    import struct
-
-    import numpy as np
-
-    with open(path, "rb") as raw:
-        head = raw.read(2)
-    opener = gzip.open if head == b"\x1f\x8b" else open
-    with opener(path, "rb") as f:
-        data = f.read()
-    zero, type_byte, ndim = struct.unpack(">HBB", data[:4])
-    if zero != 0 or type_byte != 0x08:
-        raise ValueError(f"{path}: not an IDX uint8 file")
-    dims = struct.unpack(">" + "I" * ndim, data[4:4 + 4 * ndim])
-    payload = np.frombuffer(data, np.uint8, offset=4 + 4 * ndim)
-    if payload.size != int(np.prod(dims)):
-        raise ValueError(f"{path}: payload is {payload.size} bytes, header says {dims}")
-    return payload.reshape(dims).copy()
-
-
-def _find_idx(directory, base):
-    for name in (base + ".gz", base, base.replace("-idx", ".idx")):
-        p = os.path.join(directory, name)
-        if os.path.exists(p):
-            return p
-    raise FileNotFoundError(f"no {base}(.gz) in {directory}")
+def time_row(row, calls, libs, amount, unit, threads, repeats, target_s, settle_s, last):
+    """Time each library's call of one benchmark row, in ``libs`` order: ``row[lib]`` becomes its
+    time_calls record with the rate ``unit`` (``amount`` / seconds / 1e9, and its min-max), or
+    None where the library has no call; ``row["ratio_vs_<lib>"]`` is ranvier's rate over each
+    other's. On more than one thread it lets the previous library's workers settle first.
+    ``last`` is a dict carrying the library timed last across rows."""
+    for lib in libs:
+        if lib not in calls:
+            row[lib] = None
+            continue
+        if lib != last.get("lib") and threads > 1:
+            settle(settle_s)
+        last["lib"] = lib
+        t = time_calls(calls[lib], repeats=repeats, target_s=target_s)
+        t[unit] = amount / t["median"] / 1e9
+        t[f"{unit}_min"] = amount / t["max"] / 1e9
+        t[f"{unit}_max"] = amount / t["min"] / 1e9
+        row[lib] = t
+    for lib in libs[1:]:
+        if row.get(lib) and row.get("ranvier"):
+            row[f"ratio_vs_{lib}"] = row["ranvier"][unit] / row[lib][unit]
+    return row
 
 
 def load_mnist(data_dir):
-    """MNIST as ``(X_train, y_train, X_test, y_test, source)``: X float32 (n, 784) in [0, 1],
-    y int64.
-    Uses ranvier.datasets.load_mnist when it exists, else the IDX reader above."""
+    """MNIST from ``data_dir`` as ``(X_train, y_train, X_test, y_test, source)``: X float32
+    (n, 784) in [0, 1], y int64."""
     import numpy as np
 
-    source = "ranvier.datasets.load_mnist"
-    try:
-        from ranvier.datasets import load_mnist as rv_load
+    from ranvier.datasets import load_mnist as rv_load
 
-        (Xtr, ytr), (Xte, yte) = rv_load(data_dir)
-    except ImportError:
-        source = "benchmarks/_common.read_idx_gz (ranvier.datasets.load_mnist not available)"
-        Xtr = read_idx_gz(_find_idx(data_dir, "train-images-idx3-ubyte"))
-        ytr = read_idx_gz(_find_idx(data_dir, "train-labels-idx1-ubyte"))
-        Xte = read_idx_gz(_find_idx(data_dir, "t10k-images-idx3-ubyte"))
-        yte = read_idx_gz(_find_idx(data_dir, "t10k-labels-idx1-ubyte"))
+    (Xtr, ytr), (Xte, yte) = rv_load(data_dir)
 
     def prep(X):
         X = np.asarray(X).reshape(len(X), -1)
-        if X.dtype == np.uint8:
-            return (X.astype(np.float32) / np.float32(255.0)).astype(np.float32)
-        X = X.astype(np.float32)
-        return X / np.float32(255.0) if X.max() > 1.0 else X
+        return (X.astype(np.float32) / np.float32(255.0)) if X.dtype == np.uint8 else \
+            X.astype(np.float32)
 
-    return (prep(Xtr), np.asarray(ytr, np.int64), prep(Xte), np.asarray(yte, np.int64), source)
+    return (prep(Xtr), np.asarray(ytr, np.int64), prep(Xte), np.asarray(yte, np.int64),
+            f"MNIST from {data_dir}")
+
+
+def synthetic_mnist(n_train=60000, n_test=10000, seed=0):
+    """MNIST-shaped data with nothing to download: (n, 784) float32 pixels in [0, 1), mostly
+    dark as MNIST's are, labelled by a fixed random linear teacher so that training learns.
+    Returns ``(X_train, y_train, X_test, y_test, source)``."""
+    import numpy as np
+
+    rng = np.random.default_rng(seed)
+    n = n_train + n_test
+    X = rng.random((n, 784), dtype=np.float32)
+    X *= rng.random((n, 784), dtype=np.float32) < 0.2
+    teacher = rng.standard_normal((784, 10)).astype(np.float32)
+    y = np.argmax(X @ teacher, axis=1).astype(np.int64)
+    return (X[:n_train], y[:n_train], X[n_train:], y[n_train:],
+            f"synthetic MNIST-shaped data ({n_train} + {n_test}, a random linear teacher)")
 
 
 def max_rss_mb(who="self"):

@@ -15,26 +15,14 @@ column.
 NumPy's ufuncs run on one thread whatever the limit; ranvier uses ``threads_for(size)`` threads
 (one below its parallel threshold, as its layers do); PyTorch uses ``torch.set_num_threads``.
 
-``--baseline DIR`` adds a column for another build of ranvier in the same process (DIR holds its
-``ranvier`` package, built in place: e.g. ``src`` of a checkout of the commit to compare with),
-so a change is measured side by side with what it replaces.
+``run(baseline=mods)`` adds a column for another build's kernel modules (activations, losses,
+matmul) loaded by the caller, so a change is measured side by side with what it replaces.
 
-    python benchmarks/bench_elementwise.py [--quick] [--threads 1,2] [--shapes 32x10,32x256]
-        [--baseline DIR] [--out FILE]
+    ranvier bench --full --only elementwise [--threads 1,2]
 """
-import argparse
-import os
-import sys
+import numpy as np
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from _common import fair_blas_env  # noqa: E402
-
-fair_blas_env()
-
-import numpy as np  # noqa: E402
-
-from _common import (RESULTS_DIR, Threads, machine_record, optional_import, settle,  # noqa: E402
-                     time_calls, versions, write_json)
+from ._common import Threads, optional_import, settle, time_calls, time_row
 
 LIBS = ("ranvier", "numpy", "torch")
 BASE = "ranvier_base"  # the --baseline build's column
@@ -81,27 +69,6 @@ def _fused_bias_relu(matmul, activations):
             if "bias" in low and "relu" in low and "backward" not in low and "grad" not in low:
                 return f"{mod.__name__.rsplit('.', 1)[-1]}.{name}", getattr(mod, name)
     return None, None
-
-
-def load_baseline(path):
-    """ranvier's kernel modules from the build under ``path``, imported beside this tree's: its
-    extension modules register under the same names, so they are taken and then forgotten."""
-    import importlib
-
-    path = os.path.abspath(path)
-    if not os.path.isdir(os.path.join(path, "ranvier")):
-        raise SystemExit(f"--baseline: no ranvier package in {path}")
-    if any(m == "ranvier" or m.startswith("ranvier.") for m in sys.modules):
-        raise SystemExit("--baseline must be loaded before ranvier is imported")
-    sys.path.insert(0, path)
-    try:
-        mods = {name: importlib.import_module(f"ranvier._kernels.{name}")
-                for name in ("activations", "losses", "matmul")}
-    finally:
-        sys.path.remove(path)
-        for m in [m for m in sys.modules if m == "ranvier" or m.startswith("ranvier.")]:
-            del sys.modules[m]
-    return mods
 
 
 def ranvier_calls(mods, a, dtype, nt):
@@ -243,8 +210,8 @@ def make_ops(shape, dtype, n_threads, rng, torch, baseline=None):
 
 
 def run(quick=False, threads=(1, 2), repeats=None, target_s=None, settle_s=None, log=print,
-        shapes=None, baseline=None):
-    torch = optional_import("torch")
+        shapes=None, baseline=None, libs=LIBS):
+    torch = optional_import("torch") if "torch" in libs else None
     libs = LIBS + ((BASE,) if baseline else ())
     repeats = repeats or (3 if quick else 7)
     target_s = target_s or (0.003 if quick else 0.03)
@@ -254,8 +221,8 @@ def run(quick=False, threads=(1, 2), repeats=None, target_s=None, settle_s=None,
     tc = Threads()
     rows, copies, notes, paths = [], [], [], {}
     if torch is None:
-        notes.append("PyTorch is not installed: its column is skipped.")
-    prev_lib = None
+        notes.append("PyTorch is not installed (or left out by --libs): its column is skipped.")
+    last = {}  # the library timed last (time_row)
     for nt in threads:
         tc.set(nt)
         for shape in shapes:
@@ -272,21 +239,8 @@ def run(quick=False, threads=(1, 2), repeats=None, target_s=None, settle_s=None,
                 row = {"op": op, "shape": list(shape), "dtype": np.dtype(dtype).name,
                        "threads": nt, "ranvier_threads_used": rv_nt, "bytes": nbytes,
                        "copy_gbs": copy_gbs}
-                for lib in libs:
-                    if lib not in calls:
-                        row[lib] = None
-                        continue
-                    if lib != prev_lib and nt > 1:
-                        settle(settle_s)
-                    prev_lib = lib
-                    t = time_calls(calls[lib], repeats=repeats, target_s=target_s)
-                    t["gbs"] = nbytes / t["median"] / 1e9
-                    t["gbs_min"] = nbytes / t["max"] / 1e9
-                    t["gbs_max"] = nbytes / t["min"] / 1e9
-                    row[lib] = t
-                for lib in libs[1:]:
-                    if row.get(lib):
-                        row[f"ratio_vs_{lib}"] = row["ranvier"]["gbs"] / row[lib]["gbs"]
+                time_row(row, calls, libs, nbytes, "gbs", nt, repeats, target_s, settle_s,
+                         last)
                 row["ranvier_pct_of_copy"] = 100 * row["ranvier"]["gbs"] / copy_gbs
                 if row.get(BASE):
                     row[f"{BASE}_pct_of_copy"] = 100 * row[BASE]["gbs"] / copy_gbs
@@ -307,27 +261,3 @@ def run(quick=False, threads=(1, 2), repeats=None, target_s=None, settle_s=None,
         notes.append(f"{BASE}: the --baseline build's kernels, timed in the same process.")
     return {"rows": rows, "copy": copies, "ranvier_paths": paths, "repeats": repeats,
             "target_s": target_s, "notes": notes}
-
-
-def main():
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--quick", action="store_true")
-    ap.add_argument("--threads", default="1,2")
-    ap.add_argument("--shapes", default=None,
-                    help="comma-separated ROWSxCOLS, e.g. 32x10,32x256,4096x4096")
-    ap.add_argument("--baseline", default=None, metavar="DIR",
-                    help="directory holding another built ranvier package, run side by side")
-    ap.add_argument("--out", default=os.path.join(RESULTS_DIR, "elementwise.json"))
-    args = ap.parse_args()
-    baseline = load_baseline(args.baseline) if args.baseline else None
-    shapes = None
-    if args.shapes:
-        shapes = [tuple(int(v) for v in s.lower().split("x")) for s in args.shapes.split(",")]
-    res = run(quick=args.quick, threads=[int(t) for t in args.threads.split(",")], shapes=shapes,
-              baseline=baseline)
-    write_json(args.out, {"machine": dict(machine_record(), versions=versions()),
-                          "elementwise": res})
-
-
-if __name__ == "__main__":
-    main()

@@ -12,21 +12,11 @@ When ranvier has the fused Dense kernels (``dense_forward``: GEMM with a bias + 
 "dense+relu" rows compare it with NumPy ``matmul`` + ``add`` + ``maximum`` and PyTorch
 ``addmm`` + ``relu_`` on the same buffers.
 
-    python benchmarks/bench_gemm.py [--quick] [--threads 1,2]
+    ranvier bench --full --only gemm [--threads 1,2]
 """
-import argparse
-import os
-import sys
+import numpy as np
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from _common import fair_blas_env  # noqa: E402
-
-fair_blas_env()
-
-import numpy as np  # noqa: E402
-
-from _common import (RESULTS_DIR, Threads, machine_record, optional_import, settle,  # noqa: E402
-                     time_calls, versions, write_json)
+from ._common import Threads, optional_import, time_row
 
 MLP = (784, 256, 128, 10)
 LIBS = ("ranvier", "numpy", "torch")
@@ -49,9 +39,9 @@ def square(n):
     return (f"square {n}", 0, n, n, n, False, False, (n, n), (n, n))
 
 
-def shape_list(quick):
-    batches = (32,) if quick else (32, 128, 512)
-    squares = (256,) if quick else (256, 512, 1024, 2048)
+def shape_list(quick, batches=None, squares=None):
+    batches = batches if batches is not None else ((32,) if quick else (32, 128, 512))
+    squares = squares if squares is not None else ((256,) if quick else (256, 512, 1024, 2048))
     shapes = []
     for b in batches:
         for p in mlp_products(b):
@@ -134,21 +124,23 @@ def make_dense_calls(batch, fin, fout, dtype, n_threads, rng, torch):
     return calls, err < (1e-3 if dtype == np.float32 else 1e-9), err
 
 
-def run(quick=False, threads=(1, 2), repeats=None, target_s=None, settle_s=None, log=print):
-    torch = optional_import("torch")
+def run(quick=False, threads=(1, 2), repeats=None, target_s=None, settle_s=None, log=print,
+        batches=None, squares=None, dtypes=(np.float32, np.float64), libs=LIBS):
+    """``batches``: the MLP products at these batch sizes; ``squares``: these square sizes
+    (defaults by ``quick``); ``libs``: PyTorch's column only when "torch" is in it."""
+    torch = optional_import("torch") if "torch" in libs else None
     repeats = repeats or (3 if quick else 7)
     target_s = target_s or (0.003 if quick else 0.025)
     settle_s = (0.0 if quick else 0.15) if settle_s is None else settle_s
-    dtypes = (np.float32, np.float64)
     tc = Threads()
     rows, notes = [], []
     if torch is None:
-        notes.append("PyTorch is not installed: its column is skipped.")
+        notes.append("PyTorch is not installed (or left out by --libs): its column is skipped.")
     if optional_import("threadpoolctl") is None:
         notes.append("threadpoolctl is not installed: NumPy's BLAS ran with its default thread "
                      "count at every thread setting.")
-    shapes = shape_list(quick)
-    prev_lib = None
+    shapes = shape_list(quick, batches, squares)
+    last = {}  # the library timed last (time_row)
     for nt in threads:
         tc.set(nt)
         for dt in dtypes:
@@ -171,21 +163,8 @@ def run(quick=False, threads=(1, 2), repeats=None, target_s=None, settle_s=None,
                 row = {"kind": kind, "batch": batch, "name": name, "layer": layer, "m": m,
                        "n": n, "k": k, "dtype": np.dtype(dt).name, "threads": nt,
                        "flops": 2.0 * m * n * k, "ranvier_max_rel_err": err, "ranvier_ok": ok}
-                for lib in LIBS:
-                    if lib not in calls:
-                        row[lib] = None
-                        continue
-                    if lib != prev_lib and nt > 1:
-                        settle(settle_s)
-                    prev_lib = lib
-                    t = time_calls(calls[lib], repeats=repeats, target_s=target_s)
-                    t["gflops"] = row["flops"] / t["median"] / 1e9
-                    t["gflops_min"] = row["flops"] / t["max"] / 1e9
-                    t["gflops_max"] = row["flops"] / t["min"] / 1e9
-                    row[lib] = t
-                for lib in LIBS[1:]:
-                    if row.get(lib):
-                        row[f"ratio_vs_{lib}"] = row["ranvier"]["gflops"] / row[lib]["gflops"]
+                time_row(row, calls, LIBS, row["flops"], "gflops", nt, repeats, target_s,
+                         settle_s, last)
                 rows.append(row)
                 log(f"  gemm {row['dtype']:7s} t={nt} {name:24s} m={m:5d} n={n:5d} k={k:5d}  "
                     + "  ".join(f"{lib} {row[lib]['gflops']:7.1f}" for lib in LIBS if row.get(lib))
@@ -197,17 +176,3 @@ def run(quick=False, threads=(1, 2), repeats=None, target_s=None, settle_s=None,
                      "epilogue) vs NumPy matmul+add+maximum vs PyTorch addmm+relu_, same buffers.")
     return {"rows": rows, "repeats": repeats, "target_s": target_s, "settle_s": settle_s,
             "notes": notes}
-
-
-def main():
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--quick", action="store_true")
-    ap.add_argument("--threads", default="1,2")
-    ap.add_argument("--out", default=os.path.join(RESULTS_DIR, "gemm.json"))
-    args = ap.parse_args()
-    res = run(quick=args.quick, threads=[int(t) for t in args.threads.split(",")])
-    write_json(args.out, {"machine": dict(machine_record(), versions=versions()), "gemm": res})
-
-
-if __name__ == "__main__":
-    main()

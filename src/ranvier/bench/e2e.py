@@ -16,7 +16,11 @@ because Linux carries ``ru_maxrss`` over fork + exec (a child starts at its pare
 repeat starts from the initial weights with a fresh optimizer after a short warm-up, so all repeats
 do identical work; the test accuracy after the run proves the same work was done.
 
-    python benchmarks/bench_e2e.py [--quick] [--threads 1,2] [--data-dir DIR]
+Without a data directory, "mnist" is synthetic MNIST-shaped data (nothing is downloaded).
+After the timed runs each library records the training loss of its first CURVE_STEPS steps from
+the initial weights at the first batch size, so that the runs can be checked to do the same work.
+
+    ranvier bench --full --only e2e [--threads 1,2] [--data-dir DIR]
 """
 import argparse
 import importlib.util
@@ -28,43 +32,46 @@ import tempfile
 import time
 import warnings
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from _common import fair_blas_env  # noqa: E402
+import numpy as np
 
-fair_blas_env()
-
-import numpy as np  # noqa: E402
-
-from _common import (DEFAULT_MNIST_DIR, RESULTS_DIR, Threads, load_mnist,  # noqa: E402
-                     max_rss_mb, ru_maxrss_mb, versions, write_json)
+from ._common import (Threads, load_mnist, max_rss_mb, ru_maxrss_mb, synthetic_mnist, versions,
+                      write_json)
 
 LIBS = ("ranvier", "numpy", "torch", "sklearn")
 SGD_LR, MOMENTUM, ADAM_LR = 0.01, 0.9, 1e-3
 TASKS = {"digits": {"sizes": (64, 64, 64, 10), "epochs": 10},
          "mnist": {"sizes": (784, 256, 128, 10), "epochs": 1}}
+CURVE_STEPS = 50
 
 
 # -- data and initial weights (parent) ----------------------------------------------------------
-def prepare(workdir, data_dir, quick, log):
-    """Write the data sets and initial weights to ``workdir`` as .npy files; return a summary."""
+def prepare(workdir, data_dir, quick, log, tasks=("digits", "mnist"), mnist_train=None):
+    """Write the data sets and initial weights to ``workdir`` as .npy files; return a summary.
+    MNIST is read from ``data_dir``, or made synthetic when it is None; ``mnist_train`` keeps
+    the first so many training images."""
     import ranvier as rv
 
-    info = {}
-    X, y = rv.datasets.load_digits()
-    X /= 16.0
-    Xtr, Xte, ytr, yte = rv.datasets.train_test_split(X, y, test_size=0.25, seed=0)
-    sets = {"digits": (Xtr, ytr, Xte, yte)}
-    info["digits"] = {"n_train": len(Xtr), "n_test": len(Xte), "source": "ranvier.datasets"}
-    try:
-        Xtr, ytr, Xte, yte, source = load_mnist(data_dir)
-        if quick:  # a slice, for smoke tests
-            Xtr, ytr, Xte, yte = Xtr[:2048], ytr[:2048], Xte[:1000], yte[:1000]
-        sets["mnist"] = (Xtr, ytr, Xte, yte)
-        info["mnist"] = {"n_train": len(Xtr), "n_test": len(Xte), "source": source,
-                         "data_dir": data_dir}
-    except (OSError, ValueError) as e:
-        info["mnist"] = {"skipped": f"MNIST not loaded from {data_dir}: {e}"}
-        log(f"  e2e: {info['mnist']['skipped']}")
+    info, sets = {}, {}
+    if "digits" in tasks:
+        X, y = rv.datasets.load_digits()
+        X /= 16.0
+        Xtr, Xte, ytr, yte = rv.datasets.train_test_split(X, y, test_size=0.25, seed=0)
+        sets["digits"] = (Xtr, ytr, Xte, yte)
+        info["digits"] = {"n_train": len(Xtr), "n_test": len(Xte), "source": "ranvier.datasets"}
+    if "mnist" in tasks:
+        try:
+            Xtr, ytr, Xte, yte, source = (synthetic_mnist() if data_dir is None
+                                          else load_mnist(data_dir))
+            if quick:  # a slice, for smoke tests
+                Xtr, ytr, Xte, yte = Xtr[:2048], ytr[:2048], Xte[:1000], yte[:1000]
+            if mnist_train:
+                Xtr, ytr = Xtr[:mnist_train], ytr[:mnist_train]
+            sets["mnist"] = (Xtr, ytr, Xte, yte)
+            info["mnist"] = {"n_train": len(Xtr), "n_test": len(Xte), "source": source,
+                             "data_dir": data_dir}
+        except (OSError, ValueError) as e:
+            info["mnist"] = {"skipped": f"MNIST not loaded from {data_dir}: {e}"}
+            log(f"  e2e: {info['mnist']['skipped']}")
     for task, (Xtr, ytr, Xte, yte) in sets.items():
         for name, arr in (("Xtr", Xtr), ("ytr", ytr), ("Xte", Xte), ("yte", yte)):
             np.save(os.path.join(workdir, f"{task}_{name}.npy"),
@@ -90,7 +97,18 @@ def _load(workdir, task):
 
 # -- one library's trainer (child) ---------------------------------------------------------------
 class _Trainer:
-    """build(W, b) once; reset() before each run; run(X, y, B, epochs, seed); accuracy(X, y)."""
+    """build(W, b) once; reset() before each run; run(X, y, B, epochs, seed); accuracy(X, y);
+    curve(X, y, B, steps): the training loss of each of the first ``steps`` steps from the
+    initial weights (batches in the order run() takes them with seed 0), or None."""
+
+    def curve(self, X, y, B, steps):
+        return None
+
+
+def _first_steps(X, y, B, steps):
+    """The samples of the first ``steps`` batches of run(..., seed=0), in one slice."""
+    n = min(len(X), B * steps)
+    return X[:n], y[:n]
 
 
 class RanvierTrainer(_Trainer):
@@ -117,9 +135,20 @@ class RanvierTrainer(_Trainer):
         self.opt = (self.rv.SGD(params, lr=SGD_LR, momentum=MOMENTUM) if self.opt_name == "sgd"
                     else self.rv.Adam(params, lr=ADAM_LR))
 
-    def run(self, X, y, B, epochs, seed):
+    def run(self, X, y, B, epochs, seed, callbacks=None):
         self.model.fit(X, y, loss=self.loss, optimizer=self.opt, epochs=epochs, batch_size=B,
-                       seed=seed, verbose=0)
+                       seed=seed, verbose=0, callbacks=callbacks)
+
+    def curve(self, X, y, B, steps):
+        losses = []
+
+        class Record(self.rv.Callback):
+            def on_batch_end(self, batch, logs=None):
+                losses.append(float(logs["loss"]))
+
+        self.reset()
+        self.run(*_first_steps(X, y, B, steps), B, 1, 0, callbacks=[Record()])
+        return losses
 
     def accuracy(self, X, y):
         return float(self.model.evaluate(X, y)["accuracy"])
@@ -127,7 +156,7 @@ class RanvierTrainer(_Trainer):
 
 class NumpyTrainer(_Trainer):
     def __init__(self, W, b, opt):
-        from numpy_mlp import NumpyMLP
+        from .numpy_mlp import NumpyMLP
 
         self.cls, self.W0, self.b0, self.opt_name = NumpyMLP, W, b, opt
 
@@ -139,6 +168,13 @@ class NumpyTrainer(_Trainer):
         rng = np.random.default_rng(seed)
         for _ in range(epochs):
             self.m.epoch(X, y, B, rng)
+
+    def curve(self, X, y, B, steps):
+        self.reset()
+        X, y = _first_steps(X, y, B, steps)
+        order = np.random.default_rng(0).permutation(len(X))
+        return [float(self.m.train_step(X[order[s:s + B]], y[order[s:s + B]]))
+                for s in range(0, len(X), B)]
 
     def accuracy(self, X, y):
         return self.m.accuracy(X, y)
@@ -175,7 +211,7 @@ class TorchTrainer(_Trainer):
             self._data = {key: (self.torch.from_numpy(X), self.torch.from_numpy(y))}
         return self._data[key]
 
-    def run(self, X, y, B, epochs, seed):
+    def run(self, X, y, B, epochs, seed, losses=None):
         torch = self.torch
         Xt, yt = self._tensors(X, y)
         rng = np.random.default_rng(seed)
@@ -190,6 +226,15 @@ class TorchTrainer(_Trainer):
                 loss = crit(model(xb), yb)
                 loss.backward()
                 opt.step()
+                if losses is not None:
+                    losses.append(float(loss.item()))
+
+    def curve(self, X, y, B, steps):
+        losses = []
+        self.reset()
+        X, y = _first_steps(X, y, B, steps)
+        self.run(np.ascontiguousarray(X), np.ascontiguousarray(y), B, 1, 0, losses=losses)
+        return losses
 
     def accuracy(self, X, y):
         torch = self.torch
@@ -239,7 +284,8 @@ def _die_with_parent():
         pass
 
 
-def child(lib, workdir, threads, batches, repeats, mnist_repeats, digits_epochs, budget_s=None):
+def child(lib, workdir, threads, batches, repeats, mnist_repeats, digits_epochs, budget_s=None,
+          optimizers=("sgd", "adam")):
     """Run every (threads, task, batch, optimizer) for one library.
 
     With ``budget_s`` (a busy or slow machine must not blow the suite's time limit), each config
@@ -259,14 +305,15 @@ def child(lib, workdir, threads, batches, repeats, mnist_repeats, digits_epochs,
     skipped = []
     t_start = time.perf_counter()
     deadline = t_start + budget_s if budget_s else None
-    n_left = len(threads) * sum(2 * (1 if t == "digits" else len(batches)) for t in tasks)
+    n_left = len(threads) * sum(len(optimizers) * (1 if t == "digits" else len(batches))
+                                for t in tasks)
     for nt in threads:
         tc.set(nt)
         for task in tasks:
             (Xtr, ytr, Xte, yte), W, b = data[task]
             epochs = digits_epochs if task == "digits" else TASKS[task]["epochs"]
             for B in ((32,) if task == "digits" else batches):
-                for opt in ("sgd", "adam"):
+                for opt in optimizers:
                     share = (deadline - time.perf_counter()) / n_left if deadline else None
                     n_left -= 1
                     if share is not None and share <= 0:
@@ -289,6 +336,7 @@ def child(lib, workdir, threads, batches, repeats, mnist_repeats, digits_epochs,
                         if share is not None and len(times) == 1:
                             reps = min(reps, max(1, int(share / times[0])))
                     acc = tr.accuracy(Xte, yte)
+                    curve = tr.curve(Xtr, ytr, B, CURVE_STEPS)
                     steps = -(-len(Xtr) // B) * epochs
                     med = float(np.median(times))
                     rec = {"task": task, "optimizer": opt, "batch": B, "threads": nt,
@@ -296,7 +344,7 @@ def child(lib, workdir, threads, batches, repeats, mnist_repeats, digits_epochs,
                            "time": {"median": med, "min": min(times), "max": max(times),
                                     "repeats": reps},
                            "us_per_step": med / steps * 1e6, "test_accuracy": acc,
-                           "repeats_planned": planned}
+                           "repeats_planned": planned, "loss_curve": curve}
                     if lib == "sklearn":
                         rec["sklearn_dtype"] = str(tr.clf.coefs_[0].dtype)
                     results.append(rec)
@@ -318,18 +366,30 @@ def _installed(name):
         return False
 
 
+def _child_env():
+    """This environment, with the ranvier this process runs first on the path (a source tree
+    with PYTHONPATH=src, or an installed wheel: the child imports the same one)."""
+    import ranvier
+
+    root = os.path.dirname(os.path.dirname(os.path.abspath(ranvier.__file__)))
+    path = os.environ.get("PYTHONPATH")
+    return dict(os.environ, PYTHONPATH=root + (os.pathsep + path if path else ""))
+
+
 # -- parent ---------------------------------------------------------------------------------------
-def run(quick=False, threads=(1, 2), data_dir=DEFAULT_MNIST_DIR, repeats=None, mnist_repeats=None,
-        batches=None, digits_epochs=None, libs=LIBS, deadline=None, log=print):
+def run(quick=False, threads=(1, 2), data_dir=None, repeats=None, mnist_repeats=None,
+        batches=None, digits_epochs=None, libs=LIBS, deadline=None, log=print,
+        tasks=("digits", "mnist"), optimizers=("sgd", "adam"), mnist_train=None):
     """All libraries' children in turn. ``deadline`` (a time.perf_counter() value): share the time
-    left among the children, which then cut repeats, or skip configs, to fit (see child)."""
+    left among the children, which then cut repeats, or skip configs, to fit (see child).
+    ``data_dir`` None: synthetic MNIST-shaped data."""
     repeats = repeats or (2 if quick else 5)
     mnist_repeats = mnist_repeats or (2 if quick else 5)
     batches = batches or ((128,) if quick else (32, 128, 512))
     digits_epochs = digits_epochs or (2 if quick else TASKS["digits"]["epochs"])
     notes, per_lib = [], {}
     with tempfile.TemporaryDirectory(prefix="ranvier_e2e_") as workdir:
-        data_info = prepare(workdir, data_dir, quick, log)
+        data_info = prepare(workdir, data_dir, quick, log, tasks, mnist_train)
         if "skipped" in data_info.get("mnist", {}):
             notes.append(data_info["mnist"]["skipped"])
         for i, lib in enumerate(libs):
@@ -339,16 +399,17 @@ def run(quick=False, threads=(1, 2), data_dir=DEFAULT_MNIST_DIR, repeats=None, m
                 per_lib[lib] = None
                 continue
             out = os.path.join(workdir, f"result_{lib}.json")
-            cmd = [sys.executable, os.path.abspath(__file__), "--child", lib, "--workdir", workdir,
+            cmd = [sys.executable, "-m", __name__, "--child", lib, "--workdir", workdir,
                    "--threads", ",".join(map(str, threads)), "--batches",
                    ",".join(map(str, batches)), "--repeats", str(repeats), "--mnist-repeats",
-                   str(mnist_repeats), "--digits-epochs", str(digits_epochs), "--child-out", out]
+                   str(mnist_repeats), "--digits-epochs", str(digits_epochs), "--child-out", out,
+                   "--optimizers", ",".join(optimizers)]
             if deadline is not None:  # ~5 s per child to start and load the data
                 left = len(libs) - i
                 share = max(1.0, (deadline - time.perf_counter() - 5 * left) / left)
                 cmd += ["--budget-s", f"{share:.1f}"]
             t0 = time.perf_counter()
-            proc = subprocess.run(cmd, stdout=subprocess.DEVNULL)
+            proc = subprocess.run(cmd, stdout=subprocess.DEVNULL, env=_child_env())
             if proc.returncode != 0 or not os.path.exists(out):
                 notes.append(f"{lib}: the benchmark subprocess failed (exit {proc.returncode}).")
                 per_lib[lib] = None
@@ -402,7 +463,7 @@ def combine(per_lib):
                                         "epochs": r["epochs"], "steps": r["steps"],
                                         "n_train": r["n_train"]})
             row[lib] = {k: r[k] for k in ("time", "us_per_step", "test_accuracy",
-                                          "repeats_planned")}
+                                          "repeats_planned", "loss_curve")}
             if "sklearn_dtype" in r:
                 row[lib]["dtype"] = r["sklearn_dtype"]
             row[lib]["max_rss_mb"] = res["max_rss_mb"]
@@ -418,30 +479,23 @@ def combine(per_lib):
 
 
 def main():
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--quick", action="store_true")
-    ap.add_argument("--threads", default="1,2")
-    ap.add_argument("--data-dir", default=DEFAULT_MNIST_DIR)
-    ap.add_argument("--out", default=os.path.join(RESULTS_DIR, "e2e.json"))
-    ap.add_argument("--child", choices=LIBS, help=argparse.SUPPRESS)
-    ap.add_argument("--workdir", help=argparse.SUPPRESS)
-    ap.add_argument("--batches", default=None, help=argparse.SUPPRESS)
-    ap.add_argument("--repeats", type=int, default=None, help=argparse.SUPPRESS)
-    ap.add_argument("--mnist-repeats", type=int, default=None, help=argparse.SUPPRESS)
-    ap.add_argument("--digits-epochs", type=int, default=None, help=argparse.SUPPRESS)
-    ap.add_argument("--child-out", help=argparse.SUPPRESS)
-    ap.add_argument("--budget-s", type=float, default=None, help=argparse.SUPPRESS)
+    """The child process of run(): one library's trainings, written to --child-out."""
+    ap = argparse.ArgumentParser(description="one library's runs of ranvier.bench.e2e")
+    ap.add_argument("--child", choices=LIBS, required=True)
+    ap.add_argument("--workdir", required=True)
+    ap.add_argument("--threads", required=True)
+    ap.add_argument("--batches", required=True)
+    ap.add_argument("--repeats", type=int, required=True)
+    ap.add_argument("--mnist-repeats", type=int, required=True)
+    ap.add_argument("--digits-epochs", type=int, required=True)
+    ap.add_argument("--child-out", required=True)
+    ap.add_argument("--optimizers", default="sgd,adam")
+    ap.add_argument("--budget-s", type=float, default=None)
     args = ap.parse_args()
-    threads = [int(t) for t in args.threads.split(",")]
-    if args.child:
-        res = child(args.child, args.workdir, threads, [int(b) for b in args.batches.split(",")],
-                    args.repeats, args.mnist_repeats, args.digits_epochs, args.budget_s)
-        write_json(args.child_out, res)
-        return
-    from _common import machine_record
-
-    res = run(quick=args.quick, threads=threads, data_dir=args.data_dir)
-    write_json(args.out, {"machine": dict(machine_record(), versions=versions()), "e2e": res})
+    res = child(args.child, args.workdir, [int(t) for t in args.threads.split(",")],
+                [int(b) for b in args.batches.split(",")], args.repeats, args.mnist_repeats,
+                args.digits_epochs, args.budget_s, tuple(args.optimizers.split(",")))
+    write_json(args.child_out, res)
 
 
 if __name__ == "__main__":

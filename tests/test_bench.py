@@ -1,0 +1,112 @@
+"""``ranvier bench`` (src/ranvier/bench/): the shipped benchmark runs from the package, writes
+the tables, JSON and chart it promises, and its libraries do the same work: ranvier, the NumPy
+MLP and PyTorch start from the same weights on the same batches, so their loss curves agree to
+rounding. Timings are not asserted (speed is measured, not tested)."""
+import importlib.util
+import json
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from ranvier.bench import main
+from ranvier.bench._common import synthetic_mnist
+
+HAVE_TORCH = importlib.util.find_spec("torch") is not None
+HAVE_MPL = importlib.util.find_spec("matplotlib") is not None
+
+
+@pytest.fixture(scope="module")
+def quick_run(tmp_path_factory):
+    """One smoke run of the GEMM and end-to-end sections on one thread (PyTorch too when it is
+    installed), with its JSON, its printed tables and its exit status."""
+    out = tmp_path_factory.mktemp("bench")
+    libs = "ranvier,numpy" + (",torch" if HAVE_TORCH else "")
+    argv = ["--quick", "--only", "gemm,e2e", "--threads", "1", "--libs", libs, "--no-progress",
+            "--json", str(out / "r.json")] + (["--plot", str(out / "r.png")] if HAVE_MPL else [])
+    proc = subprocess.run([sys.executable, "-m", "ranvier", "bench"] + argv,
+                          capture_output=True, text=True, timeout=900)
+    with open(out / "r.json") as f:
+        res = json.load(f)
+    return proc, res, out
+
+
+def test_the_run_succeeds_and_prints_the_tables(quick_run):
+    proc, res, out = quick_run
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    text = proc.stdout
+    for heading in ("## 1. GEMM", "## 3. End to end training", "ranvier/NumPy"):
+        assert heading in text
+    assert res["machine"]["cpu"] in text and res["machine"]["ranvier_isa"] in text
+    assert res["config"]["threads"] == [1] and res["config"]["mode"] == "quick"
+    if HAVE_MPL:
+        with open(out / "r.png", "rb") as f:
+            assert f.read(8) == b"\x89PNG\r\n\x1a\n"
+
+
+def test_gemm_rows_are_right_and_complete(quick_run):
+    _, res, _ = quick_run
+    rows = res["gemm"]["rows"]
+    names = {r["name"] for r in rows}
+    assert {"L1 fwd X@W.T", "L2 bwd dY@W", "L3 bwd dY.T@X"} <= {n.split(" B=")[0] for n in names}
+    for r in rows:
+        assert r["ranvier_ok"], r
+        assert r["ranvier"]["gflops"] > 0 and r["numpy"]["gflops"] > 0
+        assert r["ratio_vs_numpy"] == pytest.approx(r["ranvier"]["gflops"] / r["numpy"]["gflops"])
+        assert (r.get("torch") is not None) == HAVE_TORCH
+
+
+def test_libraries_follow_the_same_loss_curve(quick_run):
+    """Same initial weights, same batches: ranvier, NumPy (float32) and PyTorch take the same
+    steps. Measured apart by ~1e-7 relative after 50 Adam steps; 1e-4 leaves room for the
+    summation orders of the three GEMMs, not for a different step."""
+    _, res, _ = quick_run
+    rows = res["e2e"]["rows"]
+    assert {(r["task"], r["optimizer"]) for r in rows} == {
+        (t, o) for t in ("digits", "mnist") for o in ("sgd", "adam")}
+    for r in rows:
+        ref = np.array(r["ranvier"]["loss_curve"])
+        assert len(ref) >= 10 and np.all(np.isfinite(ref))
+        assert ref[-5:].mean() < ref[:5].mean()          # it learns
+        for lib in ("numpy",) + (("torch",) if HAVE_TORCH else ()):
+            other = np.array(r[lib]["loss_curve"])
+            np.testing.assert_allclose(other, ref, rtol=1e-4, err_msg=f"{lib} {r['task']} "
+                                       f"{r['optimizer']}")
+        assert r["ranvier"]["test_accuracy"] == pytest.approx(r["numpy"]["test_accuracy"],
+                                                             abs=0.02)
+
+
+def test_synthetic_mnist_is_mnist_shaped_and_learnable():
+    Xtr, ytr, Xte, yte, _ = synthetic_mnist(n_train=600, n_test=100)
+    assert Xtr.shape == (600, 784) and Xte.shape == (100, 784) and Xtr.dtype == np.float32
+    assert 0 <= Xtr.min() and Xtr.max() < 1 and 0.05 < (Xtr > 0).mean() < 0.4
+    assert set(np.unique(ytr)) == set(range(10)) and ytr.dtype == np.int64
+    np.testing.assert_array_equal(synthetic_mnist(n_train=600, n_test=100)[1], ytr)
+
+
+def test_bad_arguments_are_refused(capsys):
+    for argv in (["--only", "nonsense"], ["--threads", "0"], ["--full", "--quick"]):
+        with pytest.raises(SystemExit) as e:
+            main(argv)
+        assert e.value.code == 2
+    assert "--only" in capsys.readouterr().err
+
+
+def test_the_cli_lists_bench():
+    out = subprocess.run([sys.executable, "-m", "ranvier", "--help"], capture_output=True,
+                         text=True, check=True).stdout
+    assert "bench" in out
+    out = subprocess.run([sys.executable, "-m", "ranvier", "bench", "--help"],
+                         capture_output=True, text=True, check=True).stdout
+    assert "--full" in out and "--json" in out and "--plot" in out
+
+
+def test_make_bench_writes_one_folder_per_cpu_kind(tmp_path):
+    """benchmarks/run_all.py (make bench) hands the suite its results folder by CPU kind."""
+    from ranvier.bench._common import cpu_record, results_dir
+
+    kind = cpu_record()["kind"]
+    assert results_dir(str(tmp_path)) == os.path.join(str(tmp_path), kind)
+    assert results_dir(str(tmp_path), quick=True) == os.path.join(str(tmp_path), kind, "quick")
