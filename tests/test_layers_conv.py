@@ -155,6 +155,16 @@ def test_bad_arguments_and_inputs_name_the_layer_and_shapes(rng):
         model.predict(np.zeros((2, 3, 28, 28), np.float32))
     with pytest.raises(ValueError, match=r"layer 3 \(Dense\)"):
         model.predict(np.zeros((2, 1, 27, 28), np.float32))
+    with pytest.raises(ValueError, match=r"X is empty \(shape \(0, 1, 28, 28\)\)"):
+        model.predict(np.zeros((0, 1, 28, 28), np.float32))
+    with pytest.raises(ValueError, match="at least 2 dimensions"):
+        model.predict(np.zeros(784, np.float32))
+    bad = np.zeros((2, 1, 28, 28), np.float32)
+    bad[1, 0, 3, 4] = np.nan
+    with pytest.raises(ValueError, match="X contains NaN or infinity"):
+        model.predict(bad)
+    with pytest.raises(TypeError, match="X must contain numbers"):
+        model.predict(np.zeros((2, 1, 28, 28), object))
 
 
 def _cnn(dtype=np.float32, act=rv.ReLU):
