@@ -149,7 +149,7 @@ class Sequential:
         self._check_dtypes()
         if not self.layers:
             raise ValueError("the model has no layers")
-        if self.input_shape is not None:
+        if self.input_shape is not None and len(self.input_shape) == 1:
             return check_features(X, name, self.dtype, self.n_features_in)
         X = check_samples(X, name, self.dtype)
         try:
