@@ -1,6 +1,8 @@
 """Assertions shared by the tests: elementwise error bounds with a message naming the worst entry,
 closeness relative to the largest magnitude, and output buffers with NaN sentinels that catch
 writes past either end."""
+import tracemalloc
+
 import numpy as np
 
 # Optimizer results against references: relative to the largest magnitude of the compared array
@@ -46,3 +48,17 @@ def guarded(shape, dtype):
 
 def assert_sentinels(buf, what):
     assert np.isnan(buf[0]) and np.isnan(buf[-1]), f"{what}: wrote outside the output"
+
+
+def assert_fit_allocates_nothing(model, X, y, what="", **fit_kwargs):
+    """After a first fit (so every buffer exists), two more epochs lift the traced peak by less
+    than 1 MB: no array allocated per training step when batch-sized arrays are larger."""
+    model.fit(X, y, epochs=1, verbose=0, **fit_kwargs)
+    tracemalloc.start()
+    try:
+        base = tracemalloc.get_traced_memory()[0]
+        model.fit(X, y, epochs=2, verbose=0, **fit_kwargs)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert peak - base < 1 << 20, f"{what}: peak grew by {peak - base} bytes"

@@ -228,6 +228,17 @@ def test_flatten_dtype_normalize(synth, dtype):
     assert 0.0 <= Xn.min() and Xn.max() <= 1.0
 
 
+def test_unflattened_images_have_a_channel_axis_for_conv2d(synth):
+    """flatten=False: (n, 1, 28, 28), PyTorch's NCHW, the input a Conv2d model takes."""
+    d, train, test = synth
+    (X, y), (Xt, _) = load_mnist(d, flatten=False, dtype=np.float32, normalize=True)
+    assert X.shape == (7, 1, 28, 28) and Xt.shape == (3, 1, 28, 28) and X.flags.c_contiguous
+    np.testing.assert_allclose(X[:, 0], train[0] / np.float32(255), rtol=1e-6)
+    model = rv.Sequential([rv.Conv2d(1, 2, 5, stride=3), rv.ReLU(), rv.Flatten(),
+                           rv.Dense(2 * 8 * 8, 10)])
+    assert model.forward(X).shape == (7, 10)
+
+
 def test_flattened_float_data_fits_a_model(synth):
     """The documented one-liner gives input a Dense model accepts as it is."""
     d, _, _ = synth
@@ -243,7 +254,7 @@ def test_flattened_float_data_fits_a_model(synth):
 @pytest.mark.parametrize("kwargs,exc,match", [
     (dict(kind="validation"), ValueError, "kind must be 'train', 'test' or 'both'"),
     (dict(kind=None), TypeError, "kind must be"),
-    (dict(flatten=1), TypeError, "flatten must be a bool"),
+    (dict(flatten=1), TypeError, "flatten must be None, True or False"),
     (dict(normalize="yes"), TypeError, "normalize must be a bool"),
     (dict(dtype=np.int32), TypeError, "dtype must be uint8, float32 or float64"),
     (dict(dtype=np.float16), TypeError, "dtype must be uint8, float32 or float64"),

@@ -1,11 +1,11 @@
 """Fused Dense kernels (GEMM + bias + activation epilogue; activation gradient + bias gradient +
 two GEMMs) against a float64 NumPy reference and against the unfused path; the training plan
 against layer-by-layer training; no array allocation per training step."""
-import tracemalloc
 
 import numpy as np
 import pytest
 import _reference as ref64
+from _assert import assert_fit_allocates_nothing
 from conftest import eps, readonly
 
 import ranvier as rv
@@ -137,15 +137,8 @@ def test_training_step_allocates_no_arrays_after_first_batch(rng):
     y = rng.integers(0, 4, 4096)
     model = rv.Sequential([rv.Dense(256, 512, seed=1), rv.ReLU(), rv.Dense(512, 4, seed=2)])
     for opt in (rv.SGD(model.parameters(), lr=0.01, momentum=0.9), rv.Adam(model.parameters())):
-        model.fit(X, y, optimizer=opt, epochs=1, batch_size=2048, verbose=0)  # first batch
-        tracemalloc.start()
-        try:
-            base = tracemalloc.get_traced_memory()[0]
-            model.fit(X, y, optimizer=opt, epochs=2, batch_size=2048, verbose=0)
-            peak = tracemalloc.get_traced_memory()[1]
-        finally:
-            tracemalloc.stop()
-        assert peak - base < 1 << 20, f"{type(opt).__name__}: peak grew by {peak - base} bytes"
+        assert_fit_allocates_nothing(model, X, y, type(opt).__name__, optimizer=opt,
+                                     batch_size=2048)
 
 
 def _run_and_reference(dtype, rng, acts=("relu", "tanh", "none")):

@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 
 import ranvier as rv
+from _assert import assert_fit_allocates_nothing
 from ranvier._kernels import losses, optimizers
 
 
@@ -39,15 +40,8 @@ def test_training_step_allocates_no_arrays_after_first_batch(rng, loss):
     y = rng.random((4096, 256)).astype(np.float32)     # in [0, 1]: valid for BCEWithLogits too
     model = rv.Sequential([rv.Dense(64, 128, seed=1), rv.ReLU(), rv.Dense(128, 256, seed=2)])
     opt = rv.SGD(model.parameters(), lr=0.01, momentum=0.9)
-    model.fit(X, y, loss=loss, optimizer=opt, epochs=1, batch_size=2048, verbose=0)
-    tracemalloc.start()
-    try:
-        base = tracemalloc.get_traced_memory()[0]
-        model.fit(X, y, loss=loss, optimizer=opt, epochs=2, batch_size=2048, verbose=0)
-        peak = tracemalloc.get_traced_memory()[1]
-    finally:
-        tracemalloc.stop()
-    assert peak - base < 1 << 20, f"{type(loss).__name__}: peak grew by {peak - base} bytes"
+    assert_fit_allocates_nothing(model, X, y, type(loss).__name__, loss=loss, optimizer=opt,
+                                 batch_size=2048)
 
 
 KERNELS = {

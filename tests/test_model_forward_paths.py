@@ -26,7 +26,16 @@ def _models(dtype):
         "BatchNorm1d": [rv.Dense(12, 16, seed=1, **d), rv.BatchNorm1d(16, dtype=dtype), rv.ReLU(),
                         rv.Dense(16, 5, seed=2, **d)],
         "Flatten": [rv.Flatten(), rv.Dense(12, 5, seed=1, **d)],
+        # images (2, 3, 2): a Conv2d with its fused activation, one without, and the flatten
+        "Conv2d": [rv.Conv2d(2, 4, 2, padding=1, seed=1, **d), rv.GELU(),
+                   rv.Conv2d(4, 3, (2, 1), stride=(1, 2), bias=False, seed=2, **d), rv.Flatten(),
+                   rv.Dense(3 * 3 * 2, 5, seed=3, **d)],
+        "Conv2d+ReLU": [rv.Conv2d(2, 4, 3, padding="same", seed=1, **d), rv.ReLU(),
+                        rv.Dropout(0.2, seed=0), rv.Flatten(), rv.Dense(24, 5, seed=2, **d)],
     }
+
+
+SAMPLE_SHAPES = {"Flatten": (3, 4), "Conv2d": (2, 3, 2), "Conv2d+ReLU": (2, 3, 2)}
 
 
 class _CaptureForward(rv.Callback):
@@ -47,11 +56,11 @@ class _CaptureForward(rv.Callback):
 def test_fit_forward_equals_predict_bitwise(rng, dtype, name):
     layers = _models(dtype)[name]
     model = rv.Sequential(layers)
-    shape = (3, 4) if name == "Flatten" else (12,)
+    shape = SAMPLE_SHAPES.get(name, (12,))
     X = rng.standard_normal((70,) + shape).astype(dtype)
     y = rng.integers(0, 5, 70)
     loss = rv.CrossEntropyLoss()
-    x_batch = X[:33].reshape(33, -1) if name != "Flatten" else X[:33]
+    x_batch = X[:33]
     cap = _CaptureForward(np.ascontiguousarray(x_batch), loss)
     model.fit(X, y, loss=loss, epochs=2, batch_size=16, verbose=0, callbacks=[cap], seed=0)
     # predict_proba: the plan on all layers, in batches of 7 (different buffers, same numbers)

@@ -97,6 +97,31 @@ def test_flatten_and_softmax(tmp_path, rng, dtype):
                                atol=TOL[dtype])
 
 
+@pytest.mark.quick
+def test_conv2d_matches(tmp_path, rng, dtype):
+    """Conv with every attribute (pairs, "same", dilation, groups, no bias) and a CNN's flatten
+    in PyTorch's order, against onnxruntime within 1e-5."""
+    model = rv.Sequential([rv.Conv2d(2, 6, (3, 2), stride=(2, 1), padding=(1, 0), dilation=(1, 2),
+                                     seed=0), rv.ReLU(),
+                           rv.Conv2d(6, 6, 3, padding="same", groups=3, bias=False, seed=1),
+                           rv.GELU(), rv.Conv2d(6, 4, 1, seed=2), rv.Flatten(),
+                           rv.Dense(4 * 5 * 7, 3, seed=3)], dtype=dtype)
+    with pytest.raises(ValueError, match="input_shape"):
+        model.to_onnx(tmp_path / "c.onnx")
+    path = model.to_onnx(tmp_path / "c.onnx", input_shape=(2, 9, 9), probabilities=True)
+    X = rng.standard_normal((13, 2, 9, 9)).astype(dtype)
+    if dtype == np.float64:  # onnxruntime's Erf (in GELU) is float32 only: see above
+        from onnx.reference import ReferenceEvaluator
+
+        (out,) = ReferenceEvaluator(os.fspath(path)).run(["output"], {"input": X})
+        np.testing.assert_allclose(out, model.forward(X), rtol=0, atol=1e-6)
+        return
+    got = _run(path, X)
+    assert got["output"].shape == (13, 3)
+    np.testing.assert_allclose(got["output"], model.forward(X), rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(got["probabilities"], model.predict_proba(X), rtol=1e-5, atol=1e-5)
+
+
 @pytest.mark.parametrize("loss", ["bce_logits", "bce"])
 def test_binary_probabilities_follow_the_loss(tmp_path, rng, loss):
     layers = [rv.Dense(6, 8, seed=1), rv.ReLU(), rv.Dense(8, 1, seed=2)]

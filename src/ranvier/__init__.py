@@ -11,7 +11,7 @@ from ._config import (get_flush_denormal, get_isa, get_num_threads, set_flush_de
 from ._random import manual_seed  # noqa: E402
 from .layers import Dense, Layer, Parameter, ReLU, Sigmoid, Softmax, Tanh  # noqa: E402
 from .layers import ELU, GELU, Activation, BatchNorm1d, Dropout, Flatten, LeakyReLU  # noqa: E402
-from .layers import SiLU, register_layer  # noqa: E402
+from .layers import Conv2d, SiLU, register_layer  # noqa: E402
 from .losses import (BCELoss, BCEWithLogitsLoss, CrossEntropyLoss, HuberLoss,  # noqa: E402
                      L1Loss, Loss, MSELoss)
 from .history import History  # noqa: E402
@@ -35,7 +35,8 @@ __all__ = [
     "__version__", "show_config", "set_num_threads", "get_num_threads", "get_isa", "set_isa",
     "set_flush_denormal", "get_flush_denormal", "manual_seed",
     "Parameter", "Layer", "Activation", "Dense", "ReLU", "Sigmoid", "Tanh", "Softmax",
-    "LeakyReLU", "GELU", "ELU", "SiLU", "Dropout", "BatchNorm1d", "Flatten", "register_layer",
+    "LeakyReLU", "GELU", "ELU", "SiLU", "Dropout", "BatchNorm1d", "Flatten", "Conv2d",
+    "register_layer",
     "Loss", "CrossEntropyLoss", "MSELoss", "BCEWithLogitsLoss", "BCELoss", "HuberLoss", "L1Loss",
     "Optimizer", "SGD", "Adam", "AdamW", "RMSprop", "Adagrad", "clip_grad_norm",
     "LRScheduler", "StepLR", "ExponentialLR", "CosineAnnealingLR", "LinearLR", "SequentialLR",

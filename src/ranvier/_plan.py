@@ -16,7 +16,10 @@ position; a layer no pattern takes runs through its own forward/backward (``Laye
                        ``Activation`` (any entry of the native activation table): one native
                        DenseRun (GEMM + bias + activation epilogue per layer; one fused
                        activation/bias-gradient pass and two GEMMs per layer backward).
-A new family adds its pattern and block class here (e.g. Conv2d + bias + activation).
+    conv+activation    a Conv2d, optionally followed by an ``Activation``: one ConvBlock (the
+                       convolution kernel's epilogue adds the bias and applies the activation;
+                       backward: the activation's gradient, then the convolution's three).
+A new family adds its pattern and block class here.
 """
 import os
 import threading
@@ -24,8 +27,9 @@ import threading
 import numpy as np
 
 from ._config import get_num_threads
+from ._kernels import activations as _act
 from ._kernels import matmul as _mm
-from .layers import Activation, Dense
+from .layers import Activation, Conv2d, Dense
 
 
 class LayerBlock:
@@ -91,6 +95,61 @@ class DenseRunBlock:
         return self.run.backward(dy, need_input_grad, nt)
 
 
+class ConvBlock:
+    """A Conv2d and an optional activation after it, on buffers from the model's workspace (one
+    set per input shape): forward writes act(conv(x) + bias) straight from the kernel's epilogue
+    (an activation whose derivative needs its input keeps the pre-activation and is applied
+    after, as in DenseRun); backward takes the activation's gradient, then the convolution's."""
+
+    __slots__ = ("layers", "conv", "act", "param", "v_is_pre", "_ws", "_key", "_x", "_v")
+
+    def __init__(self, layers, workspace, key):
+        self.layers = tuple(layers)
+        self.conv = layers[0]
+        self.act, self.param = layers[1].fused_activation if len(layers) > 1 else (0, 0.0)
+        self.v_is_pre = len(layers) > 1 and layers[1].kernel not in _act.NEEDS_OUTPUT
+        self._ws, self._key = workspace, key
+        self._x = self._v = None
+
+    def forward(self, x, nt):
+        conv = self.conv
+        x = conv._input(x)
+        shape = (x.shape[0],) + conv.output_shape(x.shape[1:])
+        out = self._ws.get((self._key, "out"), shape, conv.dtype)
+        if self.v_is_pre:
+            pre = self._ws.get((self._key, "pre"), shape, conv.dtype)
+            conv._run_forward(x, pre, 0, 0.0, nt)
+            _act.forward(self.act, pre.reshape(-1), out.reshape(-1), self.param, nt)
+            self._v = pre
+        else:
+            conv._run_forward(x, out, self.act, self.param, nt)
+            self._v = out
+        self._x = x
+        return out
+
+    def backward(self, dy, need_input_grad, nt):
+        if self._x is None:
+            raise RuntimeError("Conv2d.backward called before forward")
+        x, v, ws, key = self._x, self._v, self._ws, self._key
+        if dy.shape != v.shape:
+            raise ValueError(f"grad_output must have shape {v.shape}, got {dy.shape}")
+        dz = np.ascontiguousarray(dy, dtype=v.dtype)
+        if self.act:
+            g = ws.get((key, "dz"), v.shape, v.dtype)
+            _act.backward(self.act, v.reshape(-1), dz.reshape(-1), g.reshape(-1), self.param, nt)
+            dz = g
+        dx = ws.get((key, "dx"), x.shape, x.dtype) if need_input_grad else None
+        self.conv._run_backward(x, dz, dx, nt)
+        return dx
+
+
+def _match_conv(layers, i):
+    """A Conv2d (1) and the Activation after it (2); 0 when layers[i] is no Conv2d."""
+    if not isinstance(layers[i], Conv2d):
+        return 0
+    return 2 if i + 1 < len(layers) and isinstance(layers[i + 1], Activation) else 1
+
+
 def _match_dense_run(layers, i):
     """How many layers from i form a run of Dense (+ Activation) layers of one dtype (0: none)."""
     j = i
@@ -118,6 +177,7 @@ if hasattr(os, "register_at_fork"):
 # (name, matcher(layers, i) -> number of layers taken, block class)
 FUSIONS = [
     ("dense+activation", _match_dense_run, DenseRunBlock),
+    ("conv+activation", _match_conv, ConvBlock),
 ]
 
 

@@ -151,22 +151,31 @@ def check_param_bool(value, name):
 
 
 # -- arrays ---------------------------------------------------------------------------------------
-def check_features(x, name, dtype, n_features=None, check_finite=True, allow_nd=False):
+def check_features(x, name, dtype, n_features=None, check_finite=True):
     """A 2-D (n_samples, n_features) C-contiguous float array of ``dtype``.
 
     Numeric inputs (ints, uint8 images, the other float type) are converted to the model's dtype;
     anything else is a TypeError. Empty, non-2-D, wrong-width and non-finite inputs are ValueErrors.
     """
     arr = _as_numeric_array(x, name)
-    if allow_nd and arr.ndim > 2:  # e.g. images before a Flatten layer
-        width = int(np.prod(arr.shape[1:]))
-        if arr.shape[0] == 0 or width == 0:
-            raise ValueError(f"{name} is empty (shape {arr.shape})")
-        if n_features is not None and width != n_features:
-            raise ValueError(f"{name} has {width} values per sample (shape {arr.shape}), but the "
-                             f"model expects {n_features}")
-    else:
-        _check_matrix_shape(arr, name, n_features)
+    _check_matrix_shape(arr, name, n_features)
+    return _as_finite(arr, name, dtype, check_finite)
+
+
+def check_samples(x, name, dtype, check_finite=True):
+    """A batch (n_samples, ...) of samples of any shape (images before a Flatten or a Conv2d) as a
+    C-contiguous float array of ``dtype``; the caller checks the per-sample shape (a model: by
+    its layers' shape inference). Conversions and errors as :func:`check_features`."""
+    arr = _as_numeric_array(x, name)
+    if arr.ndim < 2:
+        raise ValueError(f"{name} must be a batch (n_samples, ...) of at least 2 dimensions, got "
+                         f"shape {arr.shape}; for a single sample use x[None]")
+    if arr.size == 0:
+        raise ValueError(f"{name} is empty (shape {arr.shape})")
+    return _as_finite(arr, name, dtype, check_finite)
+
+
+def _as_finite(arr, name, dtype, check_finite):
     arr = np.ascontiguousarray(arr, dtype=dtype)
     if check_finite and not all_finite(arr):
         raise ValueError(f"{name} contains NaN or infinity")

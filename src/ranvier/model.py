@@ -15,11 +15,11 @@ import numpy as np
 from . import _plan
 from ._random import generator_from
 from ._validation import (as_dtype, check_batch_match, check_features, check_float,
-                          check_labels, check_positive_int, is_integer_labels)
+                          check_labels, check_positive_int, check_samples, is_integer_labels)
 from ._progress import EpochProgress
 from ._workspace import Workspace
 from .history import History
-from .layers import Layer, Softmax
+from .layers import Flatten, Layer, Softmax
 from .losses import CrossEntropyLoss, _BinaryLoss, get_loss
 from .optim import Adam, get_optimizer
 
@@ -121,7 +121,8 @@ class Sequential:
     def input_shape(self):
         """The per-sample input shape the first shape-fixing layer takes (a Dense's
         (in_features,), a BatchNorm1d's (num_features,)), looking through layers that keep the
-        shape; None when a reshaping layer (Flatten) comes first."""
+        shape; None when a layer that adapts to its input's shape comes first (Flatten, Conv2d:
+        the model then takes any (n, ...) batch its layers' shape inference accepts)."""
         for layer in self.layers:
             if layer.input_shape is not None:
                 return layer.input_shape
@@ -131,11 +132,31 @@ class Sequential:
 
     @property
     def n_features_in(self):
-        """Values per sample the model takes (after any Flatten), or None when no layer fixes it."""
+        """Values per sample the model takes (through any Flatten), or None when no layer fixes
+        it or a layer that changes the number of values (Conv2d) comes first."""
         for layer in self.layers:
             if layer.input_shape is not None:
                 return math.prod(layer.input_shape)
+            if type(layer).output_shape is not Layer.output_shape and not isinstance(layer,
+                                                                                      Flatten):
+                return None
         return None
+
+    def _check_input(self, X, name="X"):
+        """X as the model's input: 2-D (n, features) when its first layers fix a feature vector;
+        otherwise any (n, ...) batch (images into Flatten or Conv2d) whose per-sample shape the
+        layers' shape inference accepts, the error naming the layer that does not."""
+        self._check_dtypes()
+        if not self.layers:
+            raise ValueError("the model has no layers")
+        if self.input_shape is not None and len(self.input_shape) == 1:
+            return check_features(X, name, self.dtype, self.n_features_in)
+        X = check_samples(X, name, self.dtype)
+        try:
+            self._layer_shapes(X.shape[1:])
+        except ValueError as exc:
+            raise ValueError(f"{name} of shape {X.shape}: {exc}") from None
+        return X
 
     def output_shape(self, input_shape=None):
         """The per-sample output shape for a per-sample ``input_shape`` (default: the model's
@@ -147,8 +168,9 @@ class Sequential:
     def _layer_shapes(self, input_shape=None):
         shape = self.input_shape if input_shape is None else tuple(input_shape)
         if shape is None:
-            raise ValueError("the model's input shape is not fixed by its first layers (e.g. it "
-                             "starts with Flatten): pass input_shape, e.g. (28, 28)")
+            raise ValueError("the model's input shape is not fixed by its first layers (it starts "
+                             "with Flatten or Conv2d): pass input_shape, e.g. (28, 28) or "
+                             "(1, 28, 28)")
         shapes = []
         for i, layer in enumerate(self.layers):
             try:
@@ -161,7 +183,8 @@ class Sequential:
     def summary(self, input_shape=None, print_fn=print):
         """Print a Keras-style table (layer, output shape, parameter count, totals) and return it.
         Parameter counts are PyTorch's (buffers such as BatchNorm's running statistics are
-        not parameters). ``input_shape``: per sample, needed when the model starts with Flatten."""
+        not parameters). ``input_shape``: per sample, needed when the model starts with Flatten or
+        Conv2d, e.g. (1, 28, 28)."""
         shapes = self._layer_shapes(input_shape)
         rows = [(f"{i} ({type(l).__name__})", str((None,) + s),
                  sum(p.data.size for p in l.parameters()))
@@ -175,9 +198,10 @@ class Sequential:
         lines = ["Model: Sequential", rule,
                  f"{'Layer (type)':<{w0}}{'Output Shape':<{w1}}{'Param #':>{w2}}", rule]
         lines += [f"{a:<{w0}}{b:<{w1}}{c:>{w2},}" for a, b, c in rows]
+        shape_in = self.input_shape if input_shape is None else tuple(input_shape)
         lines += [rule, f"Total params: {total:,}", f"Trainable params: {total:,}",
                   "Non-trainable params: 0",
-                  f"Buffers (not parameters): {buffers:,}", f"Input shape: {(None,) + (self.input_shape if input_shape is None else tuple(input_shape))}"]
+                  f"Buffers (not parameters): {buffers:,}", f"Input shape: {(None,) + shape_in}"]
         text = "\n".join(lines)
         if print_fn is not None:
             print_fn(text)
@@ -322,11 +346,7 @@ class Sequential:
 
     def _prepare_xy(self, X, y, loss, names=("X", "y")):
         x_name, y_name = names
-        self._check_dtypes()
-        if not self.layers:
-            raise ValueError("the model has no layers")
-        X = check_features(X, x_name, self.dtype, self.n_features_in,
-                           allow_nd=self._starts_with_flatten())
+        X = self._check_input(X, x_name)
         n_out = self._n_outputs()
         if isinstance(loss, CrossEntropyLoss):
             y_arr = np.asarray(y)
@@ -476,22 +496,12 @@ class Sequential:
                 out[s:s + y.shape[0]] = y
         return out
 
-    def _check_X(self, X):
-        self._check_dtypes()
-        if not self.layers:
-            raise ValueError("the model has no layers")
-        return check_features(X, "X", self.dtype, self.n_features_in,
-                              allow_nd=self._starts_with_flatten())
-
-    def _starts_with_flatten(self):
-        return bool(self.layers) and self.input_shape is None
-
     def predict_proba(self, X, batch_size=1024):
         """Class probabilities: the softmax of the outputs, shape (n_samples, n_classes) (the
         outputs themselves when the last layer is Softmax); for a binary loss, the probability of
         the positive class per output: sigmoid of the logits (BCEWithLogitsLoss) or the outputs
         (BCELoss)."""
-        X = self._check_X(X)
+        X = self._check_input(X)
         out = self._forward_batches(X, batch_size, self._blocks())
         head = self._probability_layer()
         return out if head is None else head.forward(out)
@@ -511,7 +521,7 @@ class Sequential:
 
     def predict(self, X, batch_size=1024):
         """Class labels for a classifier (cross-entropy loss or Softmax output), else the outputs."""
-        X = self._check_X(X)
+        X = self._check_input(X)
         out = self._forward_batches(X, batch_size, self._blocks())
         if isinstance(self.loss, _BinaryLoss):  # 0/1 per output; 1-D for a single output
             labels = self.loss._decide(out).astype(np.int64)

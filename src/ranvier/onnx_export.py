@@ -16,8 +16,8 @@ import numpy as np
 
 from ._validation import check_bool, check_path
 from .io import _atomic_write
-from .layers import (ELU, GELU, BatchNorm1d, Dense, Dropout, Flatten, LeakyReLU, ReLU, Sigmoid,
-                     SiLU, Softmax, Tanh)
+from .layers import (ELU, GELU, BatchNorm1d, Conv2d, Dense, Dropout, Flatten, LeakyReLU, ReLU,
+                     Sigmoid, SiLU, Softmax, Tanh)
 
 __all__ = ["to_onnx", "DEFAULT_OPSET", "MIN_OPSET"]
 
@@ -78,6 +78,16 @@ def _dense(g, layer, x, i):
     if layer.bias is not None:
         inputs.append(g.constant(f"{i}.bias", layer.bias.data))
     return g.node("Gemm", inputs, f"dense{i}", transB=1)
+
+
+def _conv2d(g, layer, x, i):
+    """ONNX's Conv takes PyTorch's weight layout (OIHW); pads are [top, left, bottom, right]."""
+    inputs = [x, g.constant(f"{i}.weight", layer.weight.data)]
+    if layer.bias is not None:
+        inputs.append(g.constant(f"{i}.bias", layer.bias.data))
+    return g.node("Conv", inputs, f"conv{i}", kernel_shape=list(layer.kernel_size),
+                  strides=list(layer.stride), pads=list(layer.padding) * 2,
+                  dilations=list(layer.dilation), group=layer.groups)
 
 
 def _unary(op):
@@ -159,7 +169,7 @@ def _dropped(g, layer, x, i):
 
 
 _WRITERS = {
-    Dense: _dense, ReLU: _unary("Relu"), Sigmoid: _unary("Sigmoid"), Tanh: _unary("Tanh"),
+    Dense: _dense, Conv2d: _conv2d, ReLU: _unary("Relu"), Sigmoid: _unary("Sigmoid"), Tanh: _unary("Tanh"),
     LeakyReLU: _leaky_relu, ELU: _elu, GELU: _gelu, SiLU: _silu, Softmax: _softmax,
     BatchNorm1d: _batchnorm1d, Flatten: _flatten, Dropout: _dropped,
 }
@@ -203,7 +213,7 @@ def build_onnx(model, *, opset=DEFAULT_OPSET, input_shape=None, probabilities=No
     shape = model.input_shape if input_shape is None else tuple(int(d) for d in input_shape)
     if shape is None:
         raise ValueError("the model's input shape is not fixed by its first layers (it starts "
-                         "with Flatten): pass input_shape, e.g. (28, 28)")
+                         "with Flatten or Conv2d): pass input_shape, e.g. (28, 28) or (1, 28, 28)")
     out_shape = model.output_shape(shape)  # ValueError naming a layer that cannot take the shape
     if probabilities is None:
         probabilities = model._is_classifier()
@@ -248,7 +258,8 @@ def to_onnx(model, path, *, opset=DEFAULT_OPSET, input_shape=None, probabilities
     """Write ``model`` to the ONNX file ``path`` and return the path.
 
     ``opset``: the ONNX operator set (13 to the newest the installed onnx knows; default 17).
-    ``input_shape``: the per-sample input shape, needed only when the model starts with Flatten.
+    ``input_shape``: the per-sample input shape, needed only when the model starts with Flatten or
+    Conv2d (e.g. (1, 28, 28)).
     ``probabilities``: add a ``probabilities`` output equal to ``predict_proba``'s (default: when
     the model is a classifier by its loss or a final Softmax). The file is written atomically, as
     model saves are: a reader sees the old file or the new one."""

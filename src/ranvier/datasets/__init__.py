@@ -122,8 +122,9 @@ def _load_idx_dataset(path, kind, flatten, dtype, normalize, dataset):
         raise TypeError(f"{fn}: kind must be 'train', 'test' or 'both', got {type(kind).__name__}")
     if kind not in ("train", "test", "both"):
         raise ValueError(f"{fn}: kind must be 'train', 'test' or 'both', got {kind!r}")
-    if not isinstance(flatten, (bool, np.bool_)):
-        raise TypeError(f"{fn}: flatten must be a bool, got {type(flatten).__name__}")
+    if flatten is not None and not isinstance(flatten, (bool, np.bool_)):
+        raise TypeError(f"{fn}: flatten must be None, True or False, got "
+                        f"{type(flatten).__name__}")
     if not isinstance(normalize, (bool, np.bool_)):
         raise TypeError(f"{fn}: normalize must be a bool, got {type(normalize).__name__}")
     try:
@@ -148,8 +149,8 @@ def _load_idx_dataset(path, kind, flatten, dtype, normalize, dataset):
     out = []
     for s in splits:
         X, y = _load_split(*paths[s], s)
-        if flatten:
-            X = X.reshape(X.shape[0], -1)
+        if flatten is not None:  # (n, 784) for Dense, (n, 1, 28, 28) for Conv2d
+            X = X.reshape((X.shape[0], -1) if flatten else (X.shape[0], 1) + X.shape[1:])
         if dt != np.uint8:
             X = X.astype(dt)
             if normalize:
@@ -158,7 +159,7 @@ def _load_idx_dataset(path, kind, flatten, dtype, normalize, dataset):
     return tuple(out) if kind == "both" else out[0]
 
 
-def load_mnist(path, kind="both", *, flatten=False, dtype=np.uint8, normalize=False):
+def load_mnist(path, kind="both", *, flatten=None, dtype=np.uint8, normalize=False):
     """Load MNIST (LeCun, Cortes and Burges; handwritten digits) from local IDX files.
 
     ``path`` (str or os.PathLike) is a directory holding ``train-images-idx3-ubyte.gz``,
@@ -173,13 +174,14 @@ def load_mnist(path, kind="both", *, flatten=False, dtype=np.uint8, normalize=Fa
 
     kind: ``"both"`` (default) as above; ``"train"`` or ``"test"`` returns just that ``(X, y)``
         and reads only that split's two files.
-    flatten: return X of shape (n, 784), the 2-D (n_samples, n_features) input a ``Dense`` model
-        takes.
+    flatten: None (default) gives Keras' (n, 28, 28); True gives X of shape (n, 784), the 2-D
+        (n_samples, n_features) input a ``Dense`` model takes; False keeps the images and gives
+        them PyTorch's channel axis, (n, 1, 28, 28), the NCHW input a ``Conv2d`` takes.
     dtype: ``np.uint8`` (default, the raw pixels), ``np.float32`` or ``np.float64``.
     normalize: scale pixels to [0, 1] (divide by 255); needs a float dtype.
 
     For a model: ``(X, y), (Xt, yt) = load_mnist(path, flatten=True, dtype=np.float32,
-    normalize=True)``. Every array is a fresh, writable, C-contiguous copy.
+    normalize=True)`` (``flatten=False`` for a convolutional one). Every array is a fresh, writable, C-contiguous copy.
 
     Every file is checked: the IDX magic number (0x00000803 for images, 0x00000801 for labels),
     28x28 images, a payload of exactly the size the header declares, equal image and label counts
@@ -190,7 +192,7 @@ def load_mnist(path, kind="both", *, flatten=False, dtype=np.uint8, normalize=Fa
     return _load_idx_dataset(path, kind, flatten, dtype, normalize, "MNIST")
 
 
-def load_fashion_mnist(path, kind="both", *, flatten=False, dtype=np.uint8, normalize=False):
+def load_fashion_mnist(path, kind="both", *, flatten=None, dtype=np.uint8, normalize=False):
     """Load Fashion-MNIST (Xiao, Rasul and Vollgraf, 2017; Zalando article images, MIT license).
 
     The same files, format, arguments, checks and return values as :func:`load_mnist` (and as

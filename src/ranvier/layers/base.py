@@ -83,6 +83,23 @@ class Layer:
         return f"{type(self).__name__}({args})"
 
 
+class WeightBiasLayer(Layer):
+    """A layer with a ``weight`` Parameter and a ``bias`` one (None without a bias), named as
+    PyTorch names them; its dtype is the weight's (Dense, Conv2d)."""
+
+    weight = bias = None
+
+    @property
+    def dtype(self):
+        return self.weight.data.dtype
+
+    def named_parameters(self):
+        params = [("weight", self.weight)]
+        if self.bias is not None:
+            params.append(("bias", self.bias))
+        return params
+
+
 # -- registry: the layer classes a saved file may name -------------------------------------------
 _REGISTRY = {}
 

@@ -9,14 +9,14 @@ from .._config import get_num_threads
 from .._kernels import matmul as _mm
 from .._random import generator_from
 from .._validation import as_dtype, check_positive_int
-from .base import (Layer, Parameter, as_input, check_features_shape, check_grad_output,
-                   register_layer)
+from .base import (Parameter, WeightBiasLayer, as_input, check_features_shape,
+                   check_grad_output, register_layer)
 
 _INITS = ("he_uniform", "he_normal", "xavier_uniform", "xavier_normal")
 
 
 @register_layer
-class Dense(Layer):
+class Dense(WeightBiasLayer):
     """Fully connected layer: ``y = x @ weight.T + bias``.
 
     Parameters
@@ -46,18 +46,8 @@ class Dense(Layer):
         self._x = None
 
     @property
-    def dtype(self):
-        return self.weight.data.dtype
-
-    @property
     def input_shape(self):
         return (self.in_features,)
-
-    def named_parameters(self):
-        params = [("weight", self.weight)]
-        if self.bias is not None:
-            params.append(("bias", self.bias))
-        return params
 
     def output_shape(self, input_shape):
         check_features_shape(self, input_shape, self.in_features)
