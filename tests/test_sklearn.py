@@ -678,7 +678,7 @@ def test_dtype_follows_the_input(digits, Estimator, solver):
     assert est.fit(X_train[:200].astype(np.float64), y).coefs_[0].dtype == np.float32
 
 
-def test_lbfgs_convergence_warning_and_no_partial_fit(digits):
+def test_lbfgs_convergence_warning_verbose_and_no_partial_fit(digits, capsys):
     X_train, _, y_train, _ = digits
     X, y = X_train[:100].astype(np.float64), y_train[:100]
     kw = dict(solver="lbfgs", hidden_layer_sizes=(10,), max_iter=3, random_state=0)
@@ -688,6 +688,10 @@ def test_lbfgs_convergence_warning_and_no_partial_fit(digits):
         neural_network.MLPClassifier(**kw).fit(X, y)
     assert [str(w.message) for w in ours] == [str(w.message) for w in ref]
     assert "lbfgs failed to converge after 3 iteration(s)" in str(ours[0].message)
+    with pytest.warns(ConvergenceWarning):
+        MLPClassifier(verbose=True, **kw).fit(X, y)
+    lines = capsys.readouterr().out.splitlines()
+    assert [line.split(",")[0] for line in lines] == ["Iteration 1", "Iteration 2", "Iteration 3"]
     with pytest.warns(ConvergenceWarning, match="STOP: TOTAL NO. OF F,G EVALUATIONS"):
         MLPClassifier(max_fun=4, **dict(kw, max_iter=50)).fit(X, y)
     assert not hasattr(MLPClassifier(solver="lbfgs"), "partial_fit")

@@ -475,10 +475,11 @@ class _BaseMLP(BaseEstimator):
             return loss, np.concatenate([g.ravel() for pair in zip(coef_grads, intercept_grads)
                                          for g in pair])
 
-        def report(theta):
-            report.n += 1
-            print("Iteration %d, loss = %.8f" % (report.n, evaluations[-1]))
-        report.n = 0
+        iterations = []
+
+        def report(theta):  # verbose: one line per iteration, as the stochastic solvers print
+            iterations.append(evaluations[-1])
+            print("Iteration %d, loss = %.8f" % (len(iterations), evaluations[-1]))
 
         theta0 = np.concatenate([p.data.ravel() for p in params]).astype(np.float64)
         res = minimize(loss_grad, theta0, method="L-BFGS-B", jac=True,
