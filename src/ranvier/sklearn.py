@@ -180,13 +180,12 @@ class _BaseMLP(BaseEstimator):
             raise invalid_parameter("n_iter_no_change", nic, "an int in the range [1, inf) or inf")
         if not is_int(self.max_fun) or self.max_fun < 1:
             raise invalid_parameter("max_fun", self.max_fun, "an int in the range [1, inf)")
-        if self.dtype is None:
+        if self.dtype is None:  # follow the input (np.dtype(None) would be float64)
             return hidden, None
         try:
-            dtype = np.dtype(self.dtype) if self.dtype is not None else None
+            dtype = np.dtype(self.dtype)
         except TypeError:
             dtype = None
-        # (np.dtype(None) is float64: None is handled above, as "follow the input")
         if dtype is None or dtype not in (np.dtype(np.float32), np.dtype(np.float64)):
             raise invalid_parameter("dtype", self.dtype, "None, numpy.float32 or numpy.float64")
         return hidden, dtype
