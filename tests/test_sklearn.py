@@ -177,7 +177,7 @@ def test_regressor_fits_a_linear_target():
         reg.fit(X[:500], y[:500])
     assert reg.score(X[500:], y[500:]) > 0.95
     pred = reg.predict(X[500:])
-    assert pred.shape == (100,) and pred.dtype == np.float32
+    assert pred.shape == (100,) and pred.dtype == np.float64  # X's dtype, as scikit-learn
     assert reg.out_activation_ == "identity" and reg.n_outputs_ == 1
     # loss_ is sklearn's squared loss: half the mean squared error (plus the small L2 term)
     half_mse = 0.5 * np.mean((reg.predict(X[:500]) - y[:500]) ** 2)
@@ -403,7 +403,8 @@ def test_multilabel(digits):
 # -- parameters ---------------------------------------------------------------------------------
 @pytest.mark.parametrize("params", [
     {"hidden_layer_sizes": 0}, {"hidden_layer_sizes": (10, -1)}, {"hidden_layer_sizes": "10"},
-    {"hidden_layer_sizes": (10.5,)}, {"activation": "softplus"}, {"solver": "lbfgs"},
+    {"hidden_layer_sizes": (10.5,)}, {"activation": "softplus"}, {"max_fun": 0},
+    {"max_fun": 1.5},
     {"solver": "rmsprop"}, {"alpha": -1.0}, {"alpha": "0.1"}, {"batch_size": 0},
     {"batch_size": "big"}, {"batch_size": 2.5}, {"learning_rate": "cyclic"},
     {"learning_rate_init": 0.0}, {"learning_rate_init": float("nan")}, {"power_t": -0.5},
@@ -412,7 +413,7 @@ def test_multilabel(digits):
     {"momentum": -0.1}, {"nesterovs_momentum": None}, {"early_stopping": "no"},
     {"validation_fraction": 1.0}, {"validation_fraction": -0.1}, {"beta_1": 1.0},
     {"beta_2": -0.1}, {"epsilon": 0.0}, {"n_iter_no_change": 0}, {"n_iter_no_change": 2.5},
-    {"dtype": np.float16}, {"dtype": "int32"}, {"dtype": "not a dtype"}, {"dtype": None},
+    {"dtype": np.float16}, {"dtype": "int32"}, {"dtype": "not a dtype"},
 ], ids=lambda p: "-".join(f"{k}={v!r}" for k, v in p.items()))
 @pytest.mark.parametrize("Estimator", [MLPClassifier, MLPRegressor])
 def test_bad_hyperparameters_raise_at_fit(Estimator, params):
@@ -425,8 +426,14 @@ def test_bad_hyperparameters_raise_at_fit(Estimator, params):
     assert isinstance(info.value, InvalidParameterError)
     assert not hasattr(est, "coefs_")
     est = Estimator().set_params(**params)
-    with pytest.raises(ValueError):
-        est.partial_fit(X, y, **({"classes": [0, 1]} if Estimator is MLPClassifier else {}))
+    if "solver" in params:  # partial_fit exists for the stochastic solvers only (available_if)
+        with pytest.raises(AttributeError, match="partial_fit") as info:
+            est.partial_fit
+        assert isinstance(info.value.__cause__, InvalidParameterError)
+        assert "solver" in str(info.value.__cause__)
+    else:
+        with pytest.raises(ValueError):
+            est.partial_fit(X, y, **({"classes": [0, 1]} if Estimator is MLPClassifier else {}))
     assert not hasattr(est, "classes_") and not hasattr(est, "coefs_")
 
 
@@ -531,3 +538,200 @@ def test_import_ranvier_sklearn_only_on_request():
     res = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True,
                          timeout=120)
     assert res.returncode == 0, res.stderr
+
+
+# -- lbfgs, sample_weight, loss="poisson", dtype following the input ----------------------------
+def _weighted_targets(kind, X, y):
+    if kind == "poisson":
+        return np.random.default_rng(5).poisson(np.exp(X[:, :3].sum(axis=1) / 3.0))
+    return _targets(kind, X, y)
+
+
+_ALL_KINDS = ["multiclass", "binary", "multilabel", "regression", "multioutput", "poisson"]
+
+
+def _estimators(kind, **kw):
+    """(ours in float64, scikit-learn's) for a target kind."""
+    if kind in ("regression", "multioutput", "poisson"):
+        if kind == "poisson":
+            kw["loss"] = "poisson"
+        return MLPRegressor(dtype=np.float64, **kw), neural_network.MLPRegressor(**kw)
+    return MLPClassifier(dtype=np.float64, **kw), neural_network.MLPClassifier(**kw)
+
+
+def _fit_both(digits, n, kind, weights_rng, weight_range, **kw):
+    """Ours and scikit-learn's fitted on the first n digits with ``kind`` targets and random
+    sample weights in ``weight_range`` (None: unweighted); returns (ours, ref, X)."""
+    X_train, _, y_train, _ = digits
+    X = X_train[:n].astype(np.float64)
+    target = _weighted_targets(kind, X, y_train[:n])
+    sw = None if weight_range is None else weights_rng.uniform(*weight_range, n)
+    ours, ref = _estimators(kind, **kw)
+    ours.fit(X, target, sample_weight=sw)
+    ref.fit(X, target, sample_weight=sw)
+    return ours, ref, X
+
+
+# L-BFGS from the same start on the same objective and gradient (ranvier's kernels vs sklearn's
+# NumPy, equal to rounding) takes the same steps; a wrong loss scale, L2 term, weighting or
+# output activation sends it elsewhere within a few iterations.
+@pytest.mark.filterwarnings("ignore::sklearn.exceptions.ConvergenceWarning")
+@pytest.mark.parametrize("weighted", [False, True], ids=["unweighted", "weighted"])
+@pytest.mark.parametrize("kind", _ALL_KINDS)
+def test_lbfgs_matches_scikit_learn(digits, kind, weighted):
+    ours, ref, X = _fit_both(digits, 150, kind, np.random.default_rng(2),
+                             (0.2, 3.0) if weighted else None, solver="lbfgs",
+                             hidden_layer_sizes=(9,), alpha=0.01, max_iter=12, random_state=4,
+                             activation="tanh")
+    assert ours.n_iter_ == ref.n_iter_
+    assert ours.out_activation_ == ref.out_activation_
+    assert ours.loss_ == pytest.approx(ref.loss_, rel=1e-7)
+    assert _max_diff(ours.coefs_, ref.coefs_) < 1e-6
+    assert _max_diff(ours.intercepts_, ref.intercepts_) < 1e-6
+    if kind in ("regression", "multioutput", "poisson"):
+        np.testing.assert_allclose(ours.predict(X), ref.predict(X), rtol=1e-6, atol=1e-8)
+    else:
+        np.testing.assert_allclose(ours.predict_proba(X), ref.predict_proba(X), atol=1e-7)
+
+
+# The stochastic solvers with sample weights: sklearn's updates (weighted loss and gradient, L2
+# term over the batch's weight sum), step for step.
+@pytest.mark.filterwarnings("ignore::sklearn.exceptions.ConvergenceWarning")
+@pytest.mark.parametrize("solver", ["adam", "sgd"])
+@pytest.mark.parametrize("kind", _ALL_KINDS)
+def test_weighted_stochastic_training_matches_scikit_learn(digits, kind, solver):
+    ours, ref, _ = _fit_both(digits, 300, kind, np.random.default_rng(3), (0.0, 2.0),
+                             solver=solver, hidden_layer_sizes=(16,), alpha=0.01, max_iter=5,
+                             random_state=3, batch_size=50, learning_rate_init=0.01)
+    np.testing.assert_allclose(ours.loss_curve_, ref.loss_curve_, rtol=1e-9)
+    assert _max_diff(ours.coefs_, ref.coefs_) < 1e-9
+    assert _max_diff(ours.intercepts_, ref.intercepts_) < 1e-9
+
+
+@pytest.mark.parametrize("kind", _ALL_KINDS)
+def test_lbfgs_objective_gradient_by_finite_differences(digits, kind):
+    """The gradient L-BFGS gets (ranvier's native backward, weighted, with the L2 term) is the
+    derivative of the loss it gets."""
+    X_train, _, y_train, _ = digits
+    X, y = X_train[:40].astype(np.float64), y_train[:40]
+    target = _weighted_targets(kind, X, y)
+    sw = np.random.default_rng(6).uniform(0.0, 2.0, X.shape[0])
+    est = _estimators(kind, solver="lbfgs", hidden_layer_sizes=(5,), alpha=0.3, max_iter=2,
+                      random_state=0, activation="logistic")[0]
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        est.fit(X, target)
+    if kind in ("regression", "multioutput", "poisson"):
+        Y = np.asarray(target, np.float64).reshape(X.shape[0], -1)
+    else:
+        Y = est._label_binarizer.transform(target)
+    theta = np.concatenate([c.ravel() for c in est.coefs_] + [b.ravel() for b in est.intercepts_])
+    _, grad = est._loss_grad_lbfgs(theta.copy(), X, Y, sw)
+    if kind == "multioutput":
+        # scikit-learn's quirk, kept so that lbfgs takes sklearn's steps: for several outputs the
+        # squared loss is averaged over the outputs but its gradient summed over them
+        n_weights = sum(c.size for c in est.coefs_)
+        l2 = np.zeros_like(grad)
+        l2[:n_weights] = est.alpha * theta[:n_weights] / sw.sum()  # not scaled
+        grad = (grad - l2) / est.n_outputs_ + l2
+    ref64.check_gradient(lambda t: est._loss_grad_lbfgs(t.copy(), X, Y, sw)[0], theta, grad,
+                         np.random.default_rng(0))
+
+
+@pytest.mark.filterwarnings("ignore::sklearn.exceptions.ConvergenceWarning")
+def test_lbfgs_integer_weights_are_repeated_samples(digits):
+    X_train, _, y_train, _ = digits
+    X, y = X_train[:60].astype(np.float64), y_train[:60]
+    sw = np.random.default_rng(1).integers(0, 3, X.shape[0])
+    kw = dict(solver="lbfgs", hidden_layer_sizes=(7,), max_iter=15, random_state=0)
+    weighted = MLPClassifier(**kw).fit(X, y, sample_weight=sw)
+    repeated = MLPClassifier(**kw).fit(np.repeat(X, sw, axis=0), np.repeat(y, sw))
+    assert _max_diff(weighted.coefs_, repeated.coefs_) < 1e-6
+
+
+def test_sample_weight_errors():
+    X = np.random.default_rng(0).normal(size=(20, 3))
+    y = (X[:, 0] > 0).astype(int)
+    with pytest.raises(ValueError, match=r"sample_weight.shape == \(19,\), expected \(20,\)"):
+        MLPClassifier(max_iter=1).fit(X, y, sample_weight=np.ones(19))
+    with pytest.raises(ValueError, match="1D array or scalar"):
+        MLPRegressor(max_iter=1).fit(X, X[:, 0], sample_weight=np.ones((20, 1)))
+
+
+@pytest.mark.filterwarnings("ignore::sklearn.exceptions.ConvergenceWarning")
+@pytest.mark.parametrize("solver", ["lbfgs", "adam"])
+@pytest.mark.parametrize("Estimator", [MLPClassifier, MLPRegressor])
+def test_dtype_follows_the_input(digits, Estimator, solver):
+    X_train, X_test, y_train, _ = digits
+    y = y_train[:200]
+    for X, expected in [(X_train[:200].astype(np.float32), np.float32),
+                        (X_train[:200].astype(np.float64), np.float64),
+                        ((X_train[:200] * 16).astype(np.int64), np.float64)]:
+        est = Estimator(solver=solver, hidden_layer_sizes=(8,), max_iter=3, random_state=0)
+        est.fit(X, y)
+        assert all(a.dtype == expected for a in est.coefs_ + est.intercepts_)
+        assert est._model.dtype == expected  # trained in that dtype, not converted after
+        out = est.predict_proba(X_test) if Estimator is MLPClassifier else est.predict(X_test)
+        assert out.dtype == expected
+    # dtype= still fixes the network's precision whatever the input
+    est = Estimator(solver=solver, hidden_layer_sizes=(8,), max_iter=3, dtype=np.float32)
+    assert est.fit(X_train[:200].astype(np.float64), y).coefs_[0].dtype == np.float32
+
+
+def test_lbfgs_convergence_warning_verbose_and_no_partial_fit(digits, capsys):
+    X_train, _, y_train, _ = digits
+    X, y = X_train[:100].astype(np.float64), y_train[:100]
+    kw = dict(solver="lbfgs", hidden_layer_sizes=(10,), max_iter=3, random_state=0)
+    with pytest.warns(ConvergenceWarning) as ours:
+        MLPClassifier(**kw).fit(X, y)
+    with pytest.warns(ConvergenceWarning) as ref:
+        neural_network.MLPClassifier(**kw).fit(X, y)
+    assert [str(w.message) for w in ours] == [str(w.message) for w in ref]
+    assert "lbfgs failed to converge after 3 iteration(s)" in str(ours[0].message)
+    with pytest.warns(ConvergenceWarning):
+        MLPClassifier(verbose=True, **kw).fit(X, y)
+    lines = capsys.readouterr().out.splitlines()
+    assert [line.split(",")[0] for line in lines] == ["Iteration 1", "Iteration 2", "Iteration 3"]
+    with pytest.warns(ConvergenceWarning, match="STOP: TOTAL NO. OF F,G EVALUATIONS"):
+        MLPClassifier(max_fun=4, **dict(kw, max_iter=50)).fit(X, y)
+    assert not hasattr(MLPClassifier(solver="lbfgs"), "partial_fit")
+    assert not hasattr(MLPRegressor(solver="lbfgs"), "partial_fit")
+    assert hasattr(MLPRegressor(solver="sgd"), "partial_fit")
+
+
+def test_regressor_loss_parameter():
+    assert MLPRegressor("poisson").get_params()["loss"] == "poisson"  # first, as scikit-learn's
+    X = np.random.default_rng(0).normal(size=(20, 3))
+    with pytest.raises(InvalidParameterError, match="loss"):
+        MLPRegressor(loss="huber").fit(X, X[:, 0])
+
+
+def test_partial_fit_from_hand_set_weights():
+    """scikit-learn's worked example: weights assigned before any fit, then one SGD step."""
+    X, y = np.array([[0.6, 0.8, 0.7]]), np.array([0])
+    kw = dict(solver="sgd", learning_rate_init=0.1, alpha=0.1, activation="logistic",
+              max_iter=1, hidden_layer_sizes=2, momentum=0)
+    coefs = [np.array([[0.1, 0.2], [0.3, 0.1], [0.5, 0]]), np.array([[0.1], [0.2]])]
+    intercepts = [np.array([0.1, 0.1]), np.array([1.0])]
+    ours, ref = MLPClassifier(**kw), neural_network.MLPClassifier(**kw)
+    for est in (ours, ref):
+        est.coefs_, est.intercepts_ = [c.copy() for c in coefs], [b.copy() for b in intercepts]
+        est.n_features_in_ = 3
+        if est is ref:  # scikit-learn needs its training state set by hand too
+            est.n_outputs_, est.n_layers_, est.out_activation_ = 1, 3, "logistic"
+            est.t_, est.n_iter_, est.best_loss_, est.loss_curve_ = 0, 0, np.inf, []
+            est._no_improvement_count = 0
+        est.partial_fit(X, y, classes=[0, 1])
+    assert _max_diff(ours.coefs_, ref.coefs_) < 1e-12
+    assert _max_diff(ours.intercepts_, ref.intercepts_) < 1e-12
+    assert ours.loss_ == pytest.approx(ref.loss_, rel=1e-12)
+    bad = MLPClassifier(**kw)
+    bad.coefs_, bad.intercepts_ = [np.zeros((3, 2)), np.zeros((3, 1))], [np.zeros(2), np.zeros(1)]
+    with pytest.raises(ValueError, match=r"coefs_\[1\] / intercepts_\[1\].*do not chain"):
+        bad.partial_fit(X, y, classes=[0, 1])
+
+
+def test_early_stopping_split_names_the_class_as_scikit_learn():
+    X, y = [[1, 2], [2, 3], [3, 4], [4, 5]], [0, 0, 0, 1]
+    with pytest.raises(ValueError, match=r"too few members are: \['True'\]"):
+        MLPClassifier(early_stopping=True).fit(X, y)

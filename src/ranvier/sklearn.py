@@ -7,9 +7,11 @@
 They take scikit-learn's ``sklearn.neural_network`` parameter names and semantics, and train a
 ``ranvier.Sequential`` of ``Dense`` layers with ranvier's kernels (forward, backward, losses and the
 SGD / Adam updates). This module imports scikit-learn (``pip install "ranvier[sklearn]"``);
-``import ranvier`` does not import it.
+``import ranvier`` does not import it. scikit-learn's own MLP tests
+(``sklearn/neural_network/tests/test_mlp.py``) pass against these estimators, except two that read
+sklearn's private ``_optimizer`` object (tests/test_sklearn_suite.py).
 
-What matches scikit-learn's ``MLPClassifier`` / ``MLPRegressor`` (solvers "adam" and "sgd"):
+What matches scikit-learn's ``MLPClassifier`` / ``MLPRegressor``:
 
 - the objective: the mean loss of a mini-batch plus ``alpha / 2 * sum(||W||^2) / batch_size``
   (weights only, not biases), and its gradient. ``loss_`` and ``loss_curve_`` are on sklearn's
@@ -17,21 +19,33 @@ What matches scikit-learn's ``MLPClassifier`` / ``MLPRegressor`` (solvers "adam"
 - the output layer: softmax for multiclass (``CrossEntropyLoss``), one logistic unit per output for
   binary and multilabel targets (trained as a two-class softmax over the logits ``[0, z]``, which
   is the sigmoid of ``z``: so ``coefs_[-1]`` has one column for a binary problem, as in sklearn),
-  identity + ``MSELoss`` for regression.
+  identity + ``MSELoss`` for regression, or with ``MLPRegressor(loss="poisson")`` the half
+  Poisson deviance with a log link (the network outputs ``log(prediction)``).
+- ``sample_weight`` in ``fit`` / ``partial_fit``: each row's loss and gradient weighted, divided by
+  the batch's weight sum (the L2 term too), as sklearn; the early-stopping split splits them.
+- ``solver="lbfgs"``: scipy's L-BFGS-B (scipy is a dependency of scikit-learn) over every weight
+  and bias as one flat vector, each evaluation a full-batch forward / loss / backward through
+  ranvier's kernels; ``max_iter``, ``max_fun``, ``tol`` as sklearn passes them and sklearn's
+  ConvergenceWarning. The objective and gradient are sklearn's, including its quirk for several
+  regression outputs (loss averaged over the outputs, gradient summed), so lbfgs takes sklearn's
+  steps. No ``partial_fit`` with lbfgs (``hasattr`` is False, as in sklearn).
+- the dtype: float32 ``X`` trains and predicts in float32, any other ``X`` in float64, and
+  ``coefs_`` / ``intercepts_`` have that dtype (``dtype=`` fixes it instead).
 - initialisation (Glorot uniform, biases too), the mini-batch order, the early-stopping split and
   the stopping rule (``tol`` / ``n_iter_no_change`` on the training loss, or on the validation score
   with ``early_stopping=True``, restoring the best weights), ``learning_rate`` schedules,
   ``warm_start``, ``partial_fit``, and the attributes (``coefs_`` in sklearn's ``(in, out)`` layout,
   ``intercepts_``, ``loss_``, ``loss_curve_``, ``best_loss_``, ``n_iter_``, ``t_``,
   ``validation_scores_``, ``best_validation_score_``, ``n_layers_``, ``n_outputs_``,
-  ``out_activation_``, ``classes_``). With ``dtype=np.float64`` and the same ``random_state`` the
-  weights follow sklearn's to rounding error.
+  ``out_activation_``, ``classes_``); ``coefs_`` / ``intercepts_`` assigned by hand before any fit
+  are trained on by ``partial_fit``. With float64 data and the same ``random_state`` the weights
+  follow sklearn's to rounding error.
 
 Differences:
 
-- ``dtype`` (float32 by default) sets the precision of the network; inputs are converted to it and
-  ``predict`` / ``predict_proba`` return it (sklearn computes in the dtype of ``X``).
-- no ``solver="lbfgs"`` (nor ``max_fun``), no ``loss="poisson"``, no ``sample_weight``.
+- ``dtype`` (None by default: follow ``X`` as above) can fix the precision of the network; inputs
+  are then converted to it and ``predict`` / ``predict_proba`` return it.
+- no ``_optimizer`` attribute (the updates are ranvier's SGD / Adam, see ``_Solver``).
 - sparse ``X`` is accepted, as in sklearn, but densified one mini-batch (or 4096 prediction rows)
   at a time: ranvier's kernels are dense.
 
@@ -50,14 +64,16 @@ except ImportError as exc:  # pragma: no cover - depends on the environment
     raise ImportError("ranvier.sklearn needs scikit-learn: pip install 'ranvier[sklearn]' "
                       "(or pip install scikit-learn)") from exc
 import scipy.sparse as sp
+from scipy.special import xlogy
 from sklearn.exceptions import ConvergenceWarning
 from sklearn.metrics import accuracy_score, r2_score
 from sklearn.model_selection import train_test_split
 from sklearn.preprocessing import LabelBinarizer
 from sklearn.utils import check_random_state, column_or_1d, gen_batches
 from sklearn.utils import shuffle as _shuffle
+from sklearn.utils.metaestimators import available_if
 from sklearn.utils.multiclass import check_classification_targets, type_of_target, unique_labels
-from sklearn.utils.validation import check_is_fitted
+from sklearn.utils.validation import _check_sample_weight, check_is_fitted
 
 try:  # scikit-learn >= 1.6
     from sklearn.utils.validation import validate_data as _validate_data
@@ -75,7 +91,9 @@ from .optim import SGD, Adam
 __all__ = ["MLPClassifier", "MLPRegressor", "InvalidParameterError"]
 
 _HIDDEN_ACTIVATIONS = {"identity": None, "logistic": Sigmoid, "tanh": Tanh, "relu": ReLU}
-_SOLVERS = ("adam", "sgd")
+_SOLVERS = ("lbfgs", "adam", "sgd")
+_STOCHASTIC_SOLVERS = ("adam", "sgd")
+_REGRESSION_LOSSES = ("squared_error", "poisson")
 _LEARNING_RATES = ("constant", "invscaling", "adaptive")
 _PREDICT_CHUNK = 4096  # rows per forward pass in predict (bounds the activations' memory)
 
@@ -88,7 +106,8 @@ class _BaseMLP(BaseEstimator):
                  learning_rate_init=0.001, power_t=0.5, max_iter=200, shuffle=True,
                  random_state=None, tol=1e-4, verbose=False, warm_start=False, momentum=0.9,
                  nesterovs_momentum=True, early_stopping=False, validation_fraction=0.1,
-                 beta_1=0.9, beta_2=0.999, epsilon=1e-8, n_iter_no_change=10, dtype=np.float32):
+                 beta_1=0.9, beta_2=0.999, epsilon=1e-8, n_iter_no_change=10, max_fun=15000,
+                 dtype=None):
         self.hidden_layer_sizes = hidden_layer_sizes
         self.activation = activation
         self.solver = solver
@@ -111,11 +130,13 @@ class _BaseMLP(BaseEstimator):
         self.beta_2 = beta_2
         self.epsilon = epsilon
         self.n_iter_no_change = n_iter_no_change
+        self.max_fun = max_fun
         self.dtype = dtype
 
     # -- parameters --------------------------------------------------------------------------
     def _check_params(self):
-        """Validate every hyper-parameter; returns (hidden layer sizes as a list, numpy dtype)."""
+        """Validate every hyper-parameter; returns (hidden layer sizes as a list, numpy dtype or
+        None to follow the input's)."""
         hls = self.hidden_layer_sizes
         iterable = not isinstance(hls, str) and hasattr(hls, "__iter__")
         hidden = [hls] if is_int(hls) else list(hls) if iterable else None
@@ -125,10 +146,9 @@ class _BaseMLP(BaseEstimator):
             raise InvalidParameterError(f"hidden_layer_sizes must be > 0, got {hls}.")
         hidden = [int(h) for h in hidden]
         check_param_choice(self.activation, "activation", tuple(_HIDDEN_ACTIVATIONS))
-        if self.solver == "lbfgs":
-            raise InvalidParameterError("solver='lbfgs' is not available in ranvier.sklearn; "
-                                        "use 'adam' or 'sgd'.")
         check_param_choice(self.solver, "solver", _SOLVERS)
+        if not self._is_classifier:
+            check_param_choice(self.loss, "loss", _REGRESSION_LOSSES)
         check_param_float(self.alpha, "alpha", 0.0)
         bs = self.batch_size
         if not (bs == "auto" if isinstance(bs, str) else is_int(bs) and bs >= 1):
@@ -158,13 +178,16 @@ class _BaseMLP(BaseEstimator):
         nic = self.n_iter_no_change
         if not ((is_int(nic) and nic >= 1) or (is_real(nic) and nic == np.inf)):
             raise invalid_parameter("n_iter_no_change", nic, "an int in the range [1, inf) or inf")
+        if not is_int(self.max_fun) or self.max_fun < 1:
+            raise invalid_parameter("max_fun", self.max_fun, "an int in the range [1, inf)")
+        if self.dtype is None:  # follow the input (np.dtype(None) would be float64)
+            return hidden, None
         try:
-            dtype = np.dtype(self.dtype) if self.dtype is not None else None
+            dtype = np.dtype(self.dtype)
         except TypeError:
             dtype = None
-        # (dtype None would compare equal to float64)
         if dtype is None or dtype not in (np.dtype(np.float32), np.dtype(np.float64)):
-            raise invalid_parameter("dtype", self.dtype, "numpy.float32 or numpy.float64")
+            raise invalid_parameter("dtype", self.dtype, "None, numpy.float32 or numpy.float64")
         return hidden, dtype
 
     # -- the network -------------------------------------------------------------------------
@@ -247,8 +270,12 @@ class _BaseMLP(BaseEstimator):
             self.validation_scores_ = None
             self.best_validation_score_ = None
 
-    def _check_network(self, layer_units, dtype):
-        """Before warm_start / partial_fit training: the existing network must fit the data."""
+    def _check_network(self, layer_units, n_outputs, dtype):
+        """Before warm_start / partial_fit training: the existing network must fit the data.
+        ``coefs_`` / ``intercepts_`` set by hand before any fit (as scikit-learn allows) become
+        the network."""
+        if not hasattr(self, "_dense"):
+            self._adopt_weights(n_outputs, dtype)
         self._sync_params()
         units = [self._dense[0].in_features] + [d.out_features for d in self._dense]
         if units != list(layer_units):
@@ -262,27 +289,71 @@ class _BaseMLP(BaseEstimator):
         elif self._activation != self.activation:  # activation changed through set_params
             self._assemble(self.activation)
 
+    def _adopt_weights(self, n_outputs, dtype):
+        """The network from ``coefs_`` / ``intercepts_`` assigned by hand before any fit; the
+        training state the user did not set starts as a new fit's."""
+        coefs = [np.asarray(c, dtype) for c in self.coefs_]
+        intercepts = [np.asarray(b, dtype) for b in self.intercepts_]
+        if not coefs or len(coefs) != len(intercepts):
+            raise ValueError("coefs_ and intercepts_ must hold the same number (at least one) of "
+                             f"arrays, got {len(coefs)} and {len(intercepts)}")
+        for i, (c, b) in enumerate(zip(coefs, intercepts)):
+            if (c.ndim != 2 or b.shape != (c.shape[1],)
+                    or (i > 0 and c.shape[0] != coefs[i - 1].shape[1])):
+                raise ValueError(f"coefs_[{i}] / intercepts_[{i}] have shapes {c.shape} / "
+                                 f"{b.shape}, which do not chain into a network")
+        self._build_network(coefs, intercepts, dtype)
+        self.n_outputs_ = n_outputs
+        self.n_layers_ = len(coefs) + 1
+        self.out_activation_ = self._output_activation()
+        for name, value in (("n_iter_", 0), ("t_", 0), ("loss_curve_", []),
+                            ("_no_improvement_count", 0), ("best_loss_", np.inf),
+                            ("validation_scores_", None), ("best_validation_score_", None)):
+            if not hasattr(self, name):
+                setattr(self, name, value)
+        self._best_params = [p.data.copy() for p in self._model.parameters()]
+        self._solver = None
+
     # -- training ----------------------------------------------------------------------------
-    def _fit(self, X, y, incremental):
+    def _fit(self, X, y, sample_weight, incremental):
         hidden, dtype = self._check_params()
         if self.early_stopping and incremental:
             raise ValueError("partial_fit does not support early_stopping=True")
         first_pass = not hasattr(self, "coefs_") or (not self.warm_start and not incremental)
+        if dtype is None:
+            # as scikit-learn: float32 input stays float32, anything else becomes float64; a
+            # network that is trained on keeps its dtype
+            dtype = (self._model.dtype if not first_pass and hasattr(self, "_model")
+                     else (np.float64, np.float32))
         X, y, T, n_outputs = self._validate_input(X, y, incremental, reset=first_pass,
                                                   dtype=dtype)
+        dtype = X.dtype
+        if sample_weight is not None:
+            sample_weight = _check_sample_weight(sample_weight, X, dtype=np.float64)
         layer_units = [X.shape[1]] + hidden + [n_outputs]
         self._random_state = check_random_state(self.random_state)
         if first_pass:
             self._initialize(layer_units, n_outputs, dtype)
         else:
-            self._check_network(layer_units, dtype)
-        self._fit_stochastic(X, y, T, incremental)
+            self._check_network(layer_units, n_outputs, dtype)
+        if self.solver == "lbfgs":
+            self._fit_lbfgs(X, T, sample_weight)
+        else:
+            self._fit_stochastic(X, y, T, sample_weight, incremental)
         if not all(np.isfinite(p.data).all() for p in self._model.parameters()):
             raise ValueError("Solver produced non-finite parameter weights. The input data may "
                              "contain large values and need to be preprocessed.")
         return self
 
-    def _fit_stochastic(self, X, y, T, incremental):
+    def _check_solver(self):
+        """partial_fit exists for the stochastic solvers only (``available_if``), as in sklearn."""
+        check_param_choice(self.solver, "solver", _SOLVERS)
+        if self.solver not in _STOCHASTIC_SOLVERS:
+            raise AttributeError("partial_fit is only available for stochastic optimizers. "
+                                 f"{self.solver} is not stochastic.")
+        return True
+
+    def _fit_stochastic(self, X, y, T, sample_weight, incremental):
         if not incremental or self._solver is None:
             self._solver = _Solver(self, self._dense, self._grad_scale())
         solver = self._solver
@@ -294,9 +365,12 @@ class _BaseMLP(BaseEstimator):
             self._best_params = [p.data.copy() for p in self._model.parameters()]
         if not early_stopping and self.best_loss_ is None:
             self.best_loss_ = min(self.loss_curve_, default=np.inf)
+        sw_train = sw_val = None
         if early_stopping:
-            # sklearn stratifies only single-output classification targets (binary problems)
-            stratify = T if self._is_classifier and T.ndim == 2 and T.shape[1] == 1 else None
+            # sklearn stratifies only single-output classification targets (binary problems),
+            # on the 0/1 target as bools (so a class too small to split is named 'True')
+            stratify = (T.astype(bool) if self._is_classifier and T.ndim == 2 and T.shape[1] == 1
+                        else None)
             train, val = train_test_split(np.arange(X.shape[0]), random_state=self._random_state,
                                           test_size=self.validation_fraction, stratify=stratify)
             if val.shape[0] < 2:
@@ -304,8 +378,10 @@ class _BaseMLP(BaseEstimator):
                                  "'validation_fraction' or the size of your dataset.")
             X_train, T_train = X[train], T[train]
             X_val, y_val = X[val], y[val]
+            if sample_weight is not None:
+                sw_train, sw_val = sample_weight[train], sample_weight[val]
         else:
-            X_train, T_train, X_val, y_val = X, T, None, None
+            X_train, T_train, X_val, y_val, sw_train = X, T, None, None, sample_weight
 
         n_samples = X_train.shape[0]
         sample_idx = np.arange(n_samples, dtype=int)
@@ -330,12 +406,16 @@ class _BaseMLP(BaseEstimator):
                     idx = sample_idx[batch] if self.shuffle else batch
                     xb = _rows(X_train, idx)
                     m = xb.shape[0]
+                    row_weights, denom = _batch_weights(sw_train, idx, m, xb.dtype)
+                    if denom == 0.0:
+                        continue  # every sample of the batch weighs 0: nothing to learn
                     out = model.forward(xb)
-                    batch_loss, grad = self._loss_and_grad(loss_fn, out, T_train[idx])
+                    batch_loss, grad = self._loss_and_grad(loss_fn, out, T_train[idx],
+                                                           row_weights)
                     if half_alpha:
-                        batch_loss += half_alpha * sum(_sqnorm(w) for w in weights) / m
+                        batch_loss += half_alpha * sum(_sqnorm(w) for w in weights) / denom
                     model.backward(grad, need_input_grad=False)
-                    solver.step(m)
+                    solver.step(denom)
                     accumulated_loss += batch_loss * m
                 self.n_iter_ += 1
                 self.loss_ = accumulated_loss / n_samples
@@ -346,7 +426,7 @@ class _BaseMLP(BaseEstimator):
                 if not np.isfinite(self.loss_) and not all(
                         np.isfinite(p.data).all() for p in model.parameters()):
                     break  # diverged: _fit raises
-                self._update_no_improvement_count(early_stopping, X_val, y_val)
+                self._update_no_improvement_count(early_stopping, X_val, y_val, sw_val)
                 solver.iteration_ends(self.t_)
                 if self._no_improvement_count > self.n_iter_no_change:
                     if early_stopping:
@@ -370,9 +450,97 @@ class _BaseMLP(BaseEstimator):
             for p, best in zip(model.parameters(), self._best_params):
                 p.data[...] = best
 
-    def _update_no_improvement_count(self, early_stopping, X_val, y_val):
+    def _fit_lbfgs(self, X, T, sample_weight):
+        """scipy's L-BFGS-B over every weight and bias as one flat float64 vector (the network's
+        parameters in order), each evaluation one full-batch forward / loss / backward through
+        ranvier's kernels in the network's dtype; ``max_iter``, ``max_fun`` and ``gtol=tol`` as
+        sklearn passes them, and sklearn's ConvergenceWarning when scipy stops short."""
+        try:
+            from scipy.optimize import minimize
+        except ImportError as exc:  # pragma: no cover - scikit-learn itself needs scipy
+            raise ImportError("solver='lbfgs' needs scipy: pip install 'ranvier[sklearn]'") from exc
+        if sp.issparse(X):
+            X = X.toarray()
+        X = np.ascontiguousarray(X)
+        row_weights, denom = _batch_weights(sample_weight, slice(None), X.shape[0], X.dtype)
+        params = self._model.parameters()
+        loss_fn = self._loss_function()
+        evaluations = []
+
+        def loss_grad(theta):
+            _unflatten(theta, [p.data for p in params])
+            loss, coef_grads, intercept_grads = self._loss_grad(X, T, row_weights, denom, loss_fn)
+            evaluations.append(loss)
+            return loss, np.concatenate([g.ravel() for pair in zip(coef_grads, intercept_grads)
+                                         for g in pair])
+
+        iterations = []
+
+        def report(theta):  # verbose: one line per iteration, as the stochastic solvers print
+            iterations.append(evaluations[-1])
+            print("Iteration %d, loss = %.8f" % (len(iterations), evaluations[-1]))
+
+        theta0 = np.concatenate([p.data.ravel() for p in params]).astype(np.float64)
+        res = minimize(loss_grad, theta0, method="L-BFGS-B", jac=True,
+                       callback=report if self.verbose else None,
+                       options={"maxfun": self.max_fun, "maxiter": self.max_iter,
+                                "gtol": self.tol})
+        self.n_iter_ = min(res.nit, self.max_iter)
+        if res.status != 0:  # scikit-learn's message (sklearn.utils.optimize)
+            msg = (f"lbfgs failed to converge after {self.n_iter_} iteration(s) "
+                   f"(status={res.status}):\n{res.message}\n")
+            if self.n_iter_ == self.max_iter:
+                msg += ("\nIncrease the number of iterations to improve the convergence "
+                        f"(max_iter={self.max_iter}).")
+            msg += ("\nYou might also want to scale the data as shown in:\n"
+                    "    https://scikit-learn.org/stable/modules/preprocessing.html")
+            warnings.warn(msg, ConvergenceWarning, stacklevel=3)
+        self.loss_ = float(res.fun)
+        _unflatten(res.x, [p.data for p in params])
+
+    def _loss_grad(self, X, T, row_weights, denom, loss_fn):
+        """sklearn's objective on (X, T) at the network's weights, L2 term included, and its
+        gradient as float64 arrays in ranvier's layout: (loss, weight grads (out, in), bias
+        grads). ``row_weights``: sample weights scaled to mean 1, or None; ``denom``: their sum
+        (the number of samples without weights)."""
+        out = self._model.forward(X)
+        loss, grad = self._loss_and_grad(loss_fn, out, T, row_weights)
+        self._model.backward(grad, need_input_grad=False)
+        inv_scale = 1.0 / self._grad_scale()
+        decay = float(self.alpha) / denom
+        coef_grads, intercept_grads = [], []
+        for d in self._dense:
+            w = d.weight.data.astype(np.float64)
+            coef_grads.append(d.weight.grad * inv_scale + decay * w)
+            intercept_grads.append(d.bias.grad * inv_scale)
+            loss += 0.5 * decay * _sqnorm(w)
+        return float(loss), coef_grads, intercept_grads
+
+    def _loss_grad_lbfgs(self, packed_coef_inter, X, y, sample_weight=None, *buffers):
+        """scikit-learn's private L-BFGS objective, for code written against it (sklearn's own
+        gradient test): parameters packed in sklearn's order (every ``coefs_[i]`` raveled, then
+        every ``intercepts_[i]``), ``y`` the binarized (classifier) or 2-D (regressor) target;
+        sklearn's scratch ``buffers`` are not needed. Sets the network's weights to the packed
+        ones and returns (loss, gradient packed the same way)."""
+        self._sync_params()
+        theta = np.asarray(packed_coef_inter, np.float64)
+        coefs = [d.weight.data.T for d in self._dense]
+        _unflatten(theta, coefs + [d.bias.data for d in self._dense])
+        dtype = self._model.dtype
+        X = np.ascontiguousarray(X.toarray() if sp.issparse(X) else X, dtype=dtype)
+        T = self._packed_target(np.asarray(y))
+        n = X.shape[0]
+        if sample_weight is not None:
+            sample_weight = _check_sample_weight(sample_weight, X, dtype=np.float64)
+        row_weights, denom = _batch_weights(sample_weight, slice(None), n, dtype)
+        loss, coef_grads, intercept_grads = self._loss_grad(X, T, row_weights, denom,
+                                                            self._loss_function())
+        return loss, np.concatenate([g.T.ravel() for g in coef_grads]
+                                    + [g.ravel() for g in intercept_grads])
+
+    def _update_no_improvement_count(self, early_stopping, X_val, y_val, sw_val):
         if early_stopping:
-            score = self._validation_score(X_val, y_val)
+            score = self._validation_score(X_val, y_val, sw_val)
             self.validation_scores_.append(score)
             if self.verbose:
                 print("Validation score: %f" % score)
@@ -391,11 +559,11 @@ class _BaseMLP(BaseEstimator):
             if self.loss_curve_[-1] < self.best_loss_:
                 self.best_loss_ = self.loss_curve_[-1]
 
-    def _validation_score(self, X, y):
+    def _validation_score(self, X, y, sample_weight=None):
         pred = self._predict_validated(X)
         if np.issubdtype(pred.dtype, np.floating) and not np.isfinite(pred).all():
             return np.nan
-        return float(self._score_function(y, pred))
+        return float(self._score_function(y, pred, sample_weight=sample_weight))
 
     # -- prediction --------------------------------------------------------------------------
     def _forward(self, X):
@@ -447,6 +615,35 @@ def _rows(X, idx):
     """Rows of X as a dense C-contiguous array (sparse X is densified one batch at a time)."""
     rows = X[idx]
     return rows.toarray() if sp.issparse(rows) else rows
+
+
+def _batch_weights(sample_weight, idx, m, dtype):
+    """(weights of the rows ``idx`` scaled to mean 1, in ``dtype``, and their sum) for weighted
+    training; (None, m) without sample weights. The objective averages ``weight * loss`` over the
+    rows, which is sklearn's sum of ``sample_weight * loss`` over the sum of the weights."""
+    if sample_weight is None:
+        return None, float(m)
+    w = sample_weight[idx]
+    total = float(w.sum())
+    if total == 0.0:
+        return None, 0.0
+    return (w * (m / total)).astype(dtype), total
+
+
+def _weighted_one_hot(labels, row_weights, n_classes, dtype):
+    """One-hot rows of ``labels`` scaled by ``row_weights``: a cross-entropy target whose loss
+    and gradient are the weighted ones (the kernel takes rows that do not sum to one)."""
+    target = np.zeros((labels.shape[0], n_classes), dtype)
+    target[np.arange(labels.shape[0]), labels] = row_weights
+    return target
+
+
+def _unflatten(theta, arrays):
+    """Copy consecutive pieces of the flat vector ``theta`` into ``arrays`` (views included)."""
+    off = 0
+    for a in arrays:
+        a[...] = theta[off:off + a.size].reshape(a.shape)
+        off += a.size
 
 
 def _sqnorm(w):
@@ -556,7 +753,8 @@ _PARAMS_DOC = """
         Units in each hidden layer (``()`` for none).
     activation : {"relu", "tanh", "logistic", "identity"}, default="relu"
         Activation of the hidden layers.
-    solver : {"adam", "sgd"}, default="adam"
+    solver : {"lbfgs", "adam", "sgd"}, default="adam"
+        "lbfgs": scipy's L-BFGS-B on the whole data set (full batch), for small data sets.
     alpha : float, default=0.0001
         L2 penalty: ``alpha / 2 * sum(||W||^2) / batch_size`` is added to each mini-batch's loss
         (weights only, not biases).
@@ -568,7 +766,8 @@ _PARAMS_DOC = """
     power_t : float, default=0.5
         Exponent of the "invscaling" schedule.
     max_iter : int, default=200
-        Epochs (passes over the data); a ConvergenceWarning is issued when they run out.
+        Epochs (passes over the data), or L-BFGS iterations; a ConvergenceWarning is issued when
+        they run out.
     shuffle : bool, default=True
         Shuffle the samples every epoch.
     random_state : int, RandomState or None, default=None
@@ -590,17 +789,21 @@ _PARAMS_DOC = """
     beta_1, beta_2, epsilon : float, default=0.9, 0.999, 1e-8
         Adam's parameters.
     n_iter_no_change : int, default=10
-    dtype : numpy.float32 or numpy.float64, default=numpy.float32
-        Precision of the ranvier network (ranvier extra; scikit-learn follows X's dtype).
+    max_fun : int, default=15000
+        With "lbfgs": the most loss-and-gradient evaluations.
+    dtype : None, numpy.float32 or numpy.float64, default=None
+        Precision of the ranvier network (ranvier extra). None: as scikit-learn, float32 for
+        float32 ``X``, else float64.
 """
 
 _ATTRS_DOC = """
     Attributes
     ----------
     loss_ : float
-        Loss of the last epoch (mean over its mini-batches, L2 term included).
+        Loss of the last epoch (mean over its mini-batches, L2 term included); with "lbfgs"
+        the final full-batch loss.
     loss_curve_ : list of float
-        ``loss_`` of every epoch.
+        ``loss_`` of every epoch (the stochastic solvers only).
     best_loss_ : float or None
         Lowest ``loss_`` (None with early stopping).
     validation_scores_ : list of float or None
@@ -626,7 +829,7 @@ _ATTRS_DOC = """
 class MLPClassifier(ClassifierMixin, _BaseMLP):
     __doc__ = """Multi-layer perceptron classifier trained by ranvier (scikit-learn API).
 
-    Minimises the log-loss with Adam or SGD. Multiclass targets use a softmax output (ranvier's
+    Minimises the log-loss with L-BFGS, Adam or SGD. Multiclass targets use a softmax output (ranvier's
     fused softmax + cross-entropy); binary and multilabel targets use one logistic unit per
     output, trained as a two-class softmax over ``[0, z]`` (equal to ``sigmoid(z)``), so binary
     problems have a single output unit and ``predict_proba`` returns two columns, as in sklearn.
@@ -638,13 +841,15 @@ class MLPClassifier(ClassifierMixin, _BaseMLP):
     _is_classifier = True
     _score_function = staticmethod(accuracy_score)
 
-    def fit(self, X, y):
-        """Train on (X, y) from a new network (or the current one with warm_start)."""
-        return self._fit(X, y, incremental=False)
+    def fit(self, X, y, sample_weight=None):
+        """Train on (X, y) from a new network (or the current one with warm_start);
+        ``sample_weight``: one non-negative weight per sample."""
+        return self._fit(X, y, sample_weight, incremental=False)
 
-    def partial_fit(self, X, y, classes=None):
+    @available_if(lambda est: est._check_solver())
+    def partial_fit(self, X, y, sample_weight=None, classes=None):
         """One epoch over (X, y). ``classes`` (every label of the whole data set) is required on
-        the first call."""
+        the first call. Only for the stochastic solvers ("adam", "sgd")."""
         self._check_params()  # before classes_ is set
         if self._first_partial_fit_call(classes):
             self._label_binarizer = LabelBinarizer()
@@ -652,7 +857,7 @@ class MLPClassifier(ClassifierMixin, _BaseMLP):
                 self._label_binarizer.fit(y)
             else:
                 self._label_binarizer.fit(classes)
-        return self._fit(X, y, incremental=True)
+        return self._fit(X, y, sample_weight, incremental=True)
 
     def _first_partial_fit_call(self, classes):
         if getattr(self, "classes_", None) is None and classes is None:
@@ -690,11 +895,7 @@ class MLPClassifier(ClassifierMixin, _BaseMLP):
         Y = self._label_binarizer.transform(y)
         if sp.issparse(Y):
             Y = Y.toarray()
-        if self._label_binarizer.y_type_ == "multiclass":
-            T = np.ascontiguousarray(np.argmax(Y, axis=1), dtype=np.int64)  # class indices
-        else:
-            T = np.ascontiguousarray(Y, dtype=np.int64)  # (n, outputs) of 0/1
-        return X, y, T, Y.shape[1]
+        return X, y, self._packed_target(Y), Y.shape[1]
 
     def _output_activation(self):
         return "softmax" if self._label_binarizer.y_type_ == "multiclass" else "logistic"
@@ -707,14 +908,29 @@ class MLPClassifier(ClassifierMixin, _BaseMLP):
         # the (batch * outputs) two-class rows, sklearn sums over outputs and averages over rows.
         return 1.0 if self.out_activation_ == "softmax" else 1.0 / self.n_outputs_
 
-    def _loss_and_grad(self, loss_fn, out, target):
+    def _packed_target(self, Y, dtype=None):
+        """The training target from the binarized ``Y``: class indices for a softmax output,
+        else the (n_samples, n_outputs) 0/1 matrix."""
+        if self._output_activation() == "softmax":
+            return np.ascontiguousarray(np.argmax(Y, axis=1), dtype=np.int64)
+        return np.ascontiguousarray(Y.reshape(Y.shape[0], -1), dtype=np.int64)
+
+    def _loss_and_grad(self, loss_fn, out, target, row_weights=None):
+        """(sklearn's log-loss of the batch, ``_grad_scale()`` times its gradient with respect to
+        ``out``). With ``row_weights`` (mean 1) the cross-entropy runs on one-hot rows scaled by
+        the weights, which weighs both the loss and the gradient of every row in the kernel."""
+        m, k = out.shape
         if self.out_activation_ == "softmax":
+            if row_weights is not None:
+                target = _weighted_one_hot(target, row_weights, k, out.dtype)
             loss = loss_fn(out, target)
             return loss, loss_fn.backward()
-        m, k = out.shape
         logits = np.zeros((m * k, 2), out.dtype)  # [0, z]: softmax gives [1 - s(z), s(z)]
         logits[:, 1] = out.reshape(-1)
-        loss = loss_fn(logits, target.reshape(-1)) * k
+        target = target.reshape(-1)
+        if row_weights is not None:
+            target = _weighted_one_hot(target, np.repeat(row_weights, k), 2, out.dtype)
+        loss = loss_fn(logits, target) * k
         return loss, loss_fn.backward()[:, 1].reshape(m, k)
 
     def _probabilities(self, X):
@@ -762,46 +978,96 @@ class MLPRegressor(RegressorMixin, _BaseMLP):
     __doc__ = """Multi-layer perceptron regressor trained by ranvier (scikit-learn API).
 
     Minimises the squared error (identity output, ranvier's ``MSELoss``; ``loss_`` is reported
-    on sklearn's scale, half the mean squared error) with Adam or SGD. ``y`` may have several
-    columns (multi-output regression).
+    on sklearn's scale, half the mean squared error), or with ``loss="poisson"`` the half Poisson
+    deviance of ``exp(output)`` (log link; predictions are positive), with L-BFGS, Adam or SGD.
+    ``y`` may have several columns (multi-output regression).
+
+    loss : {"squared_error", "poisson"}, default="squared_error"
+        (the first parameter, as in scikit-learn)
 """ + _PARAMS_DOC + _ATTRS_DOC
 
     _is_classifier = False
     _score_function = staticmethod(r2_score)
 
-    def fit(self, X, y):
-        """Train on (X, y) from a new network (or the current one with warm_start)."""
-        return self._fit(X, y, incremental=False)
+    def __init__(self, loss="squared_error", hidden_layer_sizes=(100,), activation="relu", *,
+                 solver="adam", alpha=0.0001, batch_size="auto", learning_rate="constant",
+                 learning_rate_init=0.001, power_t=0.5, max_iter=200, shuffle=True,
+                 random_state=None, tol=1e-4, verbose=False, warm_start=False, momentum=0.9,
+                 nesterovs_momentum=True, early_stopping=False, validation_fraction=0.1,
+                 beta_1=0.9, beta_2=0.999, epsilon=1e-8, n_iter_no_change=10, max_fun=15000,
+                 dtype=None):
+        super().__init__(
+            hidden_layer_sizes=hidden_layer_sizes, activation=activation, solver=solver,
+            alpha=alpha, batch_size=batch_size, learning_rate=learning_rate,
+            learning_rate_init=learning_rate_init, power_t=power_t, max_iter=max_iter,
+            shuffle=shuffle, random_state=random_state, tol=tol, verbose=verbose,
+            warm_start=warm_start, momentum=momentum, nesterovs_momentum=nesterovs_momentum,
+            early_stopping=early_stopping, validation_fraction=validation_fraction,
+            beta_1=beta_1, beta_2=beta_2, epsilon=epsilon, n_iter_no_change=n_iter_no_change,
+            max_fun=max_fun, dtype=dtype)
+        self.loss = loss
 
-    def partial_fit(self, X, y):
-        """One epoch over (X, y)."""
-        return self._fit(X, y, incremental=True)
+    def fit(self, X, y, sample_weight=None):
+        """Train on (X, y) from a new network (or the current one with warm_start);
+        ``sample_weight``: one non-negative weight per sample."""
+        return self._fit(X, y, sample_weight, incremental=False)
+
+    @available_if(lambda est: est._check_solver())
+    def partial_fit(self, X, y, sample_weight=None):
+        """One epoch over (X, y). Only for the stochastic solvers ("adam", "sgd")."""
+        return self._fit(X, y, sample_weight, incremental=True)
 
     def _validate_input(self, X, y, incremental, reset, dtype):
         X, y = _validate_data(self, X, y, accept_sparse="csr", multi_output=True, y_numeric=True,
                               dtype=dtype, reset=reset)
         if y.ndim == 2 and y.shape[1] == 1:
             y = column_or_1d(y, warn=True)
-        T = np.ascontiguousarray(y.reshape(y.shape[0], -1), dtype=dtype)
+        T = self._packed_target(y, X.dtype)
         return X, y, T, T.shape[1]
 
+    def _packed_target(self, y, dtype=None):
+        """The training target: (n_samples, n_outputs) in ``dtype`` (default the network's)."""
+        return np.ascontiguousarray(y.reshape(y.shape[0], -1),
+                                    dtype=self._model.dtype if dtype is None else dtype)
+
     def _output_activation(self):
-        return "identity"
+        return "exp" if self.loss == "poisson" else "identity"
 
     def _loss_function(self):
         return MSELoss()
 
     def _grad_scale(self):
         # ranvier's MSE: mean over batch * outputs of (pred - y)^2, gradient 2 (pred - y) / (m k);
-        # sklearn's gradient is (pred - y) / m
-        return 2.0 / self.n_outputs_
+        # sklearn's gradient is (pred - y) / m. The Poisson gradient is computed at sklearn's scale.
+        return 2.0 / self.n_outputs_ if self.out_activation_ == "identity" else 1.0
 
-    def _loss_and_grad(self, loss_fn, out, target):
-        loss = 0.5 * loss_fn(out, target)  # sklearn's squared loss is half the MSE
-        return loss, loss_fn.backward()
+    def _loss_and_grad(self, loss_fn, out, target, row_weights=None):
+        """(sklearn's loss of the batch, ``_grad_scale()`` times its gradient with respect to
+        ``out``): half the squared error averaged over the outputs (gradient summed over them,
+        as sklearn's), or for ``loss="poisson"`` the half Poisson deviance of ``exp(out)`` summed
+        over the outputs (log link: gradient ``exp(out) - y``). ``row_weights``: mean 1."""
+        m = out.shape[0]
+        if self.out_activation_ == "exp":
+            pred = np.exp(out)
+            rows = (xlogy(target, target / pred) - target + pred).sum(axis=1)
+            grad = pred - target
+        elif row_weights is None:
+            loss = 0.5 * loss_fn(out, target)  # sklearn's squared loss is half the MSE
+            return loss, loss_fn.backward()
+        else:
+            grad = out - target
+            rows = 0.5 * np.mean(grad * grad, axis=1)
+            grad *= self._grad_scale()
+        if row_weights is not None:
+            rows = rows * row_weights
+            grad *= row_weights[:, None]
+        grad /= m
+        return float(np.mean(rows)), grad
 
     def _predict_validated(self, X):
         out = self._forward(X)
+        if self.out_activation_ == "exp":
+            np.exp(out, out=out)
         return out.ravel() if out.shape[1] == 1 else out
 
     def predict(self, X):
