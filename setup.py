@@ -196,6 +196,7 @@ class RanvierBuildExt(build_ext):
 # (matmul takes the elementwise family too: the Dense backward pass and the activations applied
 # after a GEMM are the same objects the activation layers run.)
 ISA_FAMILIES = {"matmul": ("gemm", "elementwise"), "activations": ("elementwise",),
+                "bf16": ("elementwise",),
                 "optimizers": ("optim",)}
 
 
@@ -212,6 +213,7 @@ extensions = [
     kernel_extension("_runtime", ["runtime.c"]),
     kernel_extension("matmul", ["runtime.c", "gemm.c", "elementwise.c"]),
     kernel_extension("activations", ["runtime.c", "elementwise.c"]),
+    kernel_extension("bf16", ["runtime.c", "elementwise.c"]),
     kernel_extension("losses"),
     kernel_extension("optimizers", ["runtime.c", "optim.c"]),
     kernel_extension("norm"),

@@ -1,6 +1,7 @@
 /* The elementwise kernel family: activations forward and backward, bias + activation, the Dense
  * backward's activation/bias-gradient pass (all generated from the activation table,
- * activations.h), and the fused softmax + cross-entropy (softmax_ce_template.h). One table of
+ * activations.h), the fused softmax + cross-entropy (softmax_ce_template.h) and the bfloat16
+ * conversions (bf16.h). One table of
  * kernels per instruction set (elementwise_<isa>.c); ranvier_ew_kernels_for(isa) returns it. */
 #ifndef RANVIER_ELEMENTWISE_H
 #define RANVIER_ELEMENTWISE_H
@@ -52,6 +53,9 @@ typedef struct ranvier_ew_kernels {
                            const double *v, const double *dy, double *dz, double *db);
     void (*softmax_ce_f32)(const ranvier_ce_args *a, ptrdiff_t r0, ptrdiff_t r1);
     void (*softmax_ce_f64)(const ranvier_ce_args *a, ptrdiff_t r0, ptrdiff_t r1);
+    /* bfloat16 conversions (bf16.h): y[i] = bf16(x[i]), rounded to nearest even; and back. */
+    void (*to_bf16)(const float *x, uint16_t *y, ptrdiff_t n);
+    void (*from_bf16)(const uint16_t *x, float *y, ptrdiff_t n);
 } ranvier_ew_kernels;
 
 /* The table for an ISA (RANVIER_ISA_*, isa.h) this CPU supports; the generic one otherwise. */

@@ -50,9 +50,22 @@ EW_WRAP(double, f64)
 #undef CE_P
 #undef CE_FN
 
+/* bfloat16 conversions: integer work on the bits, vectorised by this unit's flags */
+#include "bf16.h"
+static void EW_NAME(to_bf16)(const float *x, uint16_t *y, ptrdiff_t n)
+{
+#pragma omp simd
+    for (ptrdiff_t i = 0; i < n; ++i) y[i] = ranvier_f32_to_bf16(x[i]);
+}
+static void EW_NAME(from_bf16)(const uint16_t *x, float *y, ptrdiff_t n)
+{
+#pragma omp simd
+    for (ptrdiff_t i = 0; i < n; ++i) y[i] = ranvier_bf16_to_f32(x[i]);
+}
+
 const ranvier_ew_kernels EW_NAME(ranvier_ew) = {
     EW_NAME(act_forward_f32),  EW_NAME(act_forward_f64),  EW_NAME(act_backward_f32),
     EW_NAME(act_backward_f64), EW_NAME(bias_act_f32),     EW_NAME(bias_act_f64),
     EW_NAME(dense_grad_f32),   EW_NAME(dense_grad_f64),   EW_CAT(EW_NAME(softmax_ce), f32),
-    EW_CAT(EW_NAME(softmax_ce), f64),
+    EW_CAT(EW_NAME(softmax_ce), f64), EW_NAME(to_bf16),       EW_NAME(from_bf16),
 };

@@ -1,6 +1,6 @@
 """float64 NumPy references shared by the tests: activations and their derivatives, softmax and
 log-softmax, the losses, convolution and its gradients, the optimizer update rules (PyTorch's
-documented formulas) and central finite differences. Each is written once here; tests compare ranvier's kernels and layers with
+documented formulas), bfloat16 rounding and central finite differences. Each is written once here; tests compare ranvier's kernels and layers with
 them."""
 import math
 
@@ -271,6 +271,36 @@ def conv2d_grads(x, w, dz, stride, padding, dilation, groups):
     dx = dxp[:, :, ph:ph + x.shape[2], pw:pw + x.shape[3]]
     return dx, dw, dz.sum(axis=(0, 2, 3))
 
+
+
+# -- bfloat16 -------------------------------------------------------------------------------------
+def bf16_bits(x):
+    """float32 -> bfloat16 bits (uint16), round to nearest, ties to even, from exact arithmetic
+    on the value rather than the bit trick: the two neighbouring bf16 values below and above x
+    are compared in float64 (both are exact there). Past the largest bf16 (at or beyond the
+    midpoint to the next power of two) it rounds to infinity; NaN keeps its sign and payload with
+    the quiet bit set."""
+    with np.errstate(over="ignore", invalid="ignore"):  # NaNs and infinities are inputs here
+        x = np.ascontiguousarray(x, np.float32)
+        u = x.view(np.uint32).astype(np.uint64)
+        lo = (u >> 16) << 16                            # truncated: toward zero in magnitude
+        hi = lo + (1 << 16)                             # next bf16 away from zero
+        v = np.abs(x.astype(np.float64))
+        vlo = np.abs(lo.astype(np.uint32).view(np.float32).astype(np.float64))
+        vhi = np.abs(hi.astype(np.uint32).view(np.float32).astype(np.float64))
+        # hi of the largest finite bf16's neighbourhood is infinity: its value for the midpoint rule
+        # is the next power of two, 2^128
+        vhi = np.where(np.isinf(vhi), 2.0 ** 128, vhi)
+        up = (v - vlo > vhi - v) | ((v - vlo == vhi - v) & ((lo >> 16) % 2 == 1))
+        out = np.where(up, hi, lo) >> 16
+        nan = np.isnan(x)
+        out = np.where(nan, (u >> 16) | 0x40, out)
+        return out.astype(np.uint16)
+
+
+def bf16_value(bits):
+    """bfloat16 bits (uint16) -> float32, exactly."""
+    return (np.asarray(bits, np.uint16).astype(np.uint32) << 16).view(np.float32)
 
 
 # -- central finite differences -------------------------------------------------------------------

@@ -78,6 +78,33 @@ def test_libraries_follow_the_same_loss_curve(quick_run):
                                                              abs=0.02)
 
 
+def test_conv_section_times_every_pass_of_every_layer():
+    from ranvier.bench import conv, report
+
+    res = conv.run(threads=(1,), batch=2, repeats=1, log=lambda line: None)
+    assert {(r["layer"], r["pass"]) for r in res["rows"]} == {
+        (layer[0], p) for layer in conv.LAYERS for p in conv.PASSES}
+    for r in res["rows"]:
+        assert r["ranvier"]["median"] >= 0 and (r["torch"] is not None) == HAVE_TORCH
+    assert "| lenet conv1" in report.conv_md(res)
+
+
+@pytest.mark.skipif(importlib.util.find_spec("sklearn") is None, reason="needs scikit-learn")
+def test_sklearn_section_fits_both_the_same_way():
+    from ranvier.bench import report, sklearn_fit
+
+    res = sklearn_fit.run(threads=(1,), n_train=300, epochs=1, lbfgs_iter=2, repeats=1,
+                          log=lambda line: None)
+    assert [r["solver"] for r in res["rows"]] == ["adam", "lbfgs"]
+    for r in res["rows"]:
+        assert r["ranvier"]["n_iter"] == r["sklearn"]["n_iter"]
+        assert r["ranvier"]["dtype"] == "float32"   # float32 data trains in float32
+        assert r["speed_per_iter_vs_sklearn"] > 0
+    # scikit-learn's lbfgs hands its float64 result back as the weights; adam keeps float32
+    assert res["rows"][0]["sklearn"]["dtype"] == "float32"
+    assert "| adam | 1 | 300 |" in report.sklearn_md(res)
+
+
 def test_synthetic_mnist_is_mnist_shaped_and_learnable():
     Xtr, ytr, Xte, yte, _ = synthetic_mnist(n_train=600, n_test=100)
     assert Xtr.shape == (600, 784) and Xte.shape == (100, 784) and Xtr.dtype == np.float32

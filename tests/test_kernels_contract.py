@@ -12,7 +12,7 @@ import importlib
 import numpy as np
 import pytest
 
-MODULES = ["activations", "losses", "matmul", "norm", "optimizers", "validation"]
+MODULES = ["activations", "bf16", "losses", "matmul", "norm", "optimizers", "validation"]
 N, D = 5, 3
 
 
@@ -49,6 +49,8 @@ SPECS = {
     "activations.softmax_forward": ([A(N, D), A(N, D)], {}),
     "activations.softmax_backward": ([A(N, D), A(N, D), A(N, D)], {}),
     "activations.dropout_apply": ([A(N), A(N, dtype=np.float32), 0.5, 2.0, A(N)], {}),
+    "bf16.to_bf16": ([A(N, dtype=np.float32), A(N, dtype=np.uint16)], {}),
+    "bf16.from_bf16": ([A(N, dtype=np.uint16), A(N, dtype=np.float32)], {}),
     "losses.softmax_cross_entropy_labels": (
         [A(N, D), A(N, dtype=np.int64, labels=True), A(N, D), A(N, dtype=np.float64), 0.2], {}),
     "losses.softmax_cross_entropy_labels_weighted": (

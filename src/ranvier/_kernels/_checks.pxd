@@ -6,7 +6,7 @@
 # Every check is a few integer comparisons on the success path (no Python object is made); the
 # message, built only on failure, names the entry point (`fn`) and the argument.
 cimport cython
-from libc.stdint cimport int64_t, uintptr_t
+from libc.stdint cimport int64_t, uint16_t, uintptr_t
 
 from ranvier._kernels._elementwise cimport RANVIER_ACT_COUNT, ranvier_act_table
 
@@ -16,6 +16,7 @@ ctypedef fused _elem:
     double
     int64_t
     signed char
+    uint16_t
 
 
 cdef struct Span:

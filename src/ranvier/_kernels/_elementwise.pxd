@@ -1,7 +1,7 @@
 # Declarations of csrc/elementwise.h and the activation table (csrc/activations.h). The kernels
-# are linked into the activations and matmul extensions; the losses reach them through
+# are linked into the activations, matmul and bf16 extensions; the losses reach them through
 # activations.ew_kernels() (activations.pxd). Each call takes the table of the active ISA.
-from libc.stdint cimport int64_t
+from libc.stdint cimport int64_t, uint16_t
 
 
 cdef extern from "activations.h" nogil:
@@ -57,5 +57,7 @@ cdef extern from "elementwise.h" nogil:
                                Py_ssize_t r1) noexcept nogil
         void (*softmax_ce_f64)(const ranvier_ce_args *a, Py_ssize_t r0,
                                Py_ssize_t r1) noexcept nogil
+        void (*to_bf16)(const float *x, uint16_t *y, Py_ssize_t n) noexcept nogil
+        void (*from_bf16)(const uint16_t *x, float *y, Py_ssize_t n) noexcept nogil
 
     const ranvier_ew_kernels *ranvier_ew_kernels_for(int isa)

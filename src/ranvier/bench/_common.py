@@ -351,14 +351,6 @@ def ru_maxrss_mb():
     return (kb / 1024 if sys.platform == "darwin" else kb) / 1024
 
 
-def fmt_range(t, scale=1.0, digits=2):
-    """'median (min-max)' of a time_calls / timeit record, scaled."""
-    if not t:
-        return "-"
-    return (f"{t['median'] * scale:.{digits}f} ({t['min'] * scale:.{digits}f}-"
-            f"{t['max'] * scale:.{digits}f})")
-
-
 def write_text(path, text):
     os.makedirs(os.path.dirname(path), exist_ok=True)
     tmp = path + ".tmp"

@@ -32,10 +32,12 @@ def _rate(t, key, digits=1):
     return f"{t[key]:.{digits}f} ({t[key + '_min']:.{digits}f}-{t[key + '_max']:.{digits}f})"
 
 
-def _secs(t, digits=3):
+def _secs(t, digits=3, scale=1.0):
+    """'median (min-max)' of a timing record, times ``scale`` (1e3: milliseconds)."""
     if not t:
         return "-"
-    return f"{t['median']:.{digits}f} ({t['min']:.{digits}f}-{t['max']:.{digits}f})"
+    return (f"{t['median'] * scale:.{digits}f} ({t['min'] * scale:.{digits}f}-"
+            f"{t['max'] * scale:.{digits}f})")
 
 
 def geomean(vals):
@@ -186,12 +188,51 @@ def e2e_md(e):
     return "\n\n".join(parts + [_notes(e)])
 
 
+def conv_md(c):
+    rows = c["rows"]
+    out = ["Time ratios are ranvier's time over PyTorch's: below 1, ranvier is faster. "
+           f"float32, batch {c.get('batch')}; ms per call, median (min-max).", ""]
+    table = []
+    for r in rows:
+        t = r.get("torch")
+        table.append([r["layer"], r["threads"], r["pass"], _secs(r["ranvier"], 2, 1e3),
+                      f"{r['ranvier'].get('gflops', float('nan')):.1f}",
+                      _secs(t, 2, 1e3),
+                      f"{t['gflops']:.1f}" if t else "-",
+                      _x(r.get("time_ratio_vs_torch")) if t else "-"])
+    out.append(_table(["layer", "threads", "pass", "ranvier ms", "GFLOP/s", "PyTorch ms",
+                       "GFLOP/s", "ranvier/PyTorch time"], table))
+    out += ["", _notes(c)]
+    return "\n".join(out)
+
+
+def sklearn_md(k):
+    out = ["Speed is scikit-learn's time per epoch (adam) or iteration (lbfgs) over ranvier's: "
+           "above 1, ranvier is faster.", ""]
+    table = []
+    for r in k["rows"]:
+        cells = [r["solver"], r["threads"], r["n_train"]]
+        for lib in ("ranvier", "sklearn"):
+            v = r.get(lib)
+            cells += ([_secs(v["time"]), v["n_iter"],
+                       f"{v['test_accuracy'] * 100:.2f}"] if v else ["-", "-", "-"])
+        cells.append(_x(r.get("speed_per_iter_vs_sklearn")))
+        table.append(cells)
+    out.append(_table(["solver", "threads", "images", "ranvier fit s", "iterations", "acc %",
+                       "scikit-learn fit s", "iterations", "acc %", "speed vs scikit-learn"],
+                      table))
+    out += ["", _notes(k)]
+    return "\n".join(out)
+
+
 def render_md(res):
     parts = ["# ranvier benchmarks: side by side with NumPy, PyTorch and scikit-learn", "",
              machine_md(res)]
     sections = (("gemm", "1. GEMM", gemm_md), ("elementwise", "2. Elementwise and fused kernels",
                                                  elementwise_md),
-                ("e2e", "3. End to end training", e2e_md))
+                ("e2e", "3. End to end training", e2e_md),
+                ("conv", "4. Convolutions (Conv2d per layer)", conv_md),
+                ("sklearn", "5. scikit-learn's MLPClassifier.fit", sklearn_md))
     for key, title, fn in sections:
         parts.append(f"\n## {title}\n")
         if res.get(key) and res[key].get("rows"):

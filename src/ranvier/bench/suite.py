@@ -10,6 +10,8 @@ repeated runs with min-max:
   1. GEMM          gemm.py         GFLOP/s of the MLP's products and of squares
   2. elementwise   elementwise.py  GB/s of activations, bias+ReLU, softmax-CE vs copy
   3. end to end    e2e.py          digits and MNIST training: time, accuracy, peak RSS
+  4. convolutions  conv.py         Conv2d per layer, forward and both gradients, vs PyTorch
+  5. scikit-learn  sklearn_fit.py  MLPClassifier.fit, adam and lbfgs, ranvier.sklearn vs sklearn
 ``--quick`` is a smoke test of the full suite (tiny sizes and repeats). ``--json FILE`` and
 ``--plot FILE.png`` (matplotlib) write the results; ``--out-dir DIR`` writes results.json,
 results.md and results.png there (``make bench``: ``benchmarks/results/<cpu kind>/``). PyTorch,
@@ -30,10 +32,10 @@ import traceback
 
 import numpy as np
 
-from . import e2e, elementwise, gemm, report
+from . import conv, e2e, elementwise, gemm, report, sklearn_fit
 from ._common import fair_blas_env, machine_record, optional_import, versions, write_json
 
-SECTIONS = ("gemm", "elementwise", "e2e")
+SECTIONS = ("gemm", "elementwise", "e2e", "conv", "sklearn")
 
 
 def _loadavg():
@@ -118,6 +120,11 @@ def _runners(args, threads, deadline, log):
                                    mnist_repeats=1, batches=(128,), tasks=("mnist",),
                                    optimizers=("adam",), deadline=deadline, log=log,
                                    libs=args.libs),
+            "conv": lambda: conv.run(threads=threads, batch=16, repeats=2, log=log,
+                                     libs=args.libs),
+            "sklearn": lambda: sklearn_fit.run(threads=threads, data_dir=args.data_dir,
+                                               n_train=2000, epochs=2, lbfgs_iter=10,
+                                               repeats=1, log=log, libs=args.libs),
         }
     quick = args.mode == "quick"
     return {
@@ -126,6 +133,13 @@ def _runners(args, threads, deadline, log):
                                                libs=args.libs),
         "e2e": lambda: e2e.run(quick=quick, threads=threads, data_dir=args.data_dir,
                                deadline=deadline, log=log, libs=args.libs),
+        "conv": lambda: conv.run(threads=threads, batch=16 if quick else 64,
+                                 repeats=2 if quick else 5, log=log, libs=args.libs),
+        "sklearn": lambda: sklearn_fit.run(threads=threads, data_dir=args.data_dir,
+                                           n_train=1000 if quick else 10_000,
+                                           epochs=1 if quick else 5,
+                                           lbfgs_iter=3 if quick else 30,
+                                           repeats=1 if quick else 3, log=log, libs=args.libs),
     }
 
 

@@ -10,20 +10,11 @@ of the convolution, the same for each pass) of
                                                              autograd.grad(y, [x])
 Each library works on the same arrays (torch.from_numpy); torch's graph is built once and kept.
 
-    python benchmarks/bench_conv.py [--threads 1,2] [--batch 64]
+    ranvier bench --full --only conv [--threads 1,2]
 """
-import argparse
-import os
-import sys
+import numpy as np
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from _common import fair_blas_env  # noqa: E402
-
-fair_blas_env()
-
-import numpy as np  # noqa: E402
-
-from _common import Threads, cpu_model, optional_import, time_calls  # noqa: E402
+from ._common import Threads, optional_import, time_calls
 
 # name, (c_in, h, w), c_out, kernel, stride, padding
 LAYERS = [
@@ -70,45 +61,46 @@ def _torch(torch, x, w, b, geo):
     }
 
 
-def main():
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--threads", default="1,2")
-    ap.add_argument("--batch", type=int, default=64)
-    ap.add_argument("--repeats", type=int, default=5)
-    args = ap.parse_args()
-    import ranvier
+PASSES = ("fwd", "bwd-data", "bwd-w", "bwd-all")
 
-    torch = optional_import("torch")
-    threads = Threads()
+
+def run(threads=(1, 2), batch=64, repeats=5, log=print, libs=("ranvier", "torch")):
+    """One row per (layer, threads, pass): ranvier's and PyTorch's median seconds per call
+    (time_calls records), GFLOP/s and ranvier's time over PyTorch's."""
+    torch = optional_import("torch") if "torch" in libs else None
+    tc = Threads()
     rng = np.random.default_rng(0)
-    n = args.batch
-    print(f"# Conv2d per layer, float32, batch {n}; {cpu_model()}; ranvier ISA "
-          f"{ranvier.get_isa()}; torch {torch.__version__ if torch else 'absent'}")
-    print(f"{'layer':32s} {'thr':>3s} {'pass':8s} {'ranvier ms':>11s} {'GF/s':>6s} "
-          f"{'torch ms':>9s} {'GF/s':>6s} {'r/t time':>8s}")
+    rows, notes = [], []
+    if torch is None:
+        notes.append("PyTorch is not installed (or left out by --libs): its column is skipped.")
     for name, (cin, h, wd), cout, k, s, p in LAYERS:
         oh, ow = (h + 2 * p - k) // s + 1, (wd + 2 * p - k) // s + 1
-        x = rng.standard_normal((n, cin, h, wd)).astype(np.float32)
+        x = rng.standard_normal((batch, cin, h, wd)).astype(np.float32)
         w = (rng.standard_normal((cout, cin, k, k)) / np.sqrt(cin * k * k)).astype(np.float32)
         b = rng.standard_normal(cout).astype(np.float32)
-        y = np.empty((n, cout, oh, ow), np.float32)
+        y = np.empty((batch, cout, oh, ow), np.float32)
         geo = dict(stride=(s, s), padding=(p, p))
-        flops = _flops(n, cin, cout, k, oh, ow)
-        for nt in (int(t) for t in args.threads.split(",")):
-            threads.set(nt)
-            mine = {key: time_calls(fn, args.repeats)["median"]
-                    for key, fn in _ranvier(x, w, b, y, geo, nt).items()}
-            mine["bwd-data"] = max(mine["bwd-all"] - mine["bwd-w"], 0.0)
-            theirs = ({key: time_calls(fn, args.repeats)["median"]
-                       for key, fn in _torch(torch, x, w, b, geo).items()} if torch else {})
-            for key in ("fwd", "bwd-data", "bwd-w", "bwd-all"):
-                m, t = mine[key], theirs.get(key)
+        flops = _flops(batch, cin, cout, k, oh, ow)
+        for nt in threads:
+            tc.set(nt)
+            mine = {key: time_calls(fn, repeats) for key, fn in _ranvier(x, w, b, y, geo, nt).items()}
+            est = max(mine["bwd-all"]["median"] - mine["bwd-w"]["median"], 0.0)
+            mine["bwd-data"] = {"median": est, "min": est, "max": est, "derived": True}
+            theirs = ({key: time_calls(fn, repeats) for key, fn in _torch(torch, x, w, b, geo).items()}
+                      if torch else {})
+            for key in PASSES:
                 per = 2 if key == "bwd-all" else 1
-                gf = lambda sec: per * flops / sec / 1e9 if sec else float("nan")  # noqa: E731
-                tcol = f"{t * 1e3:9.3f} {gf(t):6.1f} {m / t:8.2f}" if t else ""
-                print(f"{name:32s} {nt:3d} {key:8s} {m * 1e3:11.3f} {gf(m):6.1f} {tcol}")
-    threads.set(1)
-
-
-if __name__ == "__main__":
-    main()
+                row = {"layer": name, "threads": nt, "pass": key, "batch": batch,
+                       "flops": per * flops, "ranvier": mine[key], "torch": theirs.get(key)}
+                for lib in ("ranvier", "torch"):
+                    if row[lib] and row[lib]["median"] > 0:
+                        row[lib]["gflops"] = row["flops"] / row[lib]["median"] / 1e9
+                if row["torch"]:
+                    row["time_ratio_vs_torch"] = mine[key]["median"] / theirs[key]["median"]
+                rows.append(row)
+                log(f"  conv {name:30s} t={nt} {key:8s} ranvier {mine[key]['median'] * 1e3:8.2f} ms"
+                    + (f"  torch {theirs[key]['median'] * 1e3:8.2f} ms" if theirs else ""))
+    tc.set(1)
+    notes.append("ranvier's bwd-data is derived: its backward always computes dw, so it is the "
+                 "full backward's time minus the weights-only call's.")
+    return {"rows": rows, "batch": batch, "repeats": repeats, "notes": notes}
