@@ -118,6 +118,15 @@ cdef inline Span span2(const char *name, const _elem[:, ::1] a) noexcept:
 
 @cython.boundscheck(False)
 @cython.wraparound(False)
+cdef inline Span span3(const char *name, const _elem[:, :, ::1] a) noexcept:
+    cdef Py_ssize_t n = a.shape[0] * a.shape[1] * a.shape[2]
+    cdef Span s = span_of(name, &a[0, 0, 0] if n > 0 else NULL, n * <Py_ssize_t>sizeof(_elem))
+    s.count = -1 if a is None else n
+    return s
+
+
+@cython.boundscheck(False)
+@cython.wraparound(False)
 cdef inline Span span4(const char *name, const _elem[:, :, :, ::1] a) noexcept:
     cdef Py_ssize_t n = a.shape[0] * a.shape[1] * a.shape[2] * a.shape[3]
     cdef Span s = span_of(name, &a[0, 0, 0, 0] if n > 0 else NULL, n * <Py_ssize_t>sizeof(_elem))
