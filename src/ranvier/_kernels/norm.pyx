@@ -3,11 +3,12 @@
 
 Statistics are per channel, over the batch and the spatial positions. The work is split into
 blocks of adjacent channels (``BN_BLOCK`` of them when the spatial size is 1, else one), and each
-block is done start to finish by one thread, walking the samples in order (and within a sample
-the positions in order) and accumulating in double. A channel's sums are therefore computed in the
-same order whatever the thread count, so results are bit-for-bit identical for 1, 2 or more
-threads. Without a spatial size a block reads a row's few contiguous columns per step, so the
-row-major input streams through the cache; with one, a block reads its channel's contiguous runs.
+block is done start to finish by one thread, walking the samples in order and accumulating in
+double: a (n, c) block one sum per column, a spatial block its channel's values in BN_BLOCK
+lanes (position t of a sample's run in lane t mod BN_BLOCK), added in lane order at the end. A
+channel's sums are therefore computed in the same order whatever the thread count, so results
+are bit-for-bit identical for 1, 2 or more threads. Either way a block reads contiguous runs
+(a row's few columns, a channel's plane), so the input streams through the cache.
 
 Training forward (biased variance, as torch normalises):
     mean = sum(x) / n,  var = sum((x - mean)^2) / n   (corrected two-pass: no cancellation)
@@ -31,7 +32,10 @@ ctypedef fused real:
     double
 
 cdef enum:
-    BN_BLOCK = 16   # columns per block: a fixed split, so sums never depend on the thread count
+    # Columns per block of a (n, c) array; lanes of a spatial block's channel (its values at
+    # positions t, t + BN_BLOCK, ... of each sample's run are summed in lane t, then the lanes in
+    # order). A fixed split, so sums never depend on the thread count.
+    BN_BLOCK = 16
 
 
 cdef inline Py_ssize_t _block_channels(Py_ssize_t s) noexcept nogil:
@@ -50,6 +54,32 @@ cdef inline Py_ssize_t _blocks(Py_ssize_t c, Py_ssize_t s) noexcept nogil:
     return (c + bw - 1) // bw
 
 
+cdef inline Py_ssize_t _run(Py_ssize_t w, Py_ssize_t s) noexcept nogil:
+    """Contiguous values a block reads per sample: its w columns (s == 1), its channel's s."""
+    return w if s == 1 else s
+
+
+cdef inline Py_ssize_t _chunk(Py_ssize_t run, Py_ssize_t k0) noexcept nogil:
+    """Values from k0 on in a run, at most BN_BLOCK: one per slot (column or lane)."""
+    return run - k0 if run - k0 < BN_BLOCK else BN_BLOCK
+
+
+cdef inline void _fold(double *a, Py_ssize_t s) noexcept nogil:
+    """A spatial block's lane sums added into a[0] in lane order (columns: nothing to do)."""
+    cdef Py_ssize_t t
+    if s > 1:
+        for t in range(1, BN_BLOCK):
+            a[0] += a[t]
+
+
+cdef inline void _spread(double *a, Py_ssize_t s) noexcept nogil:
+    """A spatial block's channel value a[0] given to every lane (columns: nothing to do)."""
+    cdef Py_ssize_t t
+    if s > 1:
+        for t in range(1, BN_BLOCK):
+            a[t] = a[0]
+
+
 cdef inline void _forward_train_block(const real *x, Py_ssize_t n, Py_ssize_t c, Py_ssize_t s,
                                       Py_ssize_t blk, const real *weight, const real *bias,
                                       double eps, double *mean, double *var, double *invstd,
@@ -59,40 +89,39 @@ cdef inline void _forward_train_block(const real *x, Py_ssize_t n, Py_ssize_t c,
     cdef double m[BN_BLOCK]
     cdef double k[BN_BLOCK]
     cdef double b[BN_BLOCK]
-    cdef double comp[BN_BLOCK]
-    cdef double d, t, v, cnt = <double>(n * s)
-    cdef Py_ssize_t i, q, j, j0 = blk * _block_channels(s), w = _block_width(blk, c, s)
+    cdef double d, v, cnt = <double>(n * s)
+    cdef Py_ssize_t i, k0, t, j, j0 = blk * _block_channels(s), w = _block_width(blk, c, s)
+    cdef Py_ssize_t run = _run(w, s), wk, kc
     cdef const real *row
     cdef real *orow
-    for j in range(w):
-        acc[j] = 0.0
+    for t in range(BN_BLOCK):
+        acc[t] = 0.0
+        acc2[t] = 0.0
     for i in range(n):
-        for q in range(s):
-            row = x + (i * c + j0) * s + q
-            for j in range(w):
-                acc[j] += row[j * s]
+        for kc in range((run + BN_BLOCK - 1) // BN_BLOCK):
+            k0 = kc * BN_BLOCK
+            row, wk = x + (i * c + j0) * s + k0, _chunk(run, k0)
+            for t in range(wk):
+                acc[t] += row[t]
+    _fold(acc, s)
     for j in range(w):
         m[j] = acc[j] / cnt
-        acc[j] = 0.0
-        acc2[j] = 0.0
+    _spread(m, s)
+    for t in range(BN_BLOCK):
+        acc[t] = 0.0
     # Second pass about the first estimate m0: the corrected two-pass algorithm. sum(x - m0) is
     # the rounding error of the first pass (tiny), so mean = m0 + sum(x - m0) / n is accurate to
     # a few ulps of |mean| even when |mean| >> std, and var = (sum(d^2) - sum(d)^2 / n) / n.
-    # sum(d^2) is compensated (Kahan; its terms are >= 0): its error stays a few ulps however
-    # many values a channel has (a batch of images has thousands), where a plain sum's grows
-    # with their number.
-    for j in range(w):
-        comp[j] = 0.0
     for i in range(n):
-        for q in range(s):
-            row = x + (i * c + j0) * s + q
-            for j in range(w):
-                d = row[j * s] - m[j]
-                acc[j] += d
-                d = d * d - comp[j]
-                t = acc2[j] + d
-                comp[j] = (t - acc2[j]) - d
-                acc2[j] = t
+        for kc in range((run + BN_BLOCK - 1) // BN_BLOCK):
+            k0 = kc * BN_BLOCK
+            row, wk = x + (i * c + j0) * s + k0, _chunk(run, k0)
+            for t in range(wk):
+                d = row[t] - m[t]
+                acc[t] += d
+                acc2[t] += d * d
+    _fold(acc, s)
+    _fold(acc2, s)
     for j in range(w):
         v = (acc2[j] - acc[j] * acc[j] / cnt) / cnt
         if v < 0.0:
@@ -103,12 +132,16 @@ cdef inline void _forward_train_block(const real *x, Py_ssize_t n, Py_ssize_t c,
         invstd[j0 + j] = 1.0 / sqrt(v + eps)
         k[j] = invstd[j0 + j] * (weight[j0 + j] if weight != NULL else 1.0)
         b[j] = bias[j0 + j] if bias != NULL else 0.0
+    _spread(m, s)
+    _spread(k, s)
+    _spread(b, s)
     for i in range(n):
-        for q in range(s):
-            row = x + (i * c + j0) * s + q
-            orow = out + (i * c + j0) * s + q
-            for j in range(w):
-                orow[j * s] = <real>((row[j * s] - m[j]) * k[j] + b[j])
+        for kc in range((run + BN_BLOCK - 1) // BN_BLOCK):
+            k0 = kc * BN_BLOCK
+            row, wk = x + (i * c + j0) * s + k0, _chunk(run, k0)
+            orow = out + (i * c + j0) * s + k0
+            for t in range(wk):
+                orow[t] = <real>((row[t] - m[t]) * k[t] + b[t])
 
 
 cdef int _check_like_x(const char *fn, const char *what, const Py_ssize_t *shape,
@@ -214,22 +247,28 @@ cdef inline void _backward_block(const real *x, const real *dy, Py_ssize_t n, Py
     cdef double k[BN_BLOCK]
     cdef double c1[BN_BLOCK]
     cdef double c2[BN_BLOCK]
-    cdef Py_ssize_t i, q, o, j, j0 = blk * _block_channels(s), w = _block_width(blk, c, s)
+    cdef Py_ssize_t i, k0, t, o, j, j0 = blk * _block_channels(s), w = _block_width(blk, c, s)
+    cdef Py_ssize_t run = _run(w, s), wk, kc
     cdef double cnt = <double>(n * s)
     cdef const real *row
     cdef const real *drow
     cdef real *orow
+    for t in range(BN_BLOCK):
+        sdy[t] = 0.0
+        sdyx[t] = 0.0
     for j in range(w):
-        sdy[j] = 0.0
-        sdyx[j] = 0.0
         m[j] = mean[j0 + j]
+    _spread(m, s)
     for i in range(n):
-        for q in range(s):
-            o = (i * c + j0) * s + q
+        for kc in range((run + BN_BLOCK - 1) // BN_BLOCK):
+            k0 = kc * BN_BLOCK
+            o, wk = (i * c + j0) * s + k0, _chunk(run, k0)
             row, drow = x + o, dy + o
-            for j in range(w):
-                sdy[j] += drow[j * s]
-                sdyx[j] += drow[j * s] * (row[j * s] - m[j])
+            for t in range(wk):
+                sdy[t] += drow[t]
+                sdyx[t] += drow[t] * (row[t] - m[t])
+    _fold(sdy, s)
+    _fold(sdyx, s)
     for j in range(w):
         sdyx[j] = sdyx[j] * invstd[j0 + j]          # sum(dy * xhat)
         if dbias != NULL:
@@ -245,12 +284,16 @@ cdef inline void _backward_block(const real *x, const real *dy, Py_ssize_t n, Py
             c2[j] = 0.0
     if dx == NULL:
         return
+    _spread(k, s)
+    _spread(c1, s)
+    _spread(c2, s)
     for i in range(n):
-        for q in range(s):
-            o = (i * c + j0) * s + q
+        for kc in range((run + BN_BLOCK - 1) // BN_BLOCK):
+            k0 = kc * BN_BLOCK
+            o, wk = (i * c + j0) * s + k0, _chunk(run, k0)
             row, drow, orow = x + o, dy + o, dx + o
-            for j in range(w):
-                orow[j * s] = <real>(k[j] * (drow[j * s] - c1[j] - (row[j * s] - m[j]) * c2[j]))
+            for t in range(wk):
+                orow[t] = <real>(k[t] * (drow[t] - c1[t] - (row[t] - m[t]) * c2[t]))
 
 
 def batchnorm_backward(const real[:, :, ::1] x not None, const real[:, :, ::1] dy not None,
