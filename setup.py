@@ -217,6 +217,7 @@ extensions = [
     kernel_extension("losses"),
     kernel_extension("optimizers", ["runtime.c", "optim.c"]),
     kernel_extension("norm"),
+    kernel_extension("pool"),
     kernel_extension("validation"),
 ]
 

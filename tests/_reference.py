@@ -1,6 +1,7 @@
 """float64 NumPy references shared by the tests: activations and their derivatives, softmax and
-log-softmax, the losses, convolution and its gradients, the optimizer update rules (PyTorch's
-documented formulas), bfloat16 rounding and central finite differences. Each is written once here; tests compare ranvier's kernels and layers with
+log-softmax, the losses, convolution and pooling and their gradients, the optimizer update rules
+(PyTorch's documented formulas), bfloat16 rounding and central finite differences. Each is
+written once here; tests compare ranvier's kernels and layers with
 them."""
 import math
 
@@ -270,6 +271,56 @@ def conv2d_grads(x, w, dz, stride, padding, dilation, groups):
                     "nohw,oc->nchw", dzg, w[g * og:(g + 1) * og, :, i, j])
     dx = dxp[:, :, ph:ph + x.shape[2], pw:pw + x.shape[3]]
     return dx, dw, dz.sum(axis=(0, 2, 3))
+
+
+# -- pooling --------------------------------------------------------------------------------------
+def pool_windows(size, k=None, s=None, p=0, out=None, count_include_pad=True):
+    """PyTorch's windows along one axis, (lo, hi, divisor) per output: a kernel k, stride s,
+    padding p (ceil_mode=False), or ``out`` adaptive bins (floor/ceil of o * size / out)."""
+    if out is not None:
+        return [(o * size // out, -(-(o + 1) * size // out), -(-(o + 1) * size // out)
+                 - o * size // out) for o in range(out)]
+    wins = []
+    for o in range((size + 2 * p - k) // s + 1):
+        lo, hi = max(o * s - p, 0), min(o * s - p + k, size)
+        wins.append((lo, hi, k if count_include_pad else hi - lo))
+    return wins
+
+
+def pool2d(x, kind, wins_h, wins_w):
+    """float64 max ("max": returns (y, flat argmax per plane, the first maximum)) or average
+    ("avg": y) of NCHW x over the windows of pool_windows."""
+    x = np.asarray(x, np.float64)
+    n, c, h, w = x.shape
+    y = np.empty((n, c, len(wins_h), len(wins_w)))
+    idx = np.empty(y.shape, np.int64)
+    for i, (h0, h1, lh) in enumerate(wins_h):
+        for j, (w0, w1, lw) in enumerate(wins_w):
+            win = x[:, :, h0:h1, w0:w1].reshape(n, c, -1)
+            if kind == "max":
+                a = win.argmax(axis=2)
+                y[:, :, i, j] = np.take_along_axis(win, a[..., None], 2)[..., 0]
+                idx[:, :, i, j] = (h0 + a // (w1 - w0)) * w + w0 + a % (w1 - w0)
+            else:
+                y[:, :, i, j] = win.sum(axis=2) / (lh * lw)
+    return (y, idx) if kind == "max" else y
+
+
+def pool2d_grad(dy, kind, wins_h, wins_w, in_hw, idx=None):
+    """float64 input gradient of pool2d for the output gradient dy (the adjoint: each output's
+    gradient back to its maximum, or spread over its window / divisor)."""
+    dy = np.asarray(dy, np.float64)
+    n, c = dy.shape[:2]
+    dx = np.zeros((n, c) + tuple(in_hw))
+    flat = dx.reshape(n, c, -1)
+    for i, (h0, h1, lh) in enumerate(wins_h):
+        for j, (w0, w1, lw) in enumerate(wins_w):
+            if kind == "max":
+                np.add.at(flat, (np.arange(n)[:, None], np.arange(c)[None, :], idx[:, :, i, j]),
+                          dy[:, :, i, j])
+            else:
+                dx[:, :, h0:h1, w0:w1] += (dy[:, :, i, j] / (lh * lw))[:, :, None, None]
+    return dx
 
 
 

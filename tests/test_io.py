@@ -185,3 +185,17 @@ def test_architecture_metadata_is_plain_json_not_code(tmp_path):
     save_file(load_file(str(path)), str(path), metadata=meta)
     with pytest.raises(ValueError, match="unknown layer type"):
         rv.load(path)
+
+
+def test_batchnorm_buffers_save_and_load(tmp_path, rng):
+    """num_batches_tracked is saved 0-d, as torch's state_dict has it, and loads back."""
+    model = rv.Sequential([rv.Dense(3, 4, seed=0), rv.BatchNorm1d(4)])
+    for _ in range(2):
+        model.layers[1].forward(rng.normal(size=(5, 4)))
+    model.save(tmp_path / "bn.safetensors")
+    loaded = rv.load(tmp_path / "bn.safetensors")
+    for (name, a), (_, b) in zip(model.layers[1].named_buffers(),
+                                 loaded.layers[1].named_buffers()):
+        assert a.shape == b.shape, name
+        np.testing.assert_array_equal(a, b)
+    assert int(loaded.layers[1].num_batches_tracked) == 2

@@ -244,6 +244,28 @@ def test_elementwise_kernels_bitwise_identical_for_1_and_2_threads(rng, dtype, n
                                                     0))
 
 
+
+@pytest.mark.parametrize("group", [1, 3, 49])
+def test_dropout_apply_one_draw_per_group(rng, dtype, group):
+    """group > 1 (Dropout2d: a channel's plane per draw): every element of a group kept or
+    dropped with its draw; bitwise the same for 1 and 2 threads; u must have one draw per group."""
+    u = rng.random(257).astype(np.float32)
+    x = rng.normal(size=257 * group).astype(dtype)
+    outs = []
+    for t in (1, 2):
+        out = np.full(x.size + 2, np.nan, dtype)
+        act.dropout_apply(x, u, 0.4, 1 / 0.6, out[1:-1], t, group)
+        assert np.isnan(out[0]) and np.isnan(out[-1]), "wrote outside the output"
+        outs.append(out[1:-1])
+    np.testing.assert_array_equal(outs[0], outs[1])
+    keep = np.repeat(u >= np.float32(0.4), group)
+    np.testing.assert_array_equal(outs[0], np.where(keep, x * dtype.type(1 / 0.6), 0))
+    with pytest.raises(ValueError, match="dropout_apply: u has 257 entries, expected one per "
+                                         "group"):
+        act.dropout_apply(x[:-1], u, 0.4, 1 / 0.6, outs[0][:-1], 1, group)
+    with pytest.raises(ValueError, match="dropout_apply: group must be >= 1"):
+        act.dropout_apply(x, u, 0.4, 1 / 0.6, outs[0], 1, 0)
+
 @pytest.mark.parametrize("name", TABLE)
 def test_elementwise_in_place(dtype, name, isa):
     """out may be x itself: the same values as into a separate output."""

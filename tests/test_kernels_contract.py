@@ -12,7 +12,8 @@ import importlib
 import numpy as np
 import pytest
 
-MODULES = ["activations", "bf16", "losses", "matmul", "norm", "optimizers", "validation"]
+MODULES = ["activations", "bf16", "losses", "matmul", "norm", "optimizers", "pool",
+           "validation"]
 N, D = 5, 3
 
 
@@ -75,14 +76,27 @@ SPECS = {
     "matmul.conv2d_backward": ([A(2, 4, 6, 6), A(3, 4, 3, 3), A(2, 3, 4, 4), A(2, 4, 6, 6),
                                 A(3, 4, 3, 3), A(3)], CONV),
     "norm.batchnorm_forward_train": (
-        [A(N, D), A(D), A(D), 1e-5, A(D, dtype=np.float64), A(D, dtype=np.float64),
-         A(D, dtype=np.float64), A(N, D)], {}),
+        [A(N, D, 2), A(D), A(D), 1e-5, A(D, dtype=np.float64), A(D, dtype=np.float64),
+         A(D, dtype=np.float64), A(N, D, 2)], {}),
     "norm.batchnorm_forward_apply": (
-        [A(N, D), A(D, dtype=np.float64), A(D, dtype=np.float64), A(D, dtype=np.float64),
-         A(N, D)], {}),
+        [A(N, D, 2), A(D, dtype=np.float64), A(D, dtype=np.float64), A(D, dtype=np.float64),
+         A(N, D, 2)], {}),
     "norm.batchnorm_backward": (
-        [A(N, D), A(N, D), A(D, dtype=np.float64), A(D, dtype=np.float64), A(D), True, A(D),
-         A(D), A(N, D)], {}),
+        [A(N, D, 2), A(N, D, 2), A(D, dtype=np.float64), A(D, dtype=np.float64), A(D), True,
+         A(D), A(D), A(N, D, 2)], {}),
+    # x (2, 3, 5, 5) pooled 2x2 with stride 2 into (2, 3, 2, 2): any dimension one larger
+    # changes the output's shape, except the adaptive planes (any size pools to any size) and
+    # the planes maxpool2d_backward scatters into (its indices are checked one by one).
+    "pool.maxpool2d_forward": ([A(2, 3, 5, 5), A(2, 3, 2, 2), A(2, 3, 2, 2, dtype=np.int64),
+                                (2, 2), (2, 2), (0, 0)], {}),
+    "pool.maxpool2d_backward": ([A(2, 3, 2, 2), A(2, 3, 2, 2, dtype=np.int64),
+                                 A(2, 3, 5, 5, free=(2, 3))], {}),
+    "pool.avgpool2d_forward": ([A(2, 3, 5, 5), A(2, 3, 2, 2), (2, 2), (2, 2), (0, 0)], {}),
+    "pool.avgpool2d_backward": ([A(2, 3, 2, 2), A(2, 3, 5, 5), (2, 2), (2, 2), (0, 0)], {}),
+    "pool.adaptive_avgpool2d_forward": ([A(2, 3, 5, 5, free=(2, 3)), A(2, 3, 2, 2, free=(2, 3))],
+                                        {}),
+    "pool.adaptive_avgpool2d_backward": ([A(2, 3, 2, 2, free=(2, 3)),
+                                          A(2, 3, 5, 5, free=(2, 3))], {}),
     "optimizers.sgd_step": ([A(N), A(N), A(N), 0.1], {"momentum": 0.9}),
     "optimizers.adam_step": ([A(N), A(N), A(N), A(N), 0.1, 0.9, 0.999, 1e-8, 0.0, 1], {}),
     "optimizers.rmsprop_step": ([A(N), A(N), A(N), A(N), A(N), 0.1, 0.99, 1e-8],

@@ -1,6 +1,8 @@
-"""Dropout: the dropped fraction and the exact scaling, training and evaluation modes, seeding,
-backward against central finite differences, the mask kept for backward, argument checks."""
+"""Dropout and Dropout2d: the dropped fraction (of elements, of channels) and the exact scaling,
+training and evaluation modes, seeding, backward against central finite differences, the mask
+kept for backward, argument checks."""
 import math
+import re
 
 import numpy as np
 import pytest
@@ -122,3 +124,67 @@ def test_dropout_bad_arguments(kwargs, exc, match):
         rv.Dropout(**kwargs)
 
 
+
+
+# -- Dropout2d --------------------------------------------------------------------------------------
+@pytest.mark.quick
+@pytest.mark.parametrize("p", [0.2, 0.5])
+def test_dropout2d_zeroes_whole_channels_with_exact_scaling(rng, dtype, num_threads, p):
+    x = (rng.normal(size=(64, 33, 7, 5)) + 10).astype(dtype)  # no zeros in x; past the cut-off
+    layer = rv.Dropout2d(p, seed=3)
+    y = layer.forward(x)
+    assert y.dtype == dtype and y.shape == x.shape
+    kept = y[:, :, 0, 0] != 0                     # one decision per (sample, channel)
+    np.testing.assert_array_equal(y != 0, np.broadcast_to(kept[:, :, None, None], x.shape))
+    sigma = math.sqrt(p * (1 - p) / kept.size)
+    assert abs((1 - kept.mean()) - p) < 5 * sigma
+    scale = dtype.type(1.0 / (1.0 - p))
+    np.testing.assert_array_equal(y, np.where(kept[:, :, None, None], x * scale, 0))
+    r = rng.normal(size=x.shape).astype(dtype)
+    np.testing.assert_array_equal(layer.backward(r), np.where(kept[:, :, None, None], r * scale, 0))
+
+
+def test_dropout2d_seeding_threads_and_eval(rng):
+    x = rng.normal(size=(33, 17, 16, 16)) + 10
+    out = []
+    for t in (1, 2):
+        rv.set_num_threads(t)
+        try:
+            rv.manual_seed(5)
+            layer = rv.Dropout2d(0.5)   # drawn from ranvier's default generator
+            out.append((layer.forward(x), layer.forward(x), layer.backward(x)))
+        finally:
+            rv.set_num_threads(None)
+    for a, b in zip(*out):
+        np.testing.assert_array_equal(a, b)
+    assert not np.array_equal(out[0][0], out[0][1])   # a new mask every forward
+    layer = rv.Dropout2d(0.5, seed=1)
+    layer.training = False
+    np.testing.assert_array_equal(layer.forward(x), x)
+    assert rv.Dropout2d(**rv.Dropout2d(0.3, seed=4).config()).config() == {"p": 0.3, "seed": 4}
+    assert rv.layers.layer_class("Dropout2d") is rv.Dropout2d
+
+
+@pytest.mark.parametrize("shape", [(1, 1, 1, 1), (2, 3, 5, 7)], ids=["1x1x1x1", "2x3x5x7"])
+def test_dropout2d_backward_matches_finite_differences(rng, shape):
+    x = rng.normal(size=shape)
+    r = rng.normal(size=shape)
+    layer = rv.Dropout2d(0.3, seed=21)
+    layer.forward(x)
+    dx = layer.backward(r)
+    check_gradient(lambda xx: float(np.sum(r * rv.Dropout2d(0.3, seed=21).forward(xx))),
+                   x.copy(), dx, rng)
+
+
+def test_dropout2d_bad_inputs():
+    layer = rv.Dropout2d(0.5)
+    for bad in (np.ones((3, 4)), np.ones((2, 3, 4)), np.ones((1, 2, 3, 4, 5))):
+        with pytest.raises(ValueError, match=r"Dropout2d expects 4-D input \(batch, channels, "
+                                             r"height, width\), got shape "
+                                             + re.escape(str(bad.shape))):
+            layer.forward(bad)
+    with pytest.raises(ValueError, match="p must be in"):
+        rv.Dropout2d(1.0)
+    layer.forward(np.ones((2, 3, 4, 4)))
+    with pytest.raises(ValueError, match="grad_output must have shape"):
+        layer.backward(np.ones((2, 3, 4, 5)))

@@ -225,3 +225,49 @@ def test_export_keeps_a_previous_file_when_it_fails(tmp_path):
     with pytest.raises(ValueError):
         rv.Sequential([rv.Dense(3, 2), _Custom()]).to_onnx(target)
     assert target.read_bytes() == before
+
+
+def _image_layers(rng):
+    """BatchNorm2d (trained statistics), the pooling layers and Dropout2d, then Flatten."""
+    bn = rv.BatchNorm2d(3)
+    bn.running_mean[:] = rng.standard_normal(3)
+    bn.running_var[:] = rng.random(3) + 0.5
+    bn.weight.data[:] = rng.standard_normal(3)
+    bn.bias.data[:] = rng.standard_normal(3)
+    return [bn, rv.MaxPool2d(3, 2, 1), rv.Dropout2d(0.3, seed=0),
+            rv.AvgPool2d((2, 3), stride=1, padding=(1, 1), count_include_pad=False),
+            rv.AvgPool2d(2), rv.AdaptiveAvgPool2d(1), rv.Flatten()]
+
+
+@pytest.mark.quick
+@pytest.mark.parametrize("opset", OPSETS)
+def test_image_layers_match(tmp_path, rng, dtype, opset):
+    """MaxPool, AveragePool (both divisors), GlobalAveragePool, BatchNorm2d's folded inference
+    form and Dropout2d left out: onnxruntime gives what the layers' eval forward gives (layer by
+    layer: the model's N-D input path is another branch's)."""
+    model = rv.Sequential(_image_layers(rng), dtype=dtype)
+    model.eval()
+    path = model.to_onnx(tmp_path / "img.onnx", opset=opset, input_shape=(3, 13, 11))
+    kinds = [n.op_type for n in onnx.load(os.fspath(path)).graph.node]
+    assert {"MaxPool", "AveragePool", "GlobalAveragePool", "Mul", "Add"} <= set(kinds)
+    assert "Dropout" not in kinds
+    X = (3 * rng.standard_normal((5, 3, 13, 11))).astype(dtype)
+    want = X
+    for layer in model.layers:
+        want = layer.forward(want)
+    if dtype == np.float64:
+        # onnxruntime has no float64 AveragePool; onnx's reference evaluator runs the file
+        from onnx.reference import ReferenceEvaluator
+
+        (got,) = ReferenceEvaluator(os.fspath(path)).run(["output"], {"input": X})
+    else:
+        got = _run(path, X)["output"]
+    assert got.dtype == dtype and got.shape == want.shape == (5, 3)
+    np.testing.assert_allclose(got, want, rtol=TOL[np.dtype(dtype)], atol=TOL[np.dtype(dtype)])
+
+
+def test_adaptive_pool_other_than_global_has_no_onnx_form(tmp_path):
+    model = rv.Sequential([rv.AdaptiveAvgPool2d((2, 2)), rv.Flatten()])
+    with pytest.raises(ValueError, match=r"layer 0 \(AdaptiveAvgPool2d\) has output_size "
+                                         r"\(2, 2\): only \(1, 1\)"):
+        model.to_onnx(tmp_path / "x.onnx", input_shape=(3, 4, 4))

@@ -12,6 +12,7 @@ from ._random import manual_seed  # noqa: E402
 from .layers import Dense, Layer, Parameter, ReLU, Sigmoid, Softmax, Tanh  # noqa: E402
 from .layers import ELU, GELU, Activation, BatchNorm1d, Dropout, Flatten, LeakyReLU  # noqa: E402
 from .layers import Conv2d, SiLU, register_layer  # noqa: E402
+from .layers import AdaptiveAvgPool2d, AvgPool2d, BatchNorm2d, Dropout2d, MaxPool2d  # noqa: E402
 from .losses import (BCELoss, BCEWithLogitsLoss, CrossEntropyLoss, HuberLoss,  # noqa: E402
                      L1Loss, Loss, MSELoss)
 from .history import History  # noqa: E402
@@ -36,7 +37,7 @@ __all__ = [
     "set_flush_denormal", "get_flush_denormal", "manual_seed",
     "Parameter", "Layer", "Activation", "Dense", "ReLU", "Sigmoid", "Tanh", "Softmax",
     "LeakyReLU", "GELU", "ELU", "SiLU", "Dropout", "BatchNorm1d", "Flatten", "Conv2d",
-    "register_layer",
+    "register_layer", "MaxPool2d", "AvgPool2d", "AdaptiveAvgPool2d", "BatchNorm2d", "Dropout2d",
     "Loss", "CrossEntropyLoss", "MSELoss", "BCEWithLogitsLoss", "BCELoss", "HuberLoss", "L1Loss",
     "Optimizer", "SGD", "Adam", "AdamW", "RMSprop", "Adagrad", "clip_grad_norm",
     "LRScheduler", "StepLR", "ExponentialLR", "CosineAnnealingLR", "LinearLR", "SequentialLR",

@@ -64,6 +64,16 @@ def check_int(value, name, minimum=1):
 check_positive_int = check_int  # the name the model, layers and callbacks import
 
 
+def check_int_pair(value, name, minimum=1):
+    """An int or a pair of ints (each >= ``minimum``) as a pair (h, w), as torch's 2-D layers
+    take kernel sizes, strides and paddings."""
+    if is_int(value):
+        value = (value, value)
+    if not isinstance(value, (tuple, list)) or len(value) != 2:
+        raise TypeError(f"{name} must be an int or a pair of ints, got {value!r}")
+    return tuple(check_int(v, name, minimum) for v in value)
+
+
 def check_float(value, name, minimum=None, maximum=None, min_inclusive=True, max_inclusive=True):
     """A finite float within the bounds; the message names the bound that was crossed."""
     if not is_real(value):

@@ -149,7 +149,9 @@ def save(model, path, *, optimizer=None, epoch=None, extra=None):
     from safetensors.numpy import save as st_save
 
     path = check_path(path)
-    tensors = {k: np.ascontiguousarray(v) for k, v in model_state(model).items()}
+    # asarray(order="C"), not ascontiguousarray, which makes a 0-d buffer (BatchNorm's
+    # num_batches_tracked) 1-d: torch's state_dict and load() expect it 0-d.
+    tensors = {k: np.asarray(v, order="C") for k, v in model_state(model).items()}
     metadata = {
         "format": FORMAT,
         "format_version": FORMAT_VERSION,

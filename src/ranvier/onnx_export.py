@@ -4,7 +4,7 @@ Each layer type has one writer below (``_WRITERS``) that appends its nodes to th
 model's outputs are ``output`` (what ``model.forward`` returns) and, for a classifier,
 ``probabilities`` (what ``model.predict_proba`` returns). The batch dimension is symbolic
 (``batch``), every tensor keeps the model's dtype (float32 or float64), and layers that only act
-while training (Dropout) are left out, as ``predict`` leaves them out.
+while training (Dropout, Dropout2d) are left out, as ``predict`` leaves them out.
 
 The protobuf is written by the ``onnx`` package (``pip install ranvier[onnx]``), imported only
 when an export is asked for: ``import ranvier`` stays NumPy-only.
@@ -16,8 +16,9 @@ import numpy as np
 
 from ._validation import check_bool, check_path
 from .io import _atomic_write
-from .layers import (ELU, GELU, BatchNorm1d, Conv2d, Dense, Dropout, Flatten, LeakyReLU, ReLU,
-                     Sigmoid, SiLU, Softmax, Tanh)
+from .layers import (ELU, GELU, AdaptiveAvgPool2d, AvgPool2d, BatchNorm1d, BatchNorm2d, Conv2d,
+                     Dense, Dropout, Dropout2d, Flatten, LeakyReLU, MaxPool2d, ReLU, Sigmoid,
+                     SiLU, Softmax, Tanh)
 
 __all__ = ["to_onnx", "DEFAULT_OPSET", "MIN_OPSET"]
 
@@ -144,10 +145,13 @@ def _softmax(g, layer, x, i):
     return g.node("Softmax", [x], f"softmax{i}", axis=-1)
 
 
-def _batchnorm1d(g, layer, x, i):
-    """Inference form folded into one multiply-add per feature, from the running statistics."""
+def _batchnorm(g, layer, x, i):
+    """Inference form folded into one multiply-add per channel, from the running statistics (in
+    the model's dtype: BatchNormalization's epsilon attribute is float32, which would round a
+    float64 model's). BatchNorm2d's constants are (C, 1, 1), broadcast over each plane."""
+    name = type(layer).__name__
     if not layer.track_running_stats:
-        raise ValueError(f"layer {i} (BatchNorm1d) has track_running_stats=False: it normalises "
+        raise ValueError(f"layer {i} ({name}) has track_running_stats=False: it normalises "
                          "every batch by that batch's own statistics, which an exported graph "
                          "cannot reproduce; train it with running statistics to export it")
     scale = 1.0 / np.sqrt(layer.running_var.astype(np.float64) + layer.eps)
@@ -156,8 +160,28 @@ def _batchnorm1d(g, layer, x, i):
     shift = -layer.running_mean.astype(np.float64) * scale
     if layer.affine:
         shift = shift + layer.bias.data.astype(np.float64)
+    if isinstance(layer, BatchNorm2d):
+        scale, shift = scale[:, None, None], shift[:, None, None]
     scaled = g.node("Mul", [x, g.constant(f"{i}.scale", scale)], f"batchnorm{i}_scale")
     return g.node("Add", [scaled, g.constant(f"{i}.shift", shift)], f"batchnorm{i}")
+
+
+def _pool(op):
+    """MaxPool / AveragePool with the layer's kernel, strides and padding (ceil_mode 0)."""
+    def write(g, layer, x, i):
+        attrs = {"kernel_shape": list(layer.kernel_size), "strides": list(layer.stride),
+                 "pads": list(layer.padding) * 2}
+        if op == "AveragePool":
+            attrs["count_include_pad"] = int(layer.count_include_pad)
+        return g.node(op, [x], f"{op.lower()}{i}", **attrs)
+    return write
+
+
+def _adaptive_avgpool(g, layer, x, i):
+    if layer.output_size != (1, 1):
+        raise ValueError(f"layer {i} (AdaptiveAvgPool2d) has output_size {layer.output_size}: "
+                         "only (1, 1), global average pooling, has an ONNX form")
+    return g.node("GlobalAveragePool", [x], f"globalaveragepool{i}")
 
 
 def _flatten(g, layer, x, i):
@@ -165,13 +189,16 @@ def _flatten(g, layer, x, i):
 
 
 def _dropped(g, layer, x, i):
-    return x  # inference: Dropout passes its input through
+    return x  # inference: Dropout and Dropout2d pass their input through
 
 
 _WRITERS = {
-    Dense: _dense, Conv2d: _conv2d, ReLU: _unary("Relu"), Sigmoid: _unary("Sigmoid"), Tanh: _unary("Tanh"),
+    Dense: _dense, Conv2d: _conv2d, ReLU: _unary("Relu"), Sigmoid: _unary("Sigmoid"),
+    Tanh: _unary("Tanh"),
     LeakyReLU: _leaky_relu, ELU: _elu, GELU: _gelu, SiLU: _silu, Softmax: _softmax,
-    BatchNorm1d: _batchnorm1d, Flatten: _flatten, Dropout: _dropped,
+    BatchNorm1d: _batchnorm, BatchNorm2d: _batchnorm, Flatten: _flatten, Dropout: _dropped,
+    Dropout2d: _dropped, MaxPool2d: _pool("MaxPool"), AvgPool2d: _pool("AveragePool"),
+    AdaptiveAvgPool2d: _adaptive_avgpool,
 }
 
 

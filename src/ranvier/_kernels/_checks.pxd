@@ -119,6 +119,29 @@ cdef inline Span span2(const char *name, const _elem[:, ::1] a) noexcept:
 
 @cython.boundscheck(False)
 @cython.wraparound(False)
+cdef inline Span span3(const char *name, const _elem[:, :, ::1] a) noexcept:
+    cdef Py_ssize_t n = a.shape[0] * a.shape[1] * a.shape[2]
+    cdef Span s = span_of(name, &a[0, 0, 0] if n > 0 else NULL, n * <Py_ssize_t>sizeof(_elem))
+    s.count = -1 if a is None else n
+    return s
+
+
+@cython.boundscheck(False)
+@cython.wraparound(False)
+cdef inline Span span4(const char *name, const _elem[:, :, :, ::1] a) noexcept:
+    cdef Py_ssize_t n = a.shape[0] * a.shape[1] * a.shape[2] * a.shape[3]
+    cdef Span s = span_of(name, &a[0, 0, 0, 0] if n > 0 else NULL, n * <Py_ssize_t>sizeof(_elem))
+    s.count = -1 if a is None else n
+    return s
+
+
+cdef inline tuple shape4(const _elem[:, :, :, ::1] a):
+    """The shape of a 4-D (NCHW) argument, for comparisons and messages."""
+    return (a.shape[0], a.shape[1], a.shape[2], a.shape[3])
+
+
+@cython.boundscheck(False)
+@cython.wraparound(False)
 cdef inline Span span_strided(const char *name, const _elem[:, :] a) noexcept:
     # The bytes from the lowest to the highest element, for any (negative too) strides.
     cdef Py_ssize_t k, ext, lo = 0, hi = sizeof(_elem)

@@ -17,8 +17,8 @@ from libc.math cimport exp, expf
 from ranvier._kernels._fpenv cimport (
     fp_enter, fp_mode, ranvier_fp_adopt, ranvier_fp_leave, ranvier_fpstate)
 from ranvier._kernels._checks cimport (
-    Span, check_apart, check_in_place_or_apart, check_len, check_shape, check_threads, span1,
-    span2)
+    Span, check_apart, check_at_least, check_in_place_or_apart, check_len, check_shape,
+    check_threads, span1, span2)
 from ranvier._kernels._elementwise cimport (
     RANVIER_ACT_COUNT, RANVIER_ACT_NEEDS_INPUT, ranvier_act, ranvier_act_table,
     ranvier_ew_kernels, ranvier_ew_kernels_for)
@@ -233,16 +233,20 @@ def softmax_backward(const real[:, ::1] y not None, const real[:, ::1] dy not No
 
 # -- Dropout ---------------------------------------------------------------------------------------
 def dropout_apply(const real[::1] x not None, const float[::1] u not None, double p, double scale,
-                  real[::1] out not None, int num_threads=1):
-    """out[i] = x[i] * scale where u[i] >= p, else 0. ``u`` holds uniform [0, 1) draws (float32
-    for both dtypes, so a seed gives the same mask in float32 and float64). Used for the forward
-    pass (x = input) and the backward pass (x = grad_output) with the same u."""
+                  real[::1] out not None, int num_threads=1, Py_ssize_t group=1):
+    """out[i] = x[i] * scale where u[i // group] >= p, else 0. ``u`` holds uniform [0, 1) draws
+    (float32 for both dtypes, so a seed gives the same mask in float32 and float64), one per
+    ``group`` consecutive elements (1: Dropout; a channel's height * width: Dropout2d). Used for
+    the forward pass (x = input) and the backward pass (x = grad_output) with the same u."""
     cdef ranvier_fpstate fp = 0, bits = 0
-    cdef Py_ssize_t i, n = x.shape[0]
+    cdef Py_ssize_t i, j, g, n = x.shape[0]
     cdef float pf = <float>p
     cdef real s = <real>scale, zero = 0
     check_threads("dropout_apply", num_threads)
-    check_len("dropout_apply", "u", u.shape[0], n, "the length of x")
+    check_at_least("dropout_apply", "group", group, 1)
+    if n % group != 0 or u.shape[0] != n // group:
+        raise ValueError(f"dropout_apply: u has {u.shape[0]} entries, expected one per group of "
+                         f"{group} elements of x (length {n})")
     check_len("dropout_apply", "out", out.shape[0], n, "the length of x")
     cdef Span dst = span1("out", out)
     cdef Span draws = span1("u", u)
@@ -251,6 +255,11 @@ def dropout_apply(const real[::1] x not None, const float[::1] u not None, doubl
     bits = fp_mode()
     with nogil, parallel(num_threads=num_threads):
         fp = ranvier_fp_adopt(bits)
-        for i in prange(n, schedule="static"):
-            out[i] = x[i] * s if u[i] >= pf else zero
+        for g in prange(u.shape[0], schedule="static"):
+            if u[g] >= pf:
+                for j in range(g * group, (g + 1) * group):
+                    out[j] = x[j] * s
+            else:
+                for j in range(g * group, (g + 1) * group):
+                    out[j] = zero
         ranvier_fp_leave(fp)

@@ -1,10 +1,14 @@
-"""Batch normalisation over the rows of a (batch, features) array, forward and backward.
+"""Batch normalisation of (batch, channels, spatial) arrays, forward and backward: BatchNorm1d's
+(n, c) input as (n, c, 1), BatchNorm2d's (n, c, h, w) as (n, c, h * w).
 
-Statistics are per column (feature). The work is split into blocks of ``BN_BLOCK`` adjacent
-columns, and each block is done start to finish by one thread, walking the rows in order and
-accumulating in double. A column's sums are therefore computed in the same order whatever the
-thread count, so results are bit-for-bit identical for 1, 2 or more threads. Each block reads a
-row's few contiguous columns per step, so the row-major input streams through the cache.
+Statistics are per channel, over the batch and the spatial positions. The work is split into
+blocks of adjacent channels (``BN_BLOCK`` of them when the spatial size is 1, else one), and each
+block is done start to finish by one thread, walking the samples in order and accumulating in
+double: a (n, c) block one sum per column, a spatial block its channel's values in BN_BLOCK
+lanes (position t of a sample's run in lane t mod BN_BLOCK), added in lane order at the end. A
+channel's sums are therefore computed in the same order whatever the thread count, so results
+are bit-for-bit identical for 1, 2 or more threads. Either way a block reads contiguous runs
+(a row's few columns, a channel's plane), so the input streams through the cache.
 
 Training forward (biased variance, as torch normalises):
     mean = sum(x) / n,  var = sum((x - mean)^2) / n   (corrected two-pass: no cancellation)
@@ -21,24 +25,63 @@ from ranvier._kernels._fpenv cimport (
     fp_mode, ranvier_fp_adopt, ranvier_fp_leave, ranvier_fpstate)
 from ranvier._kernels._checks cimport (
     Span, check_apart, check_at_least, check_counts, check_in_place_or_apart, check_len,
-    check_shape, check_threads, span1, span2)
+    check_threads, span1, span3)
 
 ctypedef fused real:
     float
     double
 
 cdef enum:
-    BN_BLOCK = 16   # columns per block: a fixed split, so sums never depend on the thread count
+    # Columns per block of a (n, c) array; lanes of a spatial block's channel (its values at
+    # positions t, t + BN_BLOCK, ... of each sample's run are summed in lane t, then the lanes in
+    # order). A fixed split, so sums never depend on the thread count.
+    BN_BLOCK = 16
 
 
-cdef inline Py_ssize_t _block_width(Py_ssize_t blk, Py_ssize_t c) noexcept nogil:
-    """Columns in block blk of c (BN_BLOCK, fewer in the last)."""
-    cdef Py_ssize_t left = c - blk * BN_BLOCK
-    return left if left < BN_BLOCK else BN_BLOCK
+cdef inline Py_ssize_t _block_channels(Py_ssize_t s) noexcept nogil:
+    """Channels per block: BN_BLOCK columns of a (n, c) array, one channel of a spatial one."""
+    return BN_BLOCK if s == 1 else 1
 
 
-cdef inline void _forward_train_block(const real *x, Py_ssize_t n, Py_ssize_t c, Py_ssize_t blk,
-                                      const real *weight, const real *bias,
+cdef inline Py_ssize_t _block_width(Py_ssize_t blk, Py_ssize_t c, Py_ssize_t s) noexcept nogil:
+    """Channels in block blk of c (_block_channels, fewer in the last)."""
+    cdef Py_ssize_t bw = _block_channels(s), left = c - blk * bw
+    return left if left < bw else bw
+
+
+cdef inline Py_ssize_t _blocks(Py_ssize_t c, Py_ssize_t s) noexcept nogil:
+    cdef Py_ssize_t bw = _block_channels(s)
+    return (c + bw - 1) // bw
+
+
+cdef inline Py_ssize_t _run(Py_ssize_t w, Py_ssize_t s) noexcept nogil:
+    """Contiguous values a block reads per sample: its w columns (s == 1), its channel's s."""
+    return w if s == 1 else s
+
+
+cdef inline Py_ssize_t _chunk(Py_ssize_t run, Py_ssize_t k0) noexcept nogil:
+    """Values from k0 on in a run, at most BN_BLOCK: one per slot (column or lane)."""
+    return run - k0 if run - k0 < BN_BLOCK else BN_BLOCK
+
+
+cdef inline void _fold(double *a, Py_ssize_t s) noexcept nogil:
+    """A spatial block's lane sums added into a[0] in lane order (columns: nothing to do)."""
+    cdef Py_ssize_t t
+    if s > 1:
+        for t in range(1, BN_BLOCK):
+            a[0] += a[t]
+
+
+cdef inline void _spread(double *a, Py_ssize_t s) noexcept nogil:
+    """A spatial block's channel value a[0] given to every lane (columns: nothing to do)."""
+    cdef Py_ssize_t t
+    if s > 1:
+        for t in range(1, BN_BLOCK):
+            a[t] = a[0]
+
+
+cdef inline void _forward_train_block(const real *x, Py_ssize_t n, Py_ssize_t c, Py_ssize_t s,
+                                      Py_ssize_t blk, const real *weight, const real *bias,
                                       double eps, double *mean, double *var, double *invstd,
                                       real *out) noexcept nogil:
     cdef double acc[BN_BLOCK]
@@ -46,53 +89,77 @@ cdef inline void _forward_train_block(const real *x, Py_ssize_t n, Py_ssize_t c,
     cdef double m[BN_BLOCK]
     cdef double k[BN_BLOCK]
     cdef double b[BN_BLOCK]
-    cdef double d, v
-    cdef Py_ssize_t i, j, j0 = blk * BN_BLOCK, w = _block_width(blk, c)
+    cdef double d, v, cnt = <double>(n * s)
+    cdef Py_ssize_t i, k0, t, j, j0 = blk * _block_channels(s), w = _block_width(blk, c, s)
+    cdef Py_ssize_t run = _run(w, s), wk, kc
     cdef const real *row
     cdef real *orow
-    for j in range(w):
-        acc[j] = 0.0
+    for t in range(BN_BLOCK):
+        acc[t] = 0.0
+        acc2[t] = 0.0
     for i in range(n):
-        row = x + i * c + j0
-        for j in range(w):
-            acc[j] += row[j]
+        for kc in range((run + BN_BLOCK - 1) // BN_BLOCK):
+            k0 = kc * BN_BLOCK
+            row, wk = x + (i * c + j0) * s + k0, _chunk(run, k0)
+            for t in range(wk):
+                acc[t] += row[t]
+    _fold(acc, s)
     for j in range(w):
-        m[j] = acc[j] / n
-        acc[j] = 0.0
-        acc2[j] = 0.0
+        m[j] = acc[j] / cnt
+    _spread(m, s)
+    for t in range(BN_BLOCK):
+        acc[t] = 0.0
     # Second pass about the first estimate m0: the corrected two-pass algorithm. sum(x - m0) is
     # the rounding error of the first pass (tiny), so mean = m0 + sum(x - m0) / n is accurate to
     # a few ulps of |mean| even when |mean| >> std, and var = (sum(d^2) - sum(d)^2 / n) / n.
     for i in range(n):
-        row = x + i * c + j0
-        for j in range(w):
-            d = row[j] - m[j]
-            acc[j] += d
-            acc2[j] += d * d
+        for kc in range((run + BN_BLOCK - 1) // BN_BLOCK):
+            k0 = kc * BN_BLOCK
+            row, wk = x + (i * c + j0) * s + k0, _chunk(run, k0)
+            for t in range(wk):
+                d = row[t] - m[t]
+                acc[t] += d
+                acc2[t] += d * d
+    _fold(acc, s)
+    _fold(acc2, s)
     for j in range(w):
-        v = (acc2[j] - acc[j] * acc[j] / n) / n
+        v = (acc2[j] - acc[j] * acc[j] / cnt) / cnt
         if v < 0.0:
             v = 0.0
-        m[j] = m[j] + acc[j] / n
+        m[j] = m[j] + acc[j] / cnt
         mean[j0 + j] = m[j]
         var[j0 + j] = v
         invstd[j0 + j] = 1.0 / sqrt(v + eps)
         k[j] = invstd[j0 + j] * (weight[j0 + j] if weight != NULL else 1.0)
         b[j] = bias[j0 + j] if bias != NULL else 0.0
+    _spread(m, s)
+    _spread(k, s)
+    _spread(b, s)
     for i in range(n):
-        row = x + i * c + j0
-        orow = out + i * c + j0
-        for j in range(w):
-            orow[j] = <real>((row[j] - m[j]) * k[j] + b[j])
+        for kc in range((run + BN_BLOCK - 1) // BN_BLOCK):
+            k0 = kc * BN_BLOCK
+            row, wk = x + (i * c + j0) * s + k0, _chunk(run, k0)
+            orow = out + (i * c + j0) * s + k0
+            for t in range(wk):
+                orow[t] = <real>((row[t] - m[t]) * k[t] + b[t])
+
+
+cdef int _check_like_x(const char *fn, const char *what, const Py_ssize_t *shape,
+                       Py_ssize_t n, Py_ssize_t c, Py_ssize_t s) except -1:
+    if shape[0] != n or shape[1] != c or shape[2] != s:
+        raise ValueError(f"{fn.decode()}: {what.decode()} has shape ({shape[0]}, {shape[1]}, "
+                         f"{shape[2]}), expected ({n}, {c}, {s}) (the shape of x)")
+    return 0
 
 
 cdef int _check_columns_and_rows(const char *fn, Span *cols, int nwritten, Span *mat, int nmat,
                                  Py_ssize_t c) except -1:
-    """The argument checks of a batch-norm pass: ``cols`` are 5 per-column arrays of length c (the
-    first ``nwritten`` written, the rest read), ``mat`` the (n, c) arrays (the first written: it may
-    be any of the others itself, never part of one). No written array overlaps anything else."""
+    """The argument checks of a batch-norm pass: ``cols`` are 5 per-channel arrays of length c
+    (the first ``nwritten`` written, the rest read), ``mat`` the (n, c, s) arrays (the first
+    written: it may be any of the others itself, never part of one). No written array overlaps
+    anything else."""
     cdef int i
-    check_counts(fn, cols, 5, c, "the columns of x")
+    check_counts(fn, cols, 5, c, "the channels of x")
     for i in range(1, nmat):
         check_in_place_or_apart(fn, mat[0], mat[i])
     check_apart(fn, cols, nwritten, mat, nmat)
@@ -101,69 +168,77 @@ cdef int _check_columns_and_rows(const char *fn, Span *cols, int nwritten, Span 
     return 0
 
 
-def batchnorm_forward_train(const real[:, ::1] x not None, const real[::1] weight,
+def batchnorm_forward_train(const real[:, :, ::1] x not None, const real[::1] weight,
                             const real[::1] bias, double eps, double[::1] mean not None,
                             double[::1] var not None, double[::1] invstd not None,
-                            real[:, ::1] out not None, int num_threads=1):
-    """Normalise with the batch's statistics. Writes the per-column mean, biased variance and
-    1 / sqrt(var + eps) (double, length c) and out (n, c; may be x). weight/bias may be None
-    (affine=False)."""
+                            real[:, :, ::1] out not None, int num_threads=1):
+    """Normalise x (n, c, s) with the batch's statistics. Writes the per-channel mean, biased
+    variance and 1 / sqrt(var + eps) (double, length c) and out (n, c, s; may be x).
+    weight/bias may be None (affine=False)."""
     cdef const char *fn = "batchnorm_forward_train"
-    cdef Py_ssize_t n = x.shape[0], c = x.shape[1], nb, blk
+    cdef Py_ssize_t n = x.shape[0], c = x.shape[1], s = x.shape[2], nb, blk
     cdef ranvier_fpstate fp = 0, bits = 0
     check_threads(fn, num_threads)
-    check_at_least(fn, "the batch size", n, 1)   # statistics of no rows are undefined
-    check_shape(fn, "out", out.shape[0], out.shape[1], n, c, "the shape of x")
+    # statistics of no values are undefined
+    check_at_least(fn, "the batch size times the spatial size", n * s, 1)
+    _check_like_x(fn, "out", out.shape, n, c, s)
     cdef Span cols[5]     # per column: the statistics written, weight and bias read
     cdef Span mat[2]      # out (may be x), x
     cols[0], cols[1], cols[2] = span1("mean", mean), span1("var", var), span1("invstd", invstd)
     cols[3], cols[4] = span1("weight", weight), span1("bias", bias)
-    mat[0], mat[1] = span2("out", out), span2("x", x)
+    mat[0], mat[1] = span3("out", out), span3("x", x)
     _check_columns_and_rows(fn, cols, 3, mat, 2, c)
     if c == 0:
         return
-    cdef const real *px = &x[0, 0]
+    cdef const real *px = &x[0, 0, 0]
     cdef const real *pw = &weight[0] if weight is not None else NULL
     cdef const real *pb = &bias[0] if bias is not None else NULL
-    cdef real *po = &out[0, 0]
-    nb = (c + BN_BLOCK - 1) // BN_BLOCK
+    cdef real *po = &out[0, 0, 0]
+    nb = _blocks(c, s)
     bits = fp_mode()
     with nogil, parallel(num_threads=num_threads):
         fp = ranvier_fp_adopt(bits)
         for blk in prange(nb, schedule="static"):
-            _forward_train_block(px, n, c, blk, pw, pb, eps, &mean[0], &var[0], &invstd[0], po)
+            if s == 1:  # the same inline code with s known: the (n, c) loops stay vectorised
+                _forward_train_block(px, n, c, 1, blk, pw, pb, eps, &mean[0], &var[0],
+                                     &invstd[0], po)
+            else:
+                _forward_train_block(px, n, c, s, blk, pw, pb, eps, &mean[0], &var[0],
+                                     &invstd[0], po)
         ranvier_fp_leave(fp)
 
 
-def batchnorm_forward_apply(const real[:, ::1] x not None, const double[::1] mean not None,
+def batchnorm_forward_apply(const real[:, :, ::1] x not None, const double[::1] mean not None,
                             const double[::1] scale not None, const double[::1] shift not None,
-                            real[:, ::1] out not None, int num_threads=1):
-    """out = (x - mean) * scale + shift per column, in double (fixed statistics: evaluation
-    mode, where scale = weight / sqrt(running_var + eps) and shift = bias); out may be x."""
+                            real[:, :, ::1] out not None, int num_threads=1):
+    """out = (x - mean) * scale + shift per channel of x (n, c, s), in double (fixed statistics:
+    evaluation mode, where scale = weight / sqrt(running_var + eps) and shift = bias); out may
+    be x."""
     cdef ranvier_fpstate fp = 0, bits = 0
     cdef const char *fn = "batchnorm_forward_apply"
-    cdef Py_ssize_t i, j, n = x.shape[0], c = x.shape[1]
+    cdef Py_ssize_t i, j, q, n = x.shape[0], c = x.shape[1], s = x.shape[2]
     check_threads(fn, num_threads)
-    check_shape(fn, "out", out.shape[0], out.shape[1], n, c, "the shape of x")
-    check_len(fn, "mean", mean.shape[0], c, "the columns of x")
-    check_len(fn, "scale", scale.shape[0], c, "the columns of x")
-    check_len(fn, "shift", shift.shape[0], c, "the columns of x")
-    cdef Span dst = span2("out", out)
+    _check_like_x(fn, "out", out.shape, n, c, s)
+    check_len(fn, "mean", mean.shape[0], c, "the channels of x")
+    check_len(fn, "scale", scale.shape[0], c, "the channels of x")
+    check_len(fn, "shift", shift.shape[0], c, "the channels of x")
+    cdef Span dst = span3("out", out)
     cdef Span ins[3]
     ins[0], ins[1], ins[2] = span1("mean", mean), span1("scale", scale), span1("shift", shift)
-    check_in_place_or_apart(fn, dst, span2("x", x))
+    check_in_place_or_apart(fn, dst, span3("x", x))
     check_apart(fn, &dst, 1, ins, 3)
     bits = fp_mode()
     with nogil, parallel(num_threads=num_threads):
         fp = ranvier_fp_adopt(bits)
         for i in prange(n, schedule="static"):
             for j in range(c):
-                out[i, j] = <real>((x[i, j] - mean[j]) * scale[j] + shift[j])
+                for q in range(s):
+                    out[i, j, q] = <real>((x[i, j, q] - mean[j]) * scale[j] + shift[j])
         ranvier_fp_leave(fp)
 
 
 cdef inline void _backward_block(const real *x, const real *dy, Py_ssize_t n, Py_ssize_t c,
-                                 Py_ssize_t blk, const double *mean,
+                                 Py_ssize_t s, Py_ssize_t blk, const double *mean,
                                  const double *invstd, const real *weight, bint batch_stats,
                                  real *dweight, real *dbias, real *dx) noexcept nogil:
     cdef double sdy[BN_BLOCK]
@@ -172,20 +247,28 @@ cdef inline void _backward_block(const real *x, const real *dy, Py_ssize_t n, Py
     cdef double k[BN_BLOCK]
     cdef double c1[BN_BLOCK]
     cdef double c2[BN_BLOCK]
-    cdef Py_ssize_t i, j, j0 = blk * BN_BLOCK, w = _block_width(blk, c)
+    cdef Py_ssize_t i, k0, t, o, j, j0 = blk * _block_channels(s), w = _block_width(blk, c, s)
+    cdef Py_ssize_t run = _run(w, s), wk, kc
+    cdef double cnt = <double>(n * s)
     cdef const real *row
     cdef const real *drow
     cdef real *orow
+    for t in range(BN_BLOCK):
+        sdy[t] = 0.0
+        sdyx[t] = 0.0
     for j in range(w):
-        sdy[j] = 0.0
-        sdyx[j] = 0.0
         m[j] = mean[j0 + j]
+    _spread(m, s)
     for i in range(n):
-        row = x + i * c + j0
-        drow = dy + i * c + j0
-        for j in range(w):
-            sdy[j] += drow[j]
-            sdyx[j] += drow[j] * (row[j] - m[j])
+        for kc in range((run + BN_BLOCK - 1) // BN_BLOCK):
+            k0 = kc * BN_BLOCK
+            o, wk = (i * c + j0) * s + k0, _chunk(run, k0)
+            row, drow = x + o, dy + o
+            for t in range(wk):
+                sdy[t] += drow[t]
+                sdyx[t] += drow[t] * (row[t] - m[t])
+    _fold(sdy, s)
+    _fold(sdyx, s)
     for j in range(w):
         sdyx[j] = sdyx[j] * invstd[j0 + j]          # sum(dy * xhat)
         if dbias != NULL:
@@ -194,25 +277,29 @@ cdef inline void _backward_block(const real *x, const real *dy, Py_ssize_t n, Py
             dweight[j0 + j] = <real>sdyx[j]
         k[j] = invstd[j0 + j] * (weight[j0 + j] if weight != NULL else 1.0)
         if batch_stats:
-            c1[j] = sdy[j] / n
-            c2[j] = sdyx[j] * invstd[j0 + j] / n
+            c1[j] = sdy[j] / cnt
+            c2[j] = sdyx[j] * invstd[j0 + j] / cnt
         else:
             c1[j] = 0.0
             c2[j] = 0.0
     if dx == NULL:
         return
+    _spread(k, s)
+    _spread(c1, s)
+    _spread(c2, s)
     for i in range(n):
-        row = x + i * c + j0
-        drow = dy + i * c + j0
-        orow = dx + i * c + j0
-        for j in range(w):
-            orow[j] = <real>(k[j] * (drow[j] - c1[j] - (row[j] - m[j]) * c2[j]))
+        for kc in range((run + BN_BLOCK - 1) // BN_BLOCK):
+            k0 = kc * BN_BLOCK
+            o, wk = (i * c + j0) * s + k0, _chunk(run, k0)
+            row, drow, orow = x + o, dy + o, dx + o
+            for t in range(wk):
+                orow[t] = <real>(k[t] * (drow[t] - c1[t] - (row[t] - m[t]) * c2[t]))
 
 
-def batchnorm_backward(const real[:, ::1] x not None, const real[:, ::1] dy not None,
+def batchnorm_backward(const real[:, :, ::1] x not None, const real[:, :, ::1] dy not None,
                        const double[::1] mean not None, const double[::1] invstd not None,
                        const real[::1] weight, bint batch_stats, real[::1] dweight,
-                       real[::1] dbias, real[:, ::1] dx, int num_threads=1):
+                       real[::1] dbias, real[:, :, ::1] dx, int num_threads=1):
     """Gradients of batch norm given the forward's input x, the statistics it used (mean,
     invstd: double, length c) and dy. ``batch_stats``: the statistics were the batch's own
     (training), so they depend on x; otherwise they were fixed (running statistics).
@@ -220,32 +307,36 @@ def batchnorm_backward(const real[:, ::1] x not None, const real[:, ::1] dy not 
     dx may be dy or x, the other outputs overlap nothing. An empty batch gives zero dweight and
     dbias."""
     cdef const char *fn = "batchnorm_backward"
-    cdef Py_ssize_t n = x.shape[0], c = x.shape[1], nb, blk
+    cdef Py_ssize_t n = x.shape[0], c = x.shape[1], s = x.shape[2], nb, blk
     cdef ranvier_fpstate fp = 0, bits = 0
     check_threads(fn, num_threads)
-    check_shape(fn, "dy", dy.shape[0], dy.shape[1], n, c, "the shape of x")
+    _check_like_x(fn, "dy", dy.shape, n, c, s)
     if dx is not None:
-        check_shape(fn, "dx", dx.shape[0], dx.shape[1], n, c, "the shape of x")
+        _check_like_x(fn, "dx", dx.shape, n, c, s)
     cdef Span cols[5]     # per column: dweight, dbias written; mean, invstd, weight read
     cdef Span mat[3]      # dx (may be x or dy), x, dy
     cols[0], cols[1] = span1("dweight", dweight), span1("dbias", dbias)
     cols[2], cols[3] = span1("mean", mean), span1("invstd", invstd)
     cols[4] = span1("weight", weight)
-    mat[0], mat[1], mat[2] = span2("dx", dx), span2("x", x), span2("dy", dy)
+    mat[0], mat[1], mat[2] = span3("dx", dx), span3("x", x), span3("dy", dy)
     _check_columns_and_rows(fn, cols, 2, mat, 3, c)
     if c == 0:
         return
-    cdef const real *px = &x[0, 0]
-    cdef const real *pdy = &dy[0, 0]
+    cdef const real *px = &x[0, 0, 0]
+    cdef const real *pdy = &dy[0, 0, 0]
     cdef const real *pw = &weight[0] if weight is not None else NULL
     cdef real *pdw = &dweight[0] if dweight is not None else NULL
     cdef real *pdb = &dbias[0] if dbias is not None else NULL
-    cdef real *pdx = &dx[0, 0] if dx is not None else NULL
-    nb = (c + BN_BLOCK - 1) // BN_BLOCK
+    cdef real *pdx = &dx[0, 0, 0] if dx is not None else NULL
+    nb = _blocks(c, s)
     bits = fp_mode()
     with nogil, parallel(num_threads=num_threads):
         fp = ranvier_fp_adopt(bits)
         for blk in prange(nb, schedule="static"):
-            _backward_block(px, pdy, n, c, blk, &mean[0], &invstd[0], pw, batch_stats, pdw, pdb,
-                            pdx)
+            if s == 1:  # as in batchnorm_forward_train
+                _backward_block(px, pdy, n, c, 1, blk, &mean[0], &invstd[0], pw, batch_stats,
+                                pdw, pdb, pdx)
+            else:
+                _backward_block(px, pdy, n, c, s, blk, &mean[0], &invstd[0], pw, batch_stats,
+                                pdw, pdb, pdx)
         ranvier_fp_leave(fp)

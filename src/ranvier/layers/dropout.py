@@ -1,5 +1,5 @@
-"""Dropout (inverted): its mask kernel is _kernels/activations.pyx's dropout_apply; tests in
-tests/test_layers_dropout.py."""
+"""Dropout and Dropout2d (inverted): their mask kernel is _kernels/activations.pyx's dropout_apply
+(one draw per element, or per channel of an image); tests in tests/test_layers_dropout.py."""
 import numbers
 
 import numpy as np
@@ -37,19 +37,25 @@ class Dropout(Layer):
         self._masked = False               # whether the last forward applied a mask
         self._shape = self._dtype = None
 
+    def _group(self, x):
+        """Elements per draw: one draw per element."""
+        return 1
+
     def forward(self, x):
         x = as_float(x)
+        group = self._group(x)
         self._shape, self._dtype = x.shape, x.dtype
         self._masked = bool(self.training) and self.p > 0.0
         if not self._masked:
             return x.copy()
-        n = x.size
+        n = x.size // group
         if self._u.size < n:
             self._u = np.empty(n, np.float32)
         u = self._u[:n]
         self._rng.random(dtype=np.float32, out=u)
         y = np.empty_like(x)
-        _act.dropout_apply(x.reshape(-1), u, self.p, self._scale, y.reshape(-1), threads_for(n))
+        _act.dropout_apply(x.reshape(-1), u, self.p, self._scale, y.reshape(-1),
+                           threads_for(x.size), group)
         return y
 
     def backward(self, grad_output, need_input_grad=True):
@@ -60,11 +66,25 @@ class Dropout(Layer):
             return None
         if not self._masked:
             return dy.copy()
-        n = dy.size
+        group = self._group(dy)
         dx = np.empty_like(dy)
-        _act.dropout_apply(dy.reshape(-1), self._u[:n], self.p, self._scale, dx.reshape(-1),
-                           threads_for(n))
+        _act.dropout_apply(dy.reshape(-1), self._u[:dy.size // group], self.p, self._scale,
+                           dx.reshape(-1), threads_for(dy.size), group)
         return dx
 
     def config(self):
         return {"p": self.p, "seed": self.seed}
+
+
+@register_layer
+class Dropout2d(Dropout):
+    """Channel dropout for (batch, channels, height, width) inputs, as torch.nn.Dropout2d: in
+    training each channel of each sample is zeroed whole with probability ``p`` and the kept ones
+    are scaled by 1 / (1 - p); evaluation is the identity. One float32 draw per (sample,
+    channel), from the layer's generator (``seed`` as for Dropout)."""
+
+    def _group(self, x):
+        if x.ndim != 4:
+            raise ValueError(f"Dropout2d expects 4-D input (batch, channels, height, width), got "
+                             f"shape {x.shape}")
+        return max(x.shape[2] * x.shape[3], 1)
