@@ -32,6 +32,23 @@ def test_train_writes_model_and_plot_and_evaluate_reproduces(tmp_path):
     assert model.metadata["data"] == "digits" and model.n_features_in == 64
 
 
+def test_train_cnn_and_evaluate_reproduces(tmp_path):
+    """--model cnn: examples/mnist's layers on (n, 1, 8, 8) digits; evaluate reloads the images
+    the same way and reports the same accuracy."""
+    model_path = tmp_path / "cnn.safetensors"
+    res = run("train", "--data", "digits", "--model", "cnn", "--epochs", "4", "--verbose", "0",
+              "--out", str(model_path))
+    assert res.returncode == 0, res.stderr
+    assert "CNN on 1x8x8 images: Conv2d(1->32 k3)-Conv2d(32->64 k3)-MaxPool2d(2)" in res.stdout
+    acc = float(res.stdout.split("test accuracy ")[1].split("%")[0])
+    assert acc >= 90.0
+    ev = run("evaluate", str(model_path))
+    assert ev.returncode == 0, ev.stderr
+    assert f"accuracy {acc:.2f}%" in ev.stdout
+    model = rv.load(model_path)
+    assert isinstance(model.layers[0], rv.Conv2d) and model.output_shape((1, 8, 8)) == (10,)
+
+
 def test_train_help_and_bad_options(tmp_path):
     res = run("train", "--help")
     assert res.returncode == 0 and "--hidden" in res.stdout and "examples" in res.stdout

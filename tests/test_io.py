@@ -199,3 +199,18 @@ def test_batchnorm_buffers_save_and_load(tmp_path, rng):
         assert a.shape == b.shape, name
         np.testing.assert_array_equal(a, b)
     assert int(loaded.layers[1].num_batches_tracked) == 2
+
+
+def test_a_loaded_model_predicts_what_the_saved_one_did(tmp_path, rng):
+    """load() returns the model in eval mode, as fit leaves it: Dropout off and BatchNorm on its
+    running statistics, so predictions are bitwise those of the model that was saved."""
+    X = rng.standard_normal((64, 6)).astype(np.float32)
+    y = rng.integers(0, 3, 64)
+    model = rv.Sequential([rv.Dense(6, 16, seed=0), rv.BatchNorm1d(16), rv.ReLU(),
+                           rv.Dropout(0.5, seed=0), rv.Dense(16, 3, seed=1)])
+    model.fit(X, y, epochs=2, batch_size=16, verbose=0, seed=0)
+    model.save(tmp_path / "m.safetensors")
+    loaded = rv.load(tmp_path / "m.safetensors")
+    assert not any(layer.training for layer in loaded.layers)
+    np.testing.assert_array_equal(loaded.predict_proba(X), model.predict_proba(X))
+    np.testing.assert_array_equal(loaded.forward(X), model.forward(X))

@@ -32,10 +32,24 @@ def _models(dtype):
                    rv.Dense(3 * 3 * 2, 5, seed=3, **d)],
         "Conv2d+ReLU": [rv.Conv2d(2, 4, 3, padding="same", seed=1, **d), rv.ReLU(),
                         rv.Dropout(0.2, seed=0), rv.Flatten(), rv.Dense(24, 5, seed=2, **d)],
+        # images (2, 6, 5): each pooling layer, BatchNorm2d and Dropout2d between convolutions
+        "MaxPool2d": [rv.Conv2d(2, 4, 3, padding=1, seed=1, **d), rv.ReLU(), rv.MaxPool2d(2),
+                      rv.Flatten(), rv.Dense(4 * 3 * 2, 5, seed=2, **d)],
+        "AvgPool2d": [rv.Conv2d(2, 4, 3, padding=1, seed=1, **d), rv.AvgPool2d(3, stride=2,
+                                                                            padding=1),
+                      rv.Flatten(), rv.Dense(4 * 3 * 3, 5, seed=2, **d)],
+        "AdaptiveAvgPool2d": [rv.Conv2d(2, 4, 3, seed=1, **d), rv.Tanh(),
+                              rv.AdaptiveAvgPool2d(1), rv.Flatten(), rv.Dense(4, 5, seed=2, **d)],
+        "BatchNorm2d": [rv.Conv2d(2, 4, 3, padding=1, seed=1, **d), rv.BatchNorm2d(4, dtype=dtype),
+                        rv.ReLU(), rv.Flatten(), rv.Dense(4 * 6 * 5, 5, seed=2, **d)],
+        "Dropout2d": [rv.Conv2d(2, 4, 3, padding=1, seed=1, **d), rv.Dropout2d(0.3, seed=0),
+                      rv.Flatten(), rv.Dense(4 * 6 * 5, 5, seed=2, **d)],
     }
 
 
-SAMPLE_SHAPES = {"Flatten": (3, 4), "Conv2d": (2, 3, 2), "Conv2d+ReLU": (2, 3, 2)}
+SAMPLE_SHAPES = {"Flatten": (3, 4), "Conv2d": (2, 3, 2), "Conv2d+ReLU": (2, 3, 2),
+                 **{k: (2, 6, 5) for k in ("MaxPool2d", "AvgPool2d", "AdaptiveAvgPool2d",
+                                           "BatchNorm2d", "Dropout2d")}}
 
 
 class _CaptureForward(rv.Callback):

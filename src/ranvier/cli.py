@@ -51,8 +51,9 @@ def _positive_ints(what, example):
 _hidden_sizes = _positive_ints("layer widths", "256,128")
 
 
-def _load_data(name, data_dir, seed):
-    """(X_train, y_train, X_test, y_test) as float32 in [0, 1]; the digits get a seeded split."""
+def _load_data(name, data_dir, seed, images=False):
+    """(X_train, y_train, X_test, y_test) as float32 in [0, 1]; the digits get a seeded split.
+    Rows of pixels, or with ``images`` (n, 1, height, width) for a convolutional network."""
     import numpy as np
 
     import ranvier as rv
@@ -60,6 +61,8 @@ def _load_data(name, data_dir, seed):
     if name == "digits":
         X, y = rv.datasets.load_digits()
         X /= 16.0
+        if images:
+            X = X.reshape(len(X), 1, 8, 8)
         X_train, X_test, y_train, y_test = rv.datasets.train_test_split(X, y, test_size=0.25,
                                                                         seed=seed)
         return X_train, y_train, X_test, y_test
@@ -71,20 +74,29 @@ def _load_data(name, data_dir, seed):
         data_dir = os.path.join(env, name)
     loader = rv.datasets.load_mnist if name == "mnist" else rv.datasets.load_fashion_mnist
     try:
-        (X_train, y_train), (X_test, y_test) = loader(data_dir, flatten=True, dtype=np.float32,
-                                                      normalize=True)
+        (X_train, y_train), (X_test, y_test) = loader(data_dir, flatten=not images,
+                                                      dtype=np.float32, normalize=True)
     except (OSError, ValueError) as exc:
         raise SystemExit(f"ranvier: cannot read {name} from {data_dir!r}: {exc}") from None
     return X_train, y_train, X_test, y_test
 
 
-def _build_model(n_in, hidden, n_out, seed):
+def _build_model(kind, sample_shape, hidden, n_out, seed):
+    """``mlp``: Dense + ReLU layers of the ``hidden`` widths. ``cnn``: the layers of PyTorch's
+    examples/mnist (Conv 1->32 k3, Conv 32->64 k3, MaxPool 2, then Dense layers of the ``hidden``
+    widths, 128 by default as there), without its dropout."""
     import numpy as np
 
     import ranvier as rv
 
     rng = np.random.default_rng(seed)
-    layers, width = [], n_in
+    layers = []
+    if kind == "cnn":
+        layers = [rv.Conv2d(sample_shape[0], 32, 3, seed=rng), rv.ReLU(),
+                  rv.Conv2d(32, 64, 3, seed=rng), rv.ReLU(), rv.MaxPool2d(2), rv.Flatten()]
+        width = int(np.prod(rv.Sequential(layers).output_shape(sample_shape)))
+    else:
+        width = int(np.prod(sample_shape))
     for h in hidden:
         layers += [rv.Dense(width, h, seed=rng), rv.ReLU()]
         width = h
@@ -92,19 +104,42 @@ def _build_model(n_in, hidden, n_out, seed):
     return rv.Sequential(layers)
 
 
+def _describe(model, sample_shape):
+    """'784-256-128-10 MLP' or 'CNN Conv2d(1->32 k3)-...-Dense(128->10)'."""
+    import ranvier as rv
+
+    dense = [l for l in model.layers if isinstance(l, rv.Dense)]
+    if not any(isinstance(l, rv.Conv2d) for l in model.layers):
+        return "-".join(str(s) for s in [dense[0].in_features] + [d.out_features for d in dense]) \
+            + " MLP"
+    parts = []
+    for l in model.layers:
+        if isinstance(l, rv.Conv2d):
+            parts.append(f"Conv2d({l.in_channels}->{l.out_channels} k{l.kernel_size[0]})")
+        elif isinstance(l, rv.MaxPool2d):
+            parts.append("MaxPool2d(2)")
+        elif isinstance(l, rv.Dense):
+            parts.append(f"Dense({l.in_features}->{l.out_features})")
+    return f"CNN on {'x'.join(map(str, sample_shape))} images: " + "-".join(parts)
+
+
 def _train(args):
     import ranvier as rv
 
     if args.threads is not None:
         rv.set_num_threads(args.threads)
-    X_train, y_train, X_test, y_test = _load_data(args.data, args.data_dir, args.seed)
-    model = _build_model(X_train.shape[1], args.hidden, int(y_train.max()) + 1, args.seed)
+    X_train, y_train, X_test, y_test = _load_data(args.data, args.data_dir, args.seed,
+                                                  images=args.model == "cnn")
+    hidden = args.hidden if args.hidden is not None else ((128,) if args.model == "cnn"
+                                                          else (128, 64))
+    model = _build_model(args.model, X_train.shape[1:], hidden, int(y_train.max()) + 1,
+                         args.seed)
     opt_cls = {"sgd": rv.SGD, "adam": rv.Adam, "adamw": rv.AdamW}[args.optimizer]
     opt_kwargs = {"momentum": 0.9} if args.optimizer == "sgd" else {}
     lr = args.lr if args.lr is not None else (0.05 if args.optimizer == "sgd" else 1e-3)
     optimizer = opt_cls(model.parameters(), lr=lr, **opt_kwargs)
-    arch = "-".join(str(s) for s in (X_train.shape[1],) + args.hidden + (model[-1].out_features,))
-    print(f"training {arch} MLP on {args.data} ({len(X_train)} train / {len(X_test)} test), "
+    arch = _describe(model, X_train.shape[1:])
+    print(f"training {arch} on {args.data} ({len(X_train)} train / {len(X_test)} test), "
           f"{args.optimizer} lr={lr}, batch {args.batch_size}, {rv.get_num_threads()} threads")
     callbacks = []
     if args.patience is not None:
@@ -140,14 +175,17 @@ def _load_saved(path):
 
 
 def _evaluate(args):
+    import ranvier as rv
+
     model = _load_saved(args.model)
     data = args.data or model.metadata.get("data")
     if data is None:
         raise SystemExit("ranvier: the file does not say which data it was trained on; "
                          "pass --data")
     seed = args.seed if args.seed is not None else model.metadata.get("seed", 0)
-    _, _, X_test, y_test = _load_data(data, args.data_dir, seed)
-    if X_test.shape[1] != model.n_features_in:
+    images = bool(model.layers) and isinstance(model.layers[0], rv.Conv2d)
+    _, _, X_test, y_test = _load_data(data, args.data_dir, seed, images=images)
+    if not images and X_test.shape[1] != model.n_features_in:
         raise SystemExit(f"ranvier: the model takes {model.n_features_in} features, {data} has "
                          f"{X_test.shape[1]}")
     result = model.evaluate(X_test, y_test)
@@ -173,7 +211,7 @@ def _demo(args):
     if args.threads is not None:
         rv.set_num_threads(args.threads)
     X_train, y_train, X_test, y_test = _load_data("digits", None, args.seed)
-    model = _build_model(64, (128, 64), 10, args.seed)
+    model = _build_model("mlp", (64,), (128, 64), 10, args.seed)
     print(f"ranvier {rv.__version__} demo: MLP 64-128-64-10 (ReLU) on the 8x8 digits, "
           f"{len(X_train)} train / {len(X_test)} test images")
     print(f"threads: {rv.get_num_threads()}, kernels: {rv.get_isa()}")
@@ -205,19 +243,26 @@ def build_parser():
     demo.set_defaults(func=_demo)
 
     train = sub.add_parser(
-        "train", help="train an MLP classifier and save it",
-        description="Train a ReLU MLP classifier on a dataset, report the test accuracy, and "
-                    "optionally save the model (.safetensors) and a PNG of the training curves.",
+        "train", help="train an MLP or CNN classifier and save it",
+        description="Train a ReLU MLP (or, with --model cnn, a convolutional network) classifier "
+                    "on a dataset, report the test accuracy, and optionally save the model "
+                    "(.safetensors) and a PNG of the training curves.",
         epilog="examples:\n  ranvier train --data digits --hidden 128,64 --epochs 30 "
                "--out digits.safetensors --plot curves.png\n  ranvier train --data mnist "
-               "--data-dir ~/data/mnist --hidden 256,128 --epochs 5 --optimizer adam",
+               "--data-dir ~/data/mnist --hidden 256,128 --epochs 5 --optimizer adam\n"
+               "  ranvier train --data mnist --data-dir ~/data/mnist --model cnn --epochs 2 "
+               "--batch-size 64",
         formatter_class=argparse.RawDescriptionHelpFormatter)
     train.add_argument("--data", choices=DATASETS, default="digits",
                        help="dataset (digits is bundled; mnist/fashion-mnist read local files)")
     train.add_argument("--data-dir", default=None,
                        help="folder with the four gzip IDX files (mnist, fashion-mnist)")
-    train.add_argument("--hidden", type=_hidden_sizes, default=(128, 64),
-                       help="hidden layer widths, comma-separated (default 128,64)")
+    train.add_argument("--model", choices=("mlp", "cnn"), default="mlp",
+                       help="mlp: Dense + ReLU layers; cnn: PyTorch's examples/mnist network "
+                            "(Conv 1->32 k3, Conv 32->64 k3, MaxPool 2, Dense layers)")
+    train.add_argument("--hidden", type=_hidden_sizes, default=None,
+                       help="hidden Dense widths, comma-separated (default 128,64 for mlp, 128 "
+                            "after the convolutions for cnn)")
     train.add_argument("--epochs", type=_positive_int, default=20)
     train.add_argument("--batch-size", type=_positive_int, default=32)
     train.add_argument("--optimizer", choices=OPTIMIZERS, default="adam")

@@ -237,8 +237,10 @@ def read_file(path):
 
 
 def load(path):
-    """Rebuild a model saved by ``model.save`` (architecture, dtype, weights). When the file is a
-    training checkpoint, ``model.optimizer`` is restored too and ``model.epoch`` is set."""
+    """Rebuild a model saved by ``model.save`` (architecture, dtype, weights), in eval mode as
+    ``fit`` leaves a model: it predicts what the saved model predicted (Dropout off, BatchNorm on
+    its running statistics); ``fit`` switches to training by itself. When the file is a training
+    checkpoint, ``model.optimizer`` is restored too and ``model.epoch`` is set."""
     import inspect
 
     from .model import Sequential
@@ -274,6 +276,7 @@ def load(path):
     if "epoch" in meta:
         model.epoch = int(meta["epoch"])
     model.metadata = json.loads(meta["extra"]) if "extra" in meta else {}
+    model.eval()
     return model
 
 
