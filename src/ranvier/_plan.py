@@ -69,12 +69,20 @@ class DenseRunBlock:
         self._ws, self._key = workspace, key
 
     def _bind_params(self):
+        """Hands the native run the parameter arrays again when one was replaced (a user's
+        ``param.data = ...``, load_state_dict); per step it only compares identities."""
+        bound = self._bound
+        if bound is not None:
+            for (w, b), (wd, bd, wg, bg) in zip(self._params, bound):
+                if w.data is not wd or w.grad is not wg or (
+                        b is not None and (b.data is not bd or b.grad is not bg)):
+                    break
+            else:
+                return
         arrays = [(w.data, b.data if b is not None else None, w.grad,
                    b.grad if b is not None else None) for w, b in self._params]
-        bound = self._bound
-        if bound is None or any(x is not y for a, c in zip(arrays, bound) for x, y in zip(a, c)):
-            self.run.bind_params(arrays)
-            self._bound = arrays
+        self.run.bind_params(arrays)
+        self._bound = arrays
 
     def forward(self, x, nt):
         if x.dtype != self.dtype or not x.flags.c_contiguous:
