@@ -65,12 +65,14 @@ def train(tmp_path, n, *args, timeout=240):
     return ranks
 
 
-def one_process(data, n, dtype, epochs, batch_size, model="mlp", validation_split=0.0):
+def one_process(data, n, dtype, epochs, batch_size, model="mlp", validation_split=0.0,
+                reduction="mean"):
     """The same training in this process, without MPI: the reference (the distributed script
     builds rank 0's model with seed 1, which the broadcast gives every rank)."""
     X, y, _, _ = load_data(data, n, dtype)
     m = build(model, X.shape[1], dtype, seed=1)
-    history = m.fit(X, y, loss=rv.CrossEntropyLoss(), optimizer=rv.Adam(m.parameters(), lr=1e-3),
+    history = m.fit(X, y, loss=rv.CrossEntropyLoss(reduction=reduction),
+                    optimizer=rv.Adam(m.parameters(), lr=1e-3),
                     epochs=epochs, batch_size=batch_size, seed=5, verbose=0,
                     validation_split=validation_split)
     return m, history
@@ -110,18 +112,20 @@ def test_two_ranks_equal_one_process_on_mnist_with_adam(tmp_path, dtype):
 
 
 @needs_mpi
-@pytest.mark.parametrize("n_ranks,n,batch_size", [
-    pytest.param(2, 1001, 128, id="even-shares", marks=pytest.mark.quick),
-    pytest.param(2, 1001, 125, id="last-batch-of-one-row"),
-    pytest.param(3, 1001, 127, id="three-ranks-uneven"),
-    pytest.param(2, 13, 32, id="one-batch-odd")])
-def test_uneven_shares_equal_one_process(tmp_path, n_ranks, n, batch_size):
+@pytest.mark.parametrize("n_ranks,n,batch_size,reduction", [
+    pytest.param(2, 1001, 128, "mean", id="even-shares", marks=pytest.mark.quick),
+    pytest.param(2, 1001, 125, "mean", id="last-batch-of-one-row"),
+    pytest.param(3, 1001, 127, "mean", id="three-ranks-uneven"),
+    pytest.param(2, 13, 32, "mean", id="one-batch-odd"),
+    pytest.param(3, 1001, 125, "sum", id="sum-reduction")])
+def test_uneven_shares_equal_one_process(tmp_path, n_ranks, n, batch_size, reduction):
     """Global batches that do not divide among the ranks (a rank may get one row more, or none)
     are weighted by their rows: still the one-process result; with validation reduced too."""
     ranks = train(tmp_path, n_ranks, "--n", n, "--dtype", "float64", "--epochs", 2,
-                  "--batch-size", batch_size, "--validation-split", 0.1)
+                  "--batch-size", batch_size, "--validation-split", 0.1, "--reduction", reduction)
     assert_ranks_bitwise_equal(ranks)
-    model, history = one_process("synthetic", n, "float64", 2, batch_size, validation_split=0.1)
+    model, history = one_process("synthetic", n, "float64", 2, batch_size, validation_split=0.1,
+                                 reduction=reduction)
     assert_matches_one_process(ranks[0], model, history, "float64")
 
 
@@ -186,6 +190,7 @@ def test_checkpoint_from_rank_0_resumes_on_one_or_two_ranks(tmp_path):
     ("bad_shard", "rank 1 of 2 failed", None),
     ("nan_loss", "FloatingPointError: training diverged", 3),
     ("shapes", "rank 1 differs from rank 0 at the start of fit: X", 3),
+    ("weighted", "with class weights and reduction='mean'", 3),
 ])
 def test_a_failing_rank_ends_every_rank(mode, expect, rc):
     """Never a hang: an error on one rank aborts the job (printed with its rank); errors the ranks

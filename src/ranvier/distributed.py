@@ -10,9 +10,10 @@ DistributedDataParallel and Horovod do:
 - every rank draws the same epoch permutation and takes its contiguous share of every global batch
   (``batch_size`` is the global batch; a batch that does not divide gives the first ranks one row
   more; a rank may get none);
-- after the backward pass each rank scales its gradients by its share of the batch (rows / global
-  rows) and one ``Allreduce`` (sum) over the model's flat gradient buffer makes them the gradients
-  of the global batch on every rank; the same call carries the batch's loss sum, correct count and
+- each rank scales the loss gradient by its share of the batch (rows / global rows, for a mean
+  loss; the backward pass is linear in it, so the gradients come scaled) and one ``Allreduce``
+  (sum) over the model's flat gradient buffer makes them the gradients of the global batch on
+  every rank; the same call carries the batch's loss sum, correct count and
   row count in a few trailing slots of that buffer, so the loss and accuracy (and a NaN on any rank)
   are the global ones everywhere. The optimizer then takes the same step on every rank;
 - validation is split across ranks and reduced, so ``History`` is the global one on every rank;
@@ -121,12 +122,13 @@ def _describe(arr):
     return f"{arr.dtype} of shape {tuple(arr.shape)} (CRC-32 of every {step}th row: {crc:08x})"
 
 
-def _mean_sums(comm, metrics, n):
-    """Allreduce of {name: mean over n rows}: the means over every rank's rows."""
+def _reduce_metrics(comm, metrics, n, summed=()):
+    """Allreduce of {name: mean over n rows (a sum for the names in ``summed``)}: the means (sums)
+    over every rank's rows."""
     names = list(metrics)  # the same order on every rank
-    buf = np.array([metrics[k] * n for k in names] + [n], np.float64)
+    buf = np.array([metrics[k] * (1 if k in summed else n) for k in names] + [n], np.float64)
     comm.Allreduce(_mpi().IN_PLACE, buf)
-    return {k: float(v / buf[-1]) for k, v in zip(names, buf[:-1])}
+    return {k: float(v if k in summed else v / buf[-1]) for k, v in zip(names, buf[:-1])}
 
 
 class _AbortOnError:
@@ -191,7 +193,7 @@ def evaluate(model, X, y, loss_fn, batch_size, comm, shard):
     else:  # fewer rows than ranks: this rank contributes nothing (names as a classifier's)
         local = dict.fromkeys(["loss", "accuracy"] if model._is_classifier(loss_fn) else ["loss"],
                               0.0)
-    return _mean_sums(comm, local, n)
+    return _reduce_metrics(comm, local, n, ("loss",) if loss_fn.reduction == "sum" else ())
 
 
 def gather_rows(out, comm):
@@ -220,7 +222,7 @@ class DataParallel(_AbortOnError):
         self._in_place = _mpi().IN_PLACE
 
     # -- start ------------------------------------------------------------------------------------
-    def start(self, X, y, validation, rng, fit_args):
+    def start(self, X, y, validation, rng, fit_args, loss_fn):
         """Compare the ranks' data and arguments; broadcast rank 0's parameters, buffers and
         shuffling generator (so every rank draws the same permutations); lay the gradients into the
         all-reduce buffer. Call after the model's parameters are flat."""
@@ -240,6 +242,12 @@ class DataParallel(_AbortOnError):
                         f"{key} is {theirs[key]} on rank {r} but {everyone[0][key]} on rank 0; every "
                         "rank must pass the same data, model and arguments to fit (each takes its "
                         "share of every batch)"))
+        if loss_fn.reduction == "mean" and getattr(loss_fn, "weight", None) is not None:
+            self.raise_together(ValueError(
+                f"ranvier.distributed: {type(loss_fn).__name__} with class weights and "
+                "reduction='mean' divides by each batch's weight sum, which the ranks do not share "
+                "yet; use reduction='sum' (and scale the learning rate) or no weights"))
+        self._sum = loss_fn.reduction == "sum"  # each rank's sum adds up to the batch's
         params = model.parameters()
         if params:
             # the parameters are one flat buffer (Sequential._flatten_parameters)
@@ -273,26 +281,25 @@ class DataParallel(_AbortOnError):
         """This rank's share of the global batch ``idx``; remembers its weight (rows / rows)."""
         n = len(idx)
         start, stop = _share(n, self.size, self.rank)
-        self._scale = (stop - start) / n
+        self._scale = 1.0 if self._sum else (stop - start) / n
         return idx[start:stop]
 
     def reduce_step(self, run_backward, batch_loss, hits, m):
-        """Backward (or zero gradients for an empty share), then the one all-reduce of the step:
-        returns the global batch's (mean loss, correct count, rows)."""
+        """Backward with the loss gradient scaled by this rank's part of the batch's mean (or zero
+        gradients for an empty share), then the one all-reduce of the step: returns the global
+        batch's (loss, correct count, rows)."""
         if m:
-            run_backward()
+            run_backward(self._scale)
         else:
             self.grads.fill(0)
-        if self._scale != 1.0:
-            self.grads *= self._scale
-        loss_sum = batch_loss * m
+        loss_sum = batch_loss if self._sum else batch_loss * m
         if not abs(loss_sum) < self._largest:  # past the buffer's range (float32): inf, no warning
             loss_sum = loss_sum if loss_sum != loss_sum else math.inf
         tail = self.tail
         tail[0], tail[1], tail[2] = loss_sum, hits or 0, m
         self.comm.Allreduce(self._in_place, self.buffer)
         rows = int(tail[2])
-        loss = float(tail[0]) / rows
+        loss = float(tail[0]) if self._sum else float(tail[0]) / rows
         # a NaN on any rank is the global loss's: fit's FloatingPointError is raised on every rank
         self._collective = not math.isfinite(loss)
         return loss, int(tail[1]), rows

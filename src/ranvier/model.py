@@ -440,7 +440,8 @@ class Sequential:
             sync.start(X, y, validation, rng, {
                 "batch_size": batch_size, "epochs": epochs, "shuffle": shuffle,
                 "initial_epoch": initial_epoch, "loss": type(loss_fn).__name__,
-                "optimizer": type(opt).__name__, "seed": seed if isinstance(seed, int) else None})
+                "optimizer": type(opt).__name__, "seed": seed if isinstance(seed, int) else None},
+                loss_fn)
             verbose = verbose if sync.is_main else 0
             callbacks = [cb for cb in callbacks if sync.is_main or not cb.main_process_only]
         run = _EpochRunner(self, X, y, loss_fn, opt, batch_size, shuffle, rng, callbacks, sync)
@@ -630,8 +631,11 @@ class _EpochRunner:
         full = min(bs, n) if sync is None else len(sync.shard(order[:bs]))
         full_bufs = self._buffers(full)
 
-        def backward():
-            _plan.run_backward(blocks, loss_fn.backward())
+        def backward(scale=1.0):
+            grad = loss_fn.backward()
+            if scale != 1.0:  # distributed: this rank's part of the global batch's mean
+                grad *= scale  # (the backward pass is linear in it: the gradients come scaled)
+            _plan.run_backward(blocks, grad)
 
         for b, start in enumerate(range(0, n, bs)):
             idx = order[start:start + bs]

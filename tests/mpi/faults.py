@@ -1,7 +1,7 @@
 """Run by tests/test_distributed.py under ``mpiexec -n 2``: one rank goes wrong in the way MODE
 names; every rank must end (with an error naming what and where) instead of waiting for ever.
 
-    python faults.py raise|bad_shard|nan_loss|shapes
+    python faults.py raise|bad_shard|nan_loss|shapes|weighted
 """
 import sys
 
@@ -34,8 +34,11 @@ def main(mode):
         X = X[:-1]
         y = y[:-1]
     model = rv.Sequential([rv.Dense(6, 8, seed=0), rv.ReLU(), rv.Dense(8, 2, seed=1)])
+    loss = "mse"
+    if mode == "weighted":  # not supported distributed (yet): refused on every rank
+        loss, y = rv.CrossEntropyLoss(weight=[1.0, 2.0]), (X[:, 0] > 0).astype(np.int64)
     try:
-        model.fit(X, y, loss="mse", epochs=50, batch_size=4, shuffle=False, verbose=0,
+        model.fit(X, y, loss=loss, epochs=50, batch_size=4, shuffle=False, verbose=0,
                   callbacks=callbacks, distributed=True)
     except (FloatingPointError, ValueError) as exc:  # raised on every rank together
         print(f"rank {r}: {type(exc).__name__}: {exc}", flush=True)

@@ -39,6 +39,7 @@ def main():
     ap.add_argument("--batch-size", type=int, default=128)
     ap.add_argument("--model", default="mlp")
     ap.add_argument("--validation-split", type=float, default=0.0)
+    ap.add_argument("--reduction", default="mean")
     ap.add_argument("--checkpoint", default=None)
     ap.add_argument("--resume", default=None)
     ap.add_argument("--evaluate", action="store_true",
@@ -57,7 +58,7 @@ def main():
     callbacks = [digests]
     if args.checkpoint:
         callbacks.append(rv.ModelCheckpoint(args.checkpoint, monitor="loss"))
-    history = model.fit(X, y, loss=rv.CrossEntropyLoss(),
+    history = model.fit(X, y, loss=rv.CrossEntropyLoss(reduction=args.reduction),
                         optimizer=model.optimizer or rv.Adam(model.parameters(), lr=1e-3),
                         epochs=args.epochs, batch_size=args.batch_size, seed=5, verbose=0,
                         validation_split=args.validation_split, callbacks=callbacks,
