@@ -191,6 +191,7 @@ def test_checkpoint_from_rank_0_resumes_on_one_or_two_ranks(tmp_path):
     ("nan_loss", "FloatingPointError: training diverged", 3),
     ("shapes", "rank 1 differs from rank 0 at the start of fit: X", 3),
     ("weighted", "with class weights and reduction='mean'", 3),
+    ("optimizer", "rank 1 differs from rank 0 at the start of fit: optimizer is Adam with [{'lr': 0.01", 3),
 ])
 def test_a_failing_rank_ends_every_rank(mode, expect, rc):
     """Never a hang: an error on one rank aborts the job (printed with its rank); errors the ranks

@@ -122,6 +122,14 @@ def _describe(arr):
     return f"{arr.dtype} of shape {tuple(arr.shape)} (CRC-32 of every {step}th row: {crc:08x})"
 
 
+def _describe_optimizer(opt):
+    """Type, hyper-parameters and step counts: ranks that resumed from different checkpoints (or
+    one that did not) differ here."""
+    groups = [{k: v for k, v in g.items() if k != "params"} for g in opt.param_groups]
+    steps = sorted({st.get(opt._step_key, 0) for st in opt.state.values()})
+    return f"{type(opt).__name__} with {groups}, steps taken {steps}"
+
+
 def _reduce_metrics(comm, metrics, n, summed=()):
     """Allreduce of {name: mean over n rows (a sum for the names in ``summed``)}: the means (sums)
     over every rank's rows."""
@@ -232,7 +240,8 @@ class DataParallel(_AbortOnError):
                 "validation y": _describe(validation[1]) if validation else None,
                 "parameters": [[k, list(p.data.shape), str(p.data.dtype)]
                                for k, p in model.named_parameters()],
-                **{k: repr(v) for k, v in fit_args.items()}}
+                **{k: _describe_optimizer(v) if k == "optimizer" else repr(v)
+                   for k, v in fit_args.items()}}
         everyone = _allgather_json(self.comm, mine)
         for r, theirs in enumerate(everyone[1:], 1):
             for key in sorted(mine):

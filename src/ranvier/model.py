@@ -440,7 +440,7 @@ class Sequential:
             sync.start(X, y, validation, rng, {
                 "batch_size": batch_size, "epochs": epochs, "shuffle": shuffle,
                 "initial_epoch": initial_epoch, "loss": type(loss_fn).__name__,
-                "optimizer": type(opt).__name__, "seed": seed if isinstance(seed, int) else None},
+                "optimizer": opt, "seed": seed if isinstance(seed, int) else None},
                 loss_fn)
             verbose = verbose if sync.is_main else 0
             callbacks = [cb for cb in callbacks if sync.is_main or not cb.main_process_only]

@@ -1,7 +1,7 @@
 """Run by tests/test_distributed.py under ``mpiexec -n 2``: one rank goes wrong in the way MODE
 names; every rank must end (with an error naming what and where) instead of waiting for ever.
 
-    python faults.py raise|bad_shard|nan_loss|shapes|weighted
+    python faults.py raise|bad_shard|nan_loss|shapes|weighted|optimizer
 """
 import sys
 
@@ -37,8 +37,9 @@ def main(mode):
     loss = "mse"
     if mode == "weighted":  # not supported distributed (yet): refused on every rank
         loss, y = rv.CrossEntropyLoss(weight=[1.0, 2.0]), (X[:, 0] > 0).astype(np.int64)
+    optimizer = rv.Adam(model.parameters(), lr=1e-3 if mode != "optimizer" or r == 0 else 1e-2)
     try:
-        model.fit(X, y, loss=loss, epochs=50, batch_size=4, shuffle=False, verbose=0,
+        model.fit(X, y, loss=loss, optimizer=optimizer, epochs=50, batch_size=4, shuffle=False, verbose=0,
                   callbacks=callbacks, distributed=True)
     except (FloatingPointError, ValueError) as exc:  # raised on every rank together
         print(f"rank {r}: {type(exc).__name__}: {exc}", flush=True)
