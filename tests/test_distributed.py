@@ -142,13 +142,16 @@ def test_one_rank_is_bitwise_the_one_process_fit(tmp_path):
 
 
 @needs_mpi
-def test_batchnorm_and_dropout_ranks_stay_equal(tmp_path):
+def test_batchnorm_dropout_and_early_stopping_ranks_stay_equal(tmp_path):
     """BatchNorm normalises by each rank's share (as DDP without SyncBatchNorm) and its running
-    statistics are averaged at every epoch's end: ranks stay bitwise equal, buffers included."""
-    ranks = train(tmp_path, 2, "--model", "bn", "--epochs", 2, "--batch-size", 64,
-                  "--validation-split", 0.1)
+    statistics are averaged at every epoch's end; Dropout draws each rank's masks (seeded per
+    rank); EarlyStopping sees the global val_loss: ranks stay bitwise equal, buffers included, and
+    stop at the same epoch."""
+    ranks = train(tmp_path, 2, "--model", "bn", "--epochs", 30, "--batch-size", 64,
+                  "--validation-split", 0.1, "--patience", 0)
     assert_ranks_bitwise_equal(ranks)
     assert np.isfinite(ranks[0]["history.val_loss"]).all()
+    assert len(ranks[0]["history.val_loss"]) < 30  # stopped early, together
 
 
 @needs_mpi

@@ -40,6 +40,7 @@ def main():
     ap.add_argument("--model", default="mlp")
     ap.add_argument("--validation-split", type=float, default=0.0)
     ap.add_argument("--reduction", default="mean")
+    ap.add_argument("--patience", type=int, default=None, help="EarlyStopping on val_loss")
     ap.add_argument("--checkpoint", default=None)
     ap.add_argument("--resume", default=None)
     ap.add_argument("--evaluate", action="store_true",
@@ -56,6 +57,8 @@ def main():
         initial_epoch = 0                                              # broadcast
     digests = Digests()
     callbacks = [digests]
+    if args.patience is not None:
+        callbacks.append(rv.EarlyStopping(patience=args.patience, restore_best_weights=True))
     if args.checkpoint:
         callbacks.append(rv.ModelCheckpoint(args.checkpoint, monitor="loss"))
     history = model.fit(X, y, loss=rv.CrossEntropyLoss(reduction=args.reduction),
