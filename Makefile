@@ -4,7 +4,7 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 EXTRAS ?= test
 
-.PHONY: venv install demo test test-quick bench bench-from-wheel wheel test-wheel test-no-openmp sanitize sanitize-run clean
+.PHONY: venv install demo test test-quick bench bench-mpi bench-from-wheel wheel test-wheel test-no-openmp sanitize sanitize-run clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -33,6 +33,12 @@ test-quick: install
 bench: EXTRAS = test,bench
 bench: install
 	$(BIN)/python benchmarks/run_all.py
+
+# Data-parallel training over MPI: 1 process vs 2 ranks (1 thread each), ranvier and PyTorch DDP
+# (gloo), and the all-reduce time per step (benchmarks/bench_mpi.py; mpiexec from the mpich wheel).
+bench-mpi: EXTRAS = test,bench,mpi
+bench-mpi: install
+	$(BIN)/python benchmarks/bench_mpi.py
 
 # A wheel for this machine, repaired by auditwheel into a manylinux wheel with the OpenMP runtime
 # (libgomp) vendored, then its licence texts added (tools/add_wheel_licenses.py). One wheel serves

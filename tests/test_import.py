@@ -7,7 +7,8 @@ import pytest
 
 import ranvier
 
-HEAVY = ("torch", "sklearn", "matplotlib", "scipy", "pandas", "tqdm", "tensorflow", "jax")
+HEAVY = ("torch", "sklearn", "matplotlib", "scipy", "pandas", "tqdm", "tensorflow", "jax",
+         "mpi4py")
 
 
 def _env():

@@ -19,6 +19,10 @@ __all__ = ["Callback", "EarlyStopping", "ModelCheckpoint", "TerminateOnNaN",
 
 class Callback:
     model = None
+    # In a distributed fit, callbacks run on every rank (they see the global metrics, so they
+    # decide the same), except those that write files or print results, which set this True and
+    # run on rank 0 only.
+    main_process_only = False
 
     def set_model(self, model):
         self.model = model
@@ -124,6 +128,8 @@ class ModelCheckpoint(_Monitor):
     (``save_best_only``). ``filepath`` may use ``{epoch}`` and the logs' names, e.g.
     ``"ckpt-{epoch:02d}-{val_loss:.3f}.safetensors"``. Files are safetensors, written atomically;
     with ``include_optimizer`` (default) they resume training: ``ranvier.load(path)``."""
+
+    main_process_only = True  # in a distributed fit, rank 0 writes the file
 
     def __init__(self, filepath, monitor="val_loss", save_best_only=False, mode="auto",
                  include_optimizer=True, verbose=0):

@@ -3,6 +3,7 @@
     ranvier demo                      train an MLP on the bundled 8x8 digits, print test accuracy
     ranvier train --data digits --hidden 128,64 --epochs 20 --out model.safetensors --plot c.png
     ranvier evaluate model.safetensors --data digits
+    mpiexec -n 2 ranvier train --data mnist --distributed   data-parallel over MPI (ranvier[mpi])
     ranvier config                    version, build, threads, kernel ISA
 """
 import argparse
@@ -128,6 +129,13 @@ def _train(args):
 
     if args.threads is not None:
         rv.set_num_threads(args.threads)
+    main = True  # the process that prints and writes (rank 0 when distributed)
+    if args.distributed:
+        from ranvier import distributed
+
+        distributed.init()
+        main = distributed.is_main()
+    say = print if main else (lambda *a, **k: None)
     X_train, y_train, X_test, y_test = _load_data(args.data, args.data_dir, args.seed,
                                                   images=args.model == "cnn")
     hidden = args.hidden if args.hidden is not None else ((128,) if args.model == "cnn"
@@ -139,19 +147,26 @@ def _train(args):
     lr = args.lr if args.lr is not None else (0.05 if args.optimizer == "sgd" else 1e-3)
     optimizer = opt_cls(model.parameters(), lr=lr, **opt_kwargs)
     arch = _describe(model, X_train.shape[1:])
-    print(f"training {arch} on {args.data} ({len(X_train)} train / {len(X_test)} test), "
-          f"{args.optimizer} lr={lr}, batch {args.batch_size}, {rv.get_num_threads()} threads")
+    ranks = f", {distributed.world_size()} ranks" if args.distributed else ""
+    say(f"training {arch} on {args.data} ({len(X_train)} train / {len(X_test)} test), "
+        f"{args.optimizer} lr={lr}, batch {args.batch_size}, {rv.get_num_threads()} threads{ranks}")
     callbacks = []
     if args.patience is not None:
         callbacks.append(rv.EarlyStopping(monitor="val_loss", patience=args.patience,
-                                          restore_best_weights=True, verbose=1))
+                                          restore_best_weights=True, verbose=int(main)))
     t0 = time.perf_counter()
     history = model.fit(X_train, y_train, loss=rv.CrossEntropyLoss(), optimizer=optimizer,
                         epochs=args.epochs, batch_size=args.batch_size, seed=args.seed,
                         validation_split=args.validation_split, callbacks=callbacks,
-                        verbose=args.verbose)
+                        verbose=args.verbose, distributed=args.distributed)
     seconds = time.perf_counter() - t0
-    result = model.evaluate(X_test, y_test)
+    if args.distributed:  # each rank evaluates its share of the test set
+        start, stop = distributed.local_range(len(X_test))
+        result = model.evaluate(X_test[start:stop], y_test[start:stop], distributed=True)
+    else:
+        result = model.evaluate(X_test, y_test)
+    if not main:
+        return 0
     print(f"trained in {seconds:.2f}s; test loss {result['loss']:.4f}, "
           f"test accuracy {result['accuracy'] * 100:.2f}%")
     if args.out:
@@ -277,6 +292,10 @@ def build_parser():
     train.add_argument("--verbose", type=int, choices=(0, 1, 2), default=2)
     train.add_argument("--out", default=None, help="write the model to this .safetensors file")
     train.add_argument("--plot", default=None, help="write loss/accuracy curves to this PNG")
+    train.add_argument("--distributed", action="store_true",
+                       help="data-parallel over MPI (pip install 'ranvier[mpi]'): run under "
+                            "mpiexec -n N or srun; --batch-size is the global batch, split across "
+                            "the ranks; rank 0 prints and writes")
     train.set_defaults(func=_train)
 
     ev = sub.add_parser("evaluate", help="report a saved model's test loss and accuracy",

@@ -7,6 +7,7 @@ When the last layer is ``Softmax`` and the loss is ``CrossEntropyLoss``, trainin
 the fused softmax + cross-entropy kernel (stable, one pass) and the Softmax layer is used only for
 prediction, as Keras users expect from a softmax output with a cross-entropy loss.
 """
+import contextlib
 import math
 import time
 
@@ -24,6 +25,18 @@ from .losses import CrossEntropyLoss, _BinaryLoss, get_loss
 from .optim import Adam, get_optimizer
 
 __all__ = ["Sequential"]
+
+
+def lay_out(params, attr, buf):
+    """Copy every parameter's ``attr`` ("data" or "grad") into ``buf``, back to back in order, and
+    make it a view there. ``buf`` may be longer (distributed training's all-reduce buffer)."""
+    off = 0
+    for p in params:
+        size = p.data.size
+        view = buf[off:off + size].reshape(p.data.shape)
+        view[...] = getattr(p, attr)
+        setattr(p, attr, view)
+        off += size
 
 
 class Sequential:
@@ -107,15 +120,8 @@ class Sequential:
                 and _flat_span([p.grad for p in params]) is not None):
             return
         total = sum(p.data.size for p in params)
-        data, grad = np.empty(total, dt), np.zeros(total, dt)
-        off = 0
-        for p in params:
-            size = p.data.size
-            view = data[off:off + size].reshape(p.data.shape)
-            view[...] = p.data
-            p.data = view
-            p.grad = grad[off:off + size].reshape(p.data.shape)
-            off += size
+        lay_out(params, "data", np.empty(total, dt))
+        lay_out(params, "grad", np.zeros(total, dt))
 
     @property
     def input_shape(self):
@@ -382,7 +388,7 @@ class Sequential:
     # -- fit / evaluate / predict ----------------------------------------------------------------
     def fit(self, X, y, *, loss=None, optimizer=None, epochs=10, batch_size=32, shuffle=True,
             seed=None, verbose=1, validation_data=None, validation_split=0.0, callbacks=None,
-            initial_epoch=0):
+            initial_epoch=0, distributed=False):
         """Train on (X, y) for ``epochs`` passes over the data in shuffled mini-batches.
 
         loss: a Loss or name; defaults to the compiled one, else cross-entropy for integer labels
@@ -392,9 +398,22 @@ class Sequential:
             "val_accuracy"). callbacks: EarlyStopping, ModelCheckpoint, TerminateOnNaN, ... .
             verbose: 0 silent, 1 progress bar, 2 one line per epoch. initial_epoch: resume numbering.
             seed: the shuffling's seed (default: ranvier.manual_seed's generator).
+            distributed: True (or an mpi4py communicator) trains data-parallel over MPI, every rank
+            passing the same data and taking its share of each batch (see ranvier.distributed).
         Returns a History with the mean loss (and accuracy) per epoch. A NaN or infinite loss
         raises FloatingPointError naming the epoch and batch (TerminateOnNaN stops quietly instead).
         """
+        sync = contextlib.nullcontext()  # enters as None: one process
+        if distributed:
+            from .distributed import DataParallel
+
+            sync = DataParallel(self, distributed)
+        with sync as sync:
+            return self._fit(X, y, loss, optimizer, epochs, batch_size, shuffle, seed, verbose,
+                             validation_data, validation_split, callbacks, initial_epoch, sync)
+
+    def _fit(self, X, y, loss, optimizer, epochs, batch_size, shuffle, seed, verbose,
+             validation_data, validation_split, callbacks, initial_epoch, sync):
         from .callbacks import Callback
 
         epochs = check_positive_int(epochs, "epochs")
@@ -416,8 +435,16 @@ class Sequential:
         if optimizer is None and self.optimizer is None:
             self.optimizer = opt
         self._flatten_parameters()
-        run = _EpochRunner(self, X, y, loss_fn, opt, batch_size, shuffle, generator_from(seed),
-                           callbacks)
+        rng = generator_from(seed)
+        if sync is not None:
+            sync.start(X, y, validation, rng, {
+                "batch_size": batch_size, "epochs": epochs, "shuffle": shuffle,
+                "initial_epoch": initial_epoch, "loss": type(loss_fn).__name__,
+                "optimizer": opt, "seed": seed if isinstance(seed, int) else None},
+                loss_fn)
+            verbose = verbose if sync.is_main else 0
+            callbacks = [cb for cb in callbacks if sync.is_main or not cb.main_process_only]
+        run = _EpochRunner(self, X, y, loss_fn, opt, batch_size, shuffle, rng, callbacks, sync)
         history = History()
         self.history = history
         self.stop_training = False
@@ -432,12 +459,15 @@ class Sequential:
                 t0 = time.perf_counter()
                 progress = EpochProgress(verbose, epoch, initial_epoch + epochs, run.steps)
                 metrics = run.epoch(epoch, progress)
+                if sync is not None:
+                    sync.epoch_end()
                 if metrics is None:  # the first batch diverged under TerminateOnNaN
                     progress.close(time.perf_counter() - t0, {})
                     break
                 if validation is not None:
                     self.eval()
-                    val = self._evaluate_checked(validation[0], validation[1], loss_fn)
+                    val = (self._evaluate_checked(validation[0], validation[1], loss_fn)
+                           if sync is None else sync.evaluate(validation[0], validation[1], loss_fn))
                     self.train()
                     metrics.update({f"val_{k}": v for k, v in val.items()})
                 seconds = time.perf_counter() - t0
@@ -496,13 +526,22 @@ class Sequential:
                 out[s:s + y.shape[0]] = y
         return out
 
-    def predict_proba(self, X, batch_size=1024):
+    def _outputs(self, X, batch_size, distributed):
+        """The plan's outputs for X; with ``distributed``, X is this rank's part of the set and
+        every rank gets every rank's outputs, in rank order."""
+        if distributed:
+            from .distributed import gathered_outputs
+
+            return gathered_outputs(self, X, batch_size, distributed)
+        X = self._check_input(X)
+        return self._forward_batches(X, batch_size, self._blocks())
+
+    def predict_proba(self, X, batch_size=1024, distributed=False):
         """Class probabilities: the softmax of the outputs, shape (n_samples, n_classes) (the
         outputs themselves when the last layer is Softmax); for a binary loss, the probability of
         the positive class per output: sigmoid of the logits (BCEWithLogitsLoss) or the outputs
-        (BCELoss)."""
-        X = self._check_input(X)
-        out = self._forward_batches(X, batch_size, self._blocks())
+        (BCELoss). ``distributed``: as for ``predict``."""
+        out = self._outputs(X, batch_size, distributed)
         head = self._probability_layer()
         return out if head is None else head.forward(out)
 
@@ -519,10 +558,11 @@ class Sequential:
             return None
         return Softmax()
 
-    def predict(self, X, batch_size=1024):
-        """Class labels for a classifier (cross-entropy loss or Softmax output), else the outputs."""
-        X = self._check_input(X)
-        out = self._forward_batches(X, batch_size, self._blocks())
+    def predict(self, X, batch_size=1024, distributed=False):
+        """Class labels for a classifier (cross-entropy loss or Softmax output), else the outputs.
+        ``distributed``: True (or an mpi4py communicator) when X is this rank's part of the set;
+        every rank then gets the whole set's result, in rank order."""
+        out = self._outputs(X, batch_size, distributed)
         if isinstance(self.loss, _BinaryLoss):  # 0/1 per output; 1-D for a single output
             labels = self.loss._decide(out).astype(np.int64)
             return labels[:, 0] if labels.shape[1] == 1 else labels
@@ -530,8 +570,14 @@ class Sequential:
             return out.argmax(axis=1)
         return out
 
-    def evaluate(self, X, y, batch_size=1024):
-        """Mean loss (and accuracy for classifiers) on (X, y), as a dict."""
+    def evaluate(self, X, y, batch_size=1024, distributed=False):
+        """Mean loss (and accuracy for classifiers) on (X, y), as a dict. ``distributed``: True (or
+        an mpi4py communicator) when (X, y) is this rank's part of the set; the result is the whole
+        set's, on every rank."""
+        if distributed:
+            from .distributed import evaluate_shards
+
+            return evaluate_shards(self, X, y, batch_size, distributed)
         loss_fn = self._resolve_loss(None, y)
         X, y = self._prepare_xy(X, y, loss_fn)
         return self._evaluate_checked(X, y, loss_fn, batch_size)
@@ -554,11 +600,12 @@ class _EpochRunner:
     methods and math.isfinite instead of NumPy scalar calls, and buffers from the model's
     workspace, so a step allocates nothing."""
 
-    def __init__(self, model, X, y, loss_fn, opt, batch_size, shuffle, rng, callbacks):
+    def __init__(self, model, X, y, loss_fn, opt, batch_size, shuffle, rng, callbacks, sync=None):
         from .callbacks import Callback, TerminateOnNaN
 
         self.model, self.X, self.y, self.loss_fn, self.opt = model, X, y, loss_fn, opt
         self.batch_size, self.shuffle, self.rng = batch_size, shuffle, rng
+        self.sync = sync  # distributed.DataParallel, or None
         self.n = X.shape[0]
         self.steps = -(-self.n // batch_size)
         self.classifier = model._is_classifier(loss_fn)
@@ -578,20 +625,37 @@ class _EpochRunner:
         """Trains one epoch; returns its metrics, or None when no batch completed."""
         X, y, n, bs = self.X, self.y, self.n, self.batch_size
         loss_fn, opt, blocks, labels = self.loss_fn, self.opt, self.blocks, self.labels
-        model, batch_cbs, classifier = self.model, self.batch_cbs, self.classifier
+        model, batch_cbs, classifier, sync = self.model, self.batch_cbs, self.classifier, self.sync
         order = self.rng.permutation(n) if self.shuffle else np.arange(n)
         loss_sum, correct, seen = 0.0, 0, 0
-        full_bufs = self._buffers(min(bs, n))
+        full = min(bs, n) if sync is None else len(sync.shard(order[:bs]))
+        full_bufs = self._buffers(full)
+
+        def backward(scale=1.0):
+            grad = loss_fn.backward()
+            if scale != 1.0:  # distributed: this rank's part of the global batch's mean
+                grad *= scale  # (the backward pass is linear in it: the gradients come scaled)
+            _plan.run_backward(blocks, grad)
+
         for b, start in enumerate(range(0, n, bs)):
             idx = order[start:start + bs]
+            if sync is not None:
+                idx = sync.shard(idx)  # this rank's share of the global batch
             m = len(idx)
-            xb, yb = full_bufs if m == bs else self._buffers(m)
-            # mode="clip": indices come from a permutation; the default mode="raise" would gather
-            # into a hidden temporary (a batch-sized allocation per step).
-            X.take(idx, axis=0, out=xb, mode="clip")
-            y.take(idx, axis=0, out=yb, mode="clip")
-            out = _plan.run_forward(blocks, xb)
-            batch_loss, hits = loss_fn._train_forward(out, yb)
+            if m:
+                xb, yb = full_bufs if m == full else self._buffers(m)
+                # mode="clip": indices come from a permutation; the default mode="raise" would
+                # gather into a hidden temporary (a batch-sized allocation per step).
+                X.take(idx, axis=0, out=xb, mode="clip")
+                y.take(idx, axis=0, out=yb, mode="clip")
+                out = _plan.run_forward(blocks, xb)
+                batch_loss, hits = loss_fn._train_forward(out, yb)
+                if classifier and hits is None:
+                    hits = int(np.count_nonzero(out.argmax(axis=1) == labels[idx]))
+            else:  # an empty share of a batch smaller than the number of ranks
+                batch_loss, hits = 0.0, 0
+            if sync is not None:  # backward, then the global batch's gradients, loss and hits
+                batch_loss, hits, m = sync.reduce_step(backward, batch_loss, hits, m)
             if not math.isfinite(batch_loss):
                 if not self.stop_on_nan:
                     raise FloatingPointError(
@@ -600,13 +664,12 @@ class _EpochRunner:
                 for cb in batch_cbs:
                     cb.on_batch_end(b, {"loss": batch_loss})
                 break
-            _plan.run_backward(blocks, loss_fn.backward())
+            if sync is None:
+                backward()
             opt.step()
             loss_sum += batch_loss * m
             seen += m
             if classifier:
-                if hits is None:
-                    hits = int(np.count_nonzero(out.argmax(axis=1) == labels[idx]))
                 correct += hits
             progress.update(batch_loss)
             for cb in batch_cbs:
