@@ -40,7 +40,7 @@ def torch_epoch(flush):
     for s in range(0, len(X), 32):
         idx = order[s:s + 32]; opt.zero_grad(set_to_none=True); loss = crit(net(Xt[idx]), yt[idx]); loss.backward(); opt.step()
     torch.set_flush_denormal(False)
-    return time.perf_counter() - t0, float(loss)
+    return time.perf_counter() - t0, loss.item()
 res = {k: [] for k in ("rv flush", "rv gradual", "torch flush", "torch gradual")}
 for _ in range(3):
     res["rv flush"].append(rv_epoch(True)[0]); res["rv gradual"].append(rv_epoch(False)[0])
