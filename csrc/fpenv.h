@@ -69,21 +69,27 @@ static inline ranvier_fpstate ranvier_fp_flush_bits(void)
     return ranvier_fp_read() & RANVIER_FP_FLUSH_BITS;
 }
 
-/* Sets this thread's word to the kernel's, with flush bits exactly `bits`; returns what
- * ranvier_fp_leave restores. */
-static inline ranvier_fpstate ranvier_fp_adopt(ranvier_fpstate bits)
+/* From this thread's word `saved`, switches to the kernel's word with flush bits exactly `bits`
+ * (no write when they are the same); returns `saved`, what ranvier_fp_leave restores. */
+static inline ranvier_fpstate ranvier_fp_switch(ranvier_fpstate saved, ranvier_fpstate bits)
 {
-    const ranvier_fpstate saved = ranvier_fp_read();
     const ranvier_fpstate word = ranvier_fp_kernel_word(saved, bits);
     if (word != saved) ranvier_fp_write(word);
     return saved;
+}
+
+/* A worker taking the calling thread's flush bits for the length of a parallel region. */
+static inline ranvier_fpstate ranvier_fp_adopt(ranvier_fpstate bits)
+{
+    return ranvier_fp_switch(ranvier_fp_read(), bits);
 }
 
 /* On entry to a kernel: flush when `flush` (ranvier.set_flush_denormal), else leave the caller's
  * mode as it is (gradual underflow when the caller has not set flushing itself). */
 static inline ranvier_fpstate ranvier_fp_enter(int flush)
 {
-    return ranvier_fp_adopt(flush ? RANVIER_FP_FLUSH_BITS : ranvier_fp_flush_bits());
+    const ranvier_fpstate saved = ranvier_fp_read();  /* one read: the word and its own bits */
+    return ranvier_fp_switch(saved, flush ? RANVIER_FP_FLUSH_BITS : saved & RANVIER_FP_FLUSH_BITS);
 }
 
 /* Puts back the state ranvier_fp_enter/ranvier_fp_adopt found, always: the status flags a

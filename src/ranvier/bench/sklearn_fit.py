@@ -16,15 +16,13 @@ import warnings
 
 import numpy as np
 
-from ._common import load_mnist, synthetic_mnist, timeit
+from ._common import Threads, load_mnist, optional_import, synthetic_mnist, timeit
 
 def run(threads=(1, 2), data_dir=None, n_train=10_000, hidden=128, epochs=5, lbfgs_iter=30,
         repeats=3, log=print, libs=("ranvier", "sklearn")):
     """One row per (solver, threads) with each library's fit time (timeit record), iterations,
     time per iteration and test accuracy, and ranvier's speed per iteration over sklearn's."""
     from ranvier.sklearn import MLPClassifier as RvMLP
-
-    from ._common import Threads, optional_import
 
     sk = optional_import("sklearn.neural_network") if "sklearn" in libs else None
     Xtr, ytr, Xt, yt, source = (synthetic_mnist() if data_dir is None else load_mnist(data_dir))
