@@ -24,6 +24,9 @@
 
 #include "activation_kernels.h"
 #include "fpenv.h"
+#ifdef _OPENMP
+#include <omp.h>
+#endif
 
 #define RV_CAT2(a, b) a##_##b
 #define RV_CAT(a, b) RV_CAT2(a, b)
@@ -521,7 +524,18 @@ int GEMM_NAME(ptrdiff_t m, ptrdiff_t n, ptrdiff_t k, REAL alpha, const REAL *a, 
                            a_pack, b_pack);
             ranvier_fp_leave(fp);
         }
-    } else {
+    }
+#ifdef _OPENMP
+    else if (omp_in_parallel()) {
+        /* Called on one thread from inside another team (a convolution's loop over images):
+         * gemm_loops' orphaned omp for loops would bind to that team and hand this product's
+         * tiles to threads busy with other images. A team of one gives them their own. */
+#pragma omp parallel num_threads(1)
+        FN(gemm_loops)(m, n, k, alpha, a, rsa, csa, b, rsb, csb, beta, c, rsc, csc, bias, act,
+                       a_pack, b_pack);
+    }
+#endif
+    else {
         FN(gemm_loops)(m, n, k, alpha, a, rsa, csa, b, rsb, csb, beta, c, rsc, csc, bias, act,
                        a_pack, b_pack);
     }

@@ -26,6 +26,9 @@ CASES = [
     (1, 2, 3, 3, 3, (3, 3), (1, 1), (2, 2), (2, 2), 1),     # padding larger than half the kernel
     (37, 3, 10, 10, 8, (3, 3), (1, 1), (1, 1), (1, 1), 1),  # more images than weight chunks
     (2, 16, 17, 19, 33, (3, 3), (1, 1), (1, 1), (1, 1), 1),  # channels just past a tile
+    # each image's GEMM (64 x 196 x 288) past the size that takes the blocked path, whose
+    # threads share its tiles: it must keep to its own image when images run in parallel
+    (3, 32, 14, 14, 64, (3, 3), (1, 1), (1, 1), (1, 1), 1),
 ]
 IDS = [f"n{c[0]}c{c[1]}_{c[2]}x{c[3]}_o{c[4]}_k{c[5][0]}{c[5][1]}_s{c[6][0]}{c[6][1]}"
        f"_p{c[7][0]}{c[7][1]}_d{c[8][0]}{c[8][1]}_g{c[9]}" for c in CASES]
@@ -94,7 +97,8 @@ def test_fused_activation_equals_the_activation_kernel(rng, dtype, name):
     np.testing.assert_array_equal(fused, expected)
 
 
-@pytest.mark.parametrize("case", [CASES[3], CASES[9], CASES[10]], ids=[IDS[3], IDS[9], IDS[10]])
+@pytest.mark.parametrize("case", [CASES[3], CASES[9], CASES[10], CASES[11]],
+                         ids=[IDS[3], IDS[9], IDS[10], IDS[11]])
 def test_bitwise_equal_on_one_and_two_threads(rng, dtype, case):
     x, w, b, yshape, geo = _problem(rng, dtype, case)
     dz = rng.standard_normal(yshape).astype(dtype)
