@@ -81,6 +81,28 @@ def set_isa(name):
     _active_isa = code
 
 
+# -- the CPU's data caches (csrc/cpu_caches.h), which the GEMM's blocks are derived from ---------
+cdef extern from "cpu_caches.h":
+    const ranvier_cpu_caches *ranvier_cpu_caches_detected() nogil
+
+# Detected here, at import (under the GIL), so that no kernel ever races to do it.
+cdef const ranvier_cpu_caches *_caches = ranvier_cpu_caches_detected()
+
+
+cdef const ranvier_cpu_caches *detected_caches() noexcept nogil:
+    return _caches
+
+
+def cpu_caches():
+    """cpu0's data caches as detected (0 where unknown): l1d_bytes, l1d_ways, l2_bytes, l2_ways,
+    l3_bytes, l3_ways, l3_shared_by (logical CPUs sharing the L3) and source (where they were
+    read: "sysfs", "sysconf", "sysfs+sysconf" or "none")."""
+    c = _caches[0]
+    return {"l1d_bytes": c.l1d_bytes, "l1d_ways": c.l1d_ways, "l2_bytes": c.l2_bytes,
+            "l2_ways": c.l2_ways, "l3_bytes": c.l3_bytes, "l3_ways": c.l3_ways,
+            "l3_shared_by": c.l3_shared_by, "source": c.source.decode()}
+
+
 # -- denormals: flushed to zero while kernels run (csrc/fpenv.h) --------------------------------
 cdef extern from "fpenv.h":
     ctypedef unsigned long long ranvier_fpstate
