@@ -4,12 +4,15 @@ Each arm is a source tree built in place, optionally with RANVIER_GEMM_BLOCKING 
 in one long-lived child process (``PYTHONPATH=<tree>/src``) that times whatever product the driver
 names next. The driver visits the products in turn and, for each repeat, asks every arm once, in
 an order that rotates, so that a busy machine slows every arm alike. Reported: the median GFLOP/s
-per arm over the repeats, and each arm's ratio to the first. The products are ``ranvier bench``'s
-(bench/gemm.py: the nine of a 784-256-128-10 MLP step per batch size, and squares), on one thread
-unless told otherwise.
+per arm over the repeats, and the median over the repeats of each arm's speed relative to the
+first arm's in the same repeat (a paired ratio, steadier than a ratio of medians) with, in
+brackets, the ratio of the fastest repeats. The products are ``ranvier bench``'s (bench/gemm.py:
+the nine of a 784-256-128-10 MLP step per batch size, and squares), on one thread unless told
+otherwise.
 
     python benchmarks/compare_blocking.py old=../wt-blocking-old new=. \\
         [forced=.:192,256,4096] [--repeats 7] [--batches 32,128,512] [--squares 256,512,1024,2048]
+        [--isa avx2]
 """
 import argparse
 import json
@@ -49,13 +52,16 @@ for line in sys.stdin:
 """
 
 
-def start_arm(spec, threads):
+def start_arm(spec, threads, isa):
     """label=tree[:MC,KC,NC] -> (label, child process)."""
     label, _, rest = spec.partition("=")
     tree, _, blocking = rest.partition(":")
     env = dict(os.environ, PYTHONPATH=os.path.join(os.path.abspath(tree), "src"),
                OMP_NUM_THREADS=str(threads))
     env.pop("RANVIER_GEMM_BLOCKING", None)
+    env.pop("RANVIER_ISA", None)
+    if isa:
+        env["RANVIER_ISA"] = isa
     if blocking:
         env["RANVIER_GEMM_BLOCKING"] = blocking
     proc = subprocess.Popen([sys.executable, "-c", CHILD, str(threads)], env=env, text=True,
@@ -77,6 +83,7 @@ def main():
     p.add_argument("arms", nargs="+", help="label=tree[:MC,KC,NC]")
     p.add_argument("--repeats", type=int, default=7)
     p.add_argument("--threads", type=int, default=1)
+    p.add_argument("--isa", help="RANVIER_ISA for every arm (default: the best one)")
     p.add_argument("--batches", default="32,128,512")
     p.add_argument("--squares", default="256,512,1024,2048")
     p.add_argument("--json", help="write every measurement here")
@@ -87,7 +94,7 @@ def main():
 
     ints = lambda s: tuple(int(v) for v in s.split(",") if v)  # noqa: E731
     shapes = shape_list(False, ints(args.batches), ints(args.squares))
-    arms = [start_arm(spec, args.threads) for spec in args.arms]
+    arms = [start_arm(spec, args.threads, args.isa) for spec in args.arms]
     labels = [label for label, _ in arms]
     print(f"load average before: {os.getloadavg()}")
     rows = []
@@ -105,7 +112,13 @@ def main():
                   for label, t in times.items()}
         rows.append({"name": name, "batch": batch, "m": m, "n": n, "k": k, "gflops": gflops,
                      "seconds": times, "blocking": blocks})
-        ratios = "  ".join(f"{label}/{labels[0]} {gflops[label] / gflops[labels[0]]:.3f}"
+        # each repeat's arms ran back to back: their ratio sees the same machine state
+        paired = {label: statistics.median(t0 / t for t0, t in zip(times[labels[0]], times[label]))
+                  for label in labels[1:]}
+        # and the fastest repeat of each, the one least disturbed by other work
+        best = {label: min(times[labels[0]]) / min(times[label]) for label in labels[1:]}
+        rows[-1].update(paired_ratio=paired, best_ratio=best)
+        ratios = "  ".join(f"{label}/{labels[0]} {paired[label]:.3f} (best {best[label]:.3f})"
                            for label in labels[1:])
         cells = "  ".join(f"{label} {gflops[label]:7.1f}" for label in labels)
         tag = f"b{batch} {name}" if batch else name
