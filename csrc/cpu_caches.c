@@ -1,4 +1,5 @@
-/* Cache detection (cpu_caches.h). Linux only; other systems report nothing and take the defaults. */
+/* Cache detection (cpu_caches.h): Linux's sysfs, x86's CPUID, glibc's sysconf, in that order;
+ * each fills only what the ones before left unknown. */
 #include "cpu_caches.h"
 
 #include <stdio.h>
@@ -75,15 +76,15 @@ static int from_sysfs(ranvier_cpu_caches *c)
         const long long bytes = read_line(path, line, sizeof line) ? parse_size(line) : 0;
         snprintf(path, sizeof path, "%s/ways_of_associativity", dir);
         const int ways = read_line(path, line, sizeof line) ? atoi(line) : 0;
-        if (bytes <= 0) continue;
+        if (bytes <= 0 || level < 1 || level > 3) continue;
         found = 1;
-        if (level == 1) {
+        if (level == 1 && c->l1d_bytes == 0) {
             c->l1d_bytes = bytes;
             c->l1d_ways = ways;
-        } else if (level == 2) {
+        } else if (level == 2 && c->l2_bytes == 0) {
             c->l2_bytes = bytes;
             c->l2_ways = ways;
-        } else if (level == 3) {
+        } else if (level == 3 && c->l3_bytes == 0) {
             c->l3_bytes = bytes;
             c->l3_ways = ways;
             snprintf(path, sizeof path, "%s/shared_cpu_list", dir);
@@ -124,16 +125,89 @@ static int from_sysconf(ranvier_cpu_caches *c)
 }
 #endif
 
+#if RANVIER_HAVE_X86_SIMD
+#include "runtime.h"
+
+/* The deterministic cache parameters: leaf 4 (Intel), 0x8000001D (AMD and Hygon, with the
+ * topology extensions), one subleaf per cache. What they call the number of CPUs sharing a cache
+ * is the number of CPU ids reserved for it, which may round the true count up. */
+static int from_cpuid(ranvier_cpu_caches *c)
+{
+    unsigned r[4], leaf = 0;
+    ranvier_cpuid_count(0, 0, r);
+    const unsigned max_leaf = r[0];
+    /* ebx holds the vendor's first 4 letters: "Auth"enticAMD, "Hygo"nGenuine */
+    const int amd = (r[1] == 0x68747541u || r[1] == 0x6f677948u);
+    if (amd) {
+        ranvier_cpuid_count(0x80000000u, 0, r);
+        if (r[0] >= 0x8000001Du) {
+            ranvier_cpuid_count(0x80000001u, 0, r);
+            if ((r[2] >> 22) & 1) leaf = 0x8000001Du;
+        }
+    } else if (max_leaf >= 4) {
+        leaf = 4;
+    }
+    if (!leaf) return 0;
+    int found = 0;
+    for (unsigned sub = 0; sub < 16; ++sub) {
+        ranvier_cpuid_count(leaf, sub, r);
+        const unsigned type = r[0] & 0x1f, level = (r[0] >> 5) & 0x7;
+        if (type == 0) break;   /* no more caches */
+        if (type == 2) continue; /* instructions */
+        const long long ways = ((r[1] >> 22) & 0x3ff) + 1, parts = ((r[1] >> 12) & 0x3ff) + 1;
+        const long long line = (r[1] & 0xfff) + 1, sets = (long long)r[2] + 1;
+        const int shared_by = (int)((r[0] >> 14) & 0xfff) + 1;
+        const int fully_associative = (r[0] >> 9) & 1;
+        const long long bytes = ways * parts * line * sets;
+        const int way_count = fully_associative ? 0 : (int)ways;
+#define RV_FILL(field, value)                                                                    \
+    if (c->field == 0 && (c->field = (value)) != 0) found = 1;
+        if (level == 1) {
+            RV_FILL(l1d_bytes, bytes)
+            RV_FILL(l1d_ways, way_count)
+        } else if (level == 2) {
+            RV_FILL(l2_bytes, bytes)
+            RV_FILL(l2_ways, way_count)
+        } else if (level == 3) {
+            RV_FILL(l3_bytes, bytes)
+            RV_FILL(l3_ways, way_count)
+            RV_FILL(l3_shared_by, shared_by)
+        }
+#undef RV_FILL
+    }
+    return found;
+}
+#endif
+
+int ranvier_cpu_caches_read(int method, ranvier_cpu_caches *c)
+{
+    switch (method) {
+#if defined(__linux__)
+    case RANVIER_CACHES_SYSFS: return from_sysfs(c);
+    case RANVIER_CACHES_SYSCONF: return from_sysconf(c);
+#endif
+#if RANVIER_HAVE_X86_SIMD
+    case RANVIER_CACHES_CPUID: return from_cpuid(c);
+#endif
+    default: return 0;
+    }
+}
+
 static ranvier_cpu_caches detect(void)
 {
+    static char source[64];
+    static const struct { int method; const char *name; } methods[] = {
+        {RANVIER_CACHES_SYSFS, "sysfs"}, {RANVIER_CACHES_CPUID, "cpuid"},
+        {RANVIER_CACHES_SYSCONF, "sysconf"}};
     ranvier_cpu_caches c;
     memset(&c, 0, sizeof c);
-    c.source = "none";
-#if defined(__linux__)
-    const int sysfs = from_sysfs(&c);
-    const int sc = from_sysconf(&c);
-    if (sysfs || sc) c.source = sysfs ? (sc ? "sysfs+sysconf" : "sysfs") : "sysconf";
-#endif
+    source[0] = '\0';
+    for (size_t i = 0; i < sizeof methods / sizeof methods[0]; ++i)
+        if (ranvier_cpu_caches_read(methods[i].method, &c)) {
+            if (source[0]) strcat(source, "+");
+            strcat(source, methods[i].name);
+        }
+    c.source = source[0] ? source : "none";
     /* ways that do not fit their size (a misread file) count as unknown */
     if (c.l1d_ways < 0 || c.l1d_ways > 4096) c.l1d_ways = 0;
     if (c.l2_ways < 0 || c.l2_ways > 4096) c.l2_ways = 0;

@@ -1,8 +1,9 @@
 /* The data caches of this CPU as the GEMM blocking needs them (gemm_blocking.h): the size and
  * associativity of L1d and L2, and the L3 with the number of logical CPUs that share it.
  *
- * Detected once per process: on Linux from sysfs (cpu0's cache/index* entries), then glibc's
- * sysconf for what sysfs did not give; elsewhere nothing is detected and the defaults below apply.
+ * Detected once per process: on Linux from sysfs (cpu0's cache/index* entries), then on x86 from
+ * CPUID (any system), then from glibc's sysconf, each filling what the ones before did not give;
+ * where none of them answers (macOS and Windows on Arm) the defaults below apply.
  * A field that stays 0 is unknown; ranvier_cpu_caches_or_defaults fills it, and replaces values
  * too odd to be true, so the blocking is derived from plausible numbers whatever was read. */
 #ifndef RANVIER_CPU_CACHES_H
@@ -20,13 +21,18 @@ typedef struct ranvier_cpu_caches {
     long long l3_bytes;
     int l3_ways;
     int l3_shared_by;   /* logical CPUs sharing the L3 (its per-core share is l3_bytes / this) */
-    const char *source; /* where the numbers came from: "sysfs", "sysconf", "sysfs+sysconf", or
-                         * "none" when nothing was readable */
+    const char *source; /* where the numbers came from: the methods that gave any, joined by
+                         * "+" ("sysfs", "cpuid", "sysconf", "sysfs+cpuid", ...), or "none" */
 } ranvier_cpu_caches;
 
-/* The caches of cpu0, detected at the first call and cached (a benign race: two first calls
- * compute the same numbers). Never NULL. */
+/* The caches of cpu0, detected at the first call and cached; _runtime.pyx makes that call at
+ * import, under the GIL. Never NULL. */
 const ranvier_cpu_caches *ranvier_cpu_caches_detected(void);
+
+/* One way of reading them, for tests: fills the fields of *c that are still 0 with what it finds;
+ * 1 when it found anything, 0 when it has nothing (or does not exist on this system). */
+enum { RANVIER_CACHES_SYSFS, RANVIER_CACHES_CPUID, RANVIER_CACHES_SYSCONF };
+int ranvier_cpu_caches_read(int method, ranvier_cpu_caches *c);
 
 /* What is assumed where nothing (or nothing plausible) is known: a 32 KiB 8-way L1d, a 1 MiB
  * 16-way L2 and 2 MiB of 16-way L3 per core, the middle of today's x86 and Arm server cores. */

@@ -140,7 +140,8 @@ def test_detected_caches_are_sane():
     c = _runtime.cpu_caches()
     assert set(c) == {"l1d_bytes", "l1d_ways", "l2_bytes", "l2_ways", "l3_bytes", "l3_ways",
                       "l3_shared_by", "source"}
-    assert c["source"] in ("sysfs", "sysconf", "sysfs+sysconf", "none")
+    methods = c["source"].split("+")
+    assert c["source"] == "none" or set(methods) <= {"sysfs", "cpuid", "sysconf"}
     for key, value in c.items():
         if key != "source":
             assert isinstance(value, int) and value >= 0, (key, value)
@@ -151,6 +152,17 @@ def test_detected_caches_are_sane():
     got = {1: c["l1d_bytes"], 2: c["l2_bytes"], 3: c["l3_bytes"]}
     for level, nbytes in expected.items():
         assert got[level] == nbytes, (level, got, expected)
+
+
+def test_cpuid_agrees_with_sysfs():
+    """On x86 Linux both answer; CPUID is what Windows and macOS on x86 get. (Its count of CPUs
+    sharing the L3 is the ids reserved for them, which may be more than there are.)"""
+    sysfs, cpuid = _runtime._cpu_caches_from("sysfs"), _runtime._cpu_caches_from("cpuid")
+    if sysfs is None or cpuid is None:
+        pytest.skip("needs both sysfs and CPUID (x86 Linux)")
+    for key in ("l1d_bytes", "l1d_ways", "l2_bytes", "l2_ways", "l3_bytes", "l3_ways"):
+        assert cpuid[key] == sysfs[key], (key, cpuid, sysfs)
+    assert cpuid["l3_shared_by"] >= sysfs["l3_shared_by"] >= 1 or not sysfs["l3_bytes"]
 
 
 def test_blocks_in_use_are_derived_from_the_detected_caches():
