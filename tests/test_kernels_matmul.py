@@ -269,9 +269,10 @@ def test_gemm_nothing_to_multiply(isa, dtype, beta):
     matmul.gemm(np.ones((2, 3), dtype), np.ones((3, 0), dtype), np.empty((2, 0), dtype), beta=beta)
 
 
-# Shapes on and across every ISA's cache blocks (MC <= 192, KC = 256, NC in {2048, 4080, 4096}):
-# m > MC, k > 2 KC and n > NC make the ic, pc and jc loops take more than one trip; m, k and n
-# exactly on a block size check the loop ends.
+# Shapes on and across the compile-time cache blocks ranvier had before they were derived from the
+# caches (MC <= 192, KC = 256, NC in {2048, 4080, 4096}): m > MC, k > 2 KC and n > NC make the ic,
+# pc and jc loops take more than one trip; m, k and n exactly on a block size check the loop ends.
+# (The derived blocks, and forced ones, are crossed by the tests at the end of this file.)
 BLOCK_SHAPES = [(200, 7, 513), (3, 4100, 300), (193, 4099, 2), (192, 17, 256), (144, 33, 512),
                 (97, 2048, 5), (2, 4096, 3), (5, 4080, 7)]
 
