@@ -46,7 +46,7 @@ for line in sys.stdin:
         if elapsed >= 0.03:
             break
         inner = max(inner * 2, int(inner * 0.04 / max(elapsed, 1e-9)))
-    blocking = (matmul.gemm_blocking()["float32"] if hasattr(matmul, "gemm_blocking")
+    blocking = (matmul._gemm_blocking()["float32"] if hasattr(matmul, "_gemm_blocking")
                 else "compile-time")   # a build from before run-time blocking
     print(json.dumps({"seconds": elapsed / inner, "blocking": blocking}), flush=True)
 """

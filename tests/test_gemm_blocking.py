@@ -7,6 +7,7 @@ import os
 import subprocess
 import sys
 
+import numpy as np
 import pytest
 
 import ranvier as rv
@@ -62,7 +63,7 @@ def _assert_valid(blocking, mr, nr):
 @pytest.mark.parametrize("mr,nr,itemsize", TILES)
 def test_derived_blocks_are_whole_tiles_within_bounds(cpu, mr, nr, itemsize):
     caches = {**CPUS, **ODD}[cpu]
-    _assert_valid(matmul.derive_gemm_blocking(caches, mr, nr, itemsize), mr, nr)
+    _assert_valid(matmul._derive_gemm_blocking(caches, mr, nr, itemsize), mr, nr)
 
 
 @pytest.mark.parametrize("cpu", list(CPUS))
@@ -72,7 +73,7 @@ def test_derived_blocks_fit_the_caches_they_model(cpu, mr, nr, itemsize):
     way; the A block fits L2 with its C strip and two B micro-panels, one way spare; the B panel
     fits the core's share of L3 (unless a floor or a bound made a block larger or smaller)."""
     c = CPUS[cpu]
-    mc, kc, nc = matmul.derive_gemm_blocking(c, mr, nr, itemsize)
+    mc, kc, nc = matmul._derive_gemm_blocking(c, mr, nr, itemsize)
     way1 = c["l1d_bytes"] // c["l1d_ways"]
     if kc > KC_MODEL_MIN:
         assert (_ways(kc * mr * itemsize, way1) + _ways(kc * nr * itemsize, way1)
@@ -91,28 +92,28 @@ def test_derived_blocks_fit_the_caches_they_model(cpu, mr, nr, itemsize):
 
 def test_model_reproduces_blis_haswell_dgemm_kc():
     """BLIS's hand-tuned Haswell dgemm (6 x 8) uses KC = 256: the model gets there too."""
-    assert matmul.derive_gemm_blocking(CPUS["haswell"], 6, 8, 8)[1] == 256
+    assert matmul._derive_gemm_blocking(CPUS["haswell"], 6, 8, 8)[1] == 256
 
 
 @pytest.mark.parametrize("mr,nr,itemsize", TILES)
 def test_bigger_caches_never_give_smaller_blocks(mr, nr, itemsize):
-    zen3 = matmul.derive_gemm_blocking(CPUS["zen3"], mr, nr, itemsize)
-    zen4 = matmul.derive_gemm_blocking(CPUS["zen4"], mr, nr, itemsize)   # zen3 with 2x the L2
+    zen3 = matmul._derive_gemm_blocking(CPUS["zen3"], mr, nr, itemsize)
+    zen4 = matmul._derive_gemm_blocking(CPUS["zen4"], mr, nr, itemsize)   # zen3 with 2x the L2
     assert zen4[0] >= zen3[0] and zen4[1] == zen3[1]
-    zen1 = matmul.derive_gemm_blocking(CPUS["zen1"], mr, nr, itemsize)   # zen3 with 1/2 the L3
+    zen1 = matmul._derive_gemm_blocking(CPUS["zen1"], mr, nr, itemsize)   # zen3 with 1/2 the L3
     assert zen1[2] <= zen3[2] and zen1[:2] == zen3[:2]
 
 
 @pytest.mark.parametrize("cpu", ["unknown", "zeros", "nonsense"])
 @pytest.mark.parametrize("mr,nr,itemsize", TILES)
 def test_unknown_or_nonsense_caches_take_the_defaults(cpu, mr, nr, itemsize):
-    assert (matmul.derive_gemm_blocking(ODD[cpu], mr, nr, itemsize)
-            == matmul.derive_gemm_blocking(DEFAULTS, mr, nr, itemsize))
+    assert (matmul._derive_gemm_blocking(ODD[cpu], mr, nr, itemsize)
+            == matmul._derive_gemm_blocking(DEFAULTS, mr, nr, itemsize))
 
 
 def test_derive_rejects_a_bad_tile():
     with pytest.raises(ValueError, match="positive"):
-        matmul.derive_gemm_blocking(CPUS["zen3"], 0, 8, 4)
+        matmul._derive_gemm_blocking(CPUS["zen3"], 0, 8, 4)
 
 
 # -- detection -------------------------------------------------------------------------------
@@ -166,42 +167,51 @@ def test_cpuid_agrees_with_sysfs():
 
 
 def test_blocks_in_use_are_derived_from_the_detected_caches():
-    before = matmul.set_gemm_blocking(None)
+    before = matmul._set_gemm_blocking(None)
     try:
         caches = _runtime.cpu_caches()
-        for dtype, b in matmul.gemm_blocking().items():
+        for dtype, b in matmul._gemm_blocking().items():
             itemsize = 4 if dtype == "float32" else 8
-            assert (b["mc"], b["kc"], b["nc"]) == matmul.derive_gemm_blocking(
+            assert (b["mc"], b["kc"], b["nc"]) == matmul._derive_gemm_blocking(
                 caches, b["mr"], b["nr"], itemsize)
     finally:
-        matmul.set_gemm_blocking(before)
+        matmul._set_gemm_blocking(before)
 
 
 # -- forcing ---------------------------------------------------------------------------------
 def test_forced_blocks_are_fitted_to_the_tile_and_restored():
-    derived = matmul.gemm_blocking()
-    before = matmul.set_gemm_blocking((100, 7, 33))
+    derived = matmul._gemm_blocking()
+    before = matmul._set_gemm_blocking((100, 7, 33))
     try:
-        assert matmul.forced_gemm_blocking() == (100, 7, 33)
-        for b in matmul.gemm_blocking().values():
+        assert matmul._forced_gemm_blocking() == (100, 7, 33)
+        for b in matmul._gemm_blocking().values():
             assert b["kc"] == 7
             assert b["mc"] == 100 // b["mr"] * b["mr"] and b["nc"] == 33 // b["nr"] * b["nr"]
-        matmul.set_gemm_blocking((1, 1, 1))
-        for b in matmul.gemm_blocking().values():   # at least one tile
+        matmul._set_gemm_blocking((1, 1, 1))
+        for b in matmul._gemm_blocking().values():   # at least one tile
             assert (b["mc"], b["kc"], b["nc"]) == (b["mr"], 1, b["nr"])
     finally:
-        matmul.set_gemm_blocking(before)
-    assert matmul.gemm_blocking() == derived
+        matmul._set_gemm_blocking(before)
+    assert matmul._gemm_blocking() == derived
+
+
+def test_forced_blocks_accept_numpy_integers():
+    before = matmul._set_gemm_blocking(np.array([48, 64, 512]))
+    try:
+        forced = matmul._forced_gemm_blocking()
+        assert forced == (48, 64, 512) and all(type(v) is int for v in forced)
+    finally:
+        matmul._set_gemm_blocking(before)
 
 
 @pytest.mark.parametrize("bad", [(0, 256, 4096), (96, 0, 4096), (96, 513, 4096),
                                  (96, 256, 10 ** 9), (96, 256), (96.0, 256, 4096),
                                  (True, 256, 4096), "96,256,4096"])
 def test_bad_forced_blocks_raise_and_change_nothing(bad):
-    derived = matmul.gemm_blocking()
+    derived = matmul._gemm_blocking()
     with pytest.raises(ValueError, match="blocking"):
-        matmul.set_gemm_blocking(bad)
-    assert matmul.gemm_blocking() == derived and matmul.forced_gemm_blocking() is None
+        matmul._set_gemm_blocking(bad)
+    assert matmul._gemm_blocking() == derived and matmul._forced_gemm_blocking() is None
 
 
 def _child(code, **env_extra):
@@ -222,7 +232,7 @@ a, b = rng.standard_normal((61, 77)), rng.standard_normal((77, 45))
 out = np.empty((61, 45))
 matmul.gemm(a, b, out)
 assert np.allclose(out, a @ b, rtol=1e-12, atol=1e-12)
-print(matmul.gemm_blocking()["float64"]["kc"], rv._config.config_dict()["gemm_blocking_forced"])
+print(matmul._gemm_blocking()["float64"]["kc"], rv._config.config_dict()["gemm_blocking_forced"])
 """
 
 
@@ -247,7 +257,7 @@ def test_show_config_reports_caches_and_blocks():
     text = buf.getvalue()
     cfg = config_dict()
     assert cfg["cpu_caches"] == _runtime.cpu_caches()
-    assert cfg["gemm_blocking"] == matmul.gemm_blocking()
+    assert cfg["gemm_blocking"] == matmul._gemm_blocking()
     assert "  caches:          L1d " in text
     for dtype, b in cfg["gemm_blocking"].items():
         assert (f"{dtype} {b['mr']}x{b['nr']}: MC {b['mc']}, KC {b['kc']}, NC {b['nc']}"
@@ -256,11 +266,11 @@ def test_show_config_reports_caches_and_blocks():
 
 
 def test_show_config_says_when_blocks_are_forced():
-    before = matmul.set_gemm_blocking((48, 64, 512))
+    before = matmul._set_gemm_blocking((48, 64, 512))
     try:
         buf = io.StringIO()
         rv.show_config(file=buf)
         assert "(forced: RANVIER_GEMM_BLOCKING=48,64,512)" in buf.getvalue()
         assert config_dict()["gemm_blocking_forced"] == [48, 64, 512]
     finally:
-        matmul.set_gemm_blocking(before)
+        matmul._set_gemm_blocking(before)

@@ -175,7 +175,7 @@ def test_under_forced_gemm_blocks(rng, dtype, isa, case, blocking):
     and 2 threads."""
     x, w, b, yshape, geo = _problem(rng, dtype, case)
     dz = rng.standard_normal(yshape).astype(dtype)
-    before = _mm.set_gemm_blocking(blocking)
+    before = _mm._set_gemm_blocking(blocking)
     try:
         results = []
         for nt in (1, 2):
@@ -185,7 +185,7 @@ def test_under_forced_gemm_blocks(rng, dtype, isa, case, blocking):
             _mm.conv2d_backward(x, w, dz, dx, dw, db, num_threads=nt, **geo)
             results.append((y, dx, dw, db))
     finally:
-        _mm.set_gemm_blocking(before)
+        _mm._set_gemm_blocking(before)
     y, dx, dw, db = results[0]
     np.testing.assert_allclose(y, conv2d_ref(x, w, b, geo["stride"], geo["padding"],
                                              geo["dilation"], geo["groups"]),

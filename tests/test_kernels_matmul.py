@@ -557,15 +557,15 @@ FORCED_BLOCKINGS = {"one-tile": (1, 1, 1), "odd": (13, 7, 37), "small": (24, 40,
 @pytest.fixture(params=list(FORCED_BLOCKINGS))
 def forced_blocking(request):
     """The GEMM runs with these blocks for the test; the derived ones come back after."""
-    before = matmul.set_gemm_blocking(FORCED_BLOCKINGS[request.param])
+    before = matmul._set_gemm_blocking(FORCED_BLOCKINGS[request.param])
     yield request.param
-    matmul.set_gemm_blocking(before)
+    matmul._set_gemm_blocking(before)
 
 
 def _past_blocks(dtype, largest=100):
     """m, n, k values for the active blocks: 1, a prime, and one past one and two blocks (where
     a block is at most ``largest``: the biggest blocks are crossed by the derived-blocks test)."""
-    b = matmul.gemm_blocking()[dtype.name]
+    b = matmul._gemm_blocking()[dtype.name]
 
     def sizes(block):
         return sorted({1, 31} | ({block + 1, 2 * block + 1} if block <= largest else set()))
@@ -637,9 +637,9 @@ def test_gemm_just_past_the_derived_blocks(isa, dtype):
     the bias + ReLU epilogue, on 1 and 2 threads (the same bits)."""
     from ranvier._kernels.activations import ACTIVATIONS
 
-    before = matmul.set_gemm_blocking(None)
+    before = matmul._set_gemm_blocking(None)
     try:
-        blk = matmul.gemm_blocking()[dtype.name]
+        blk = matmul._gemm_blocking()[dtype.name]
         n, fout, fin = blk["mc"] + 1, blk["nc"] + 1, blk["kc"] + 1
         rng = np.random.default_rng(5)
         x = rng.standard_normal((n, fin)).astype(dtype)
@@ -655,4 +655,4 @@ def test_gemm_just_past_the_derived_blocks(isa, dtype):
             outs.append(_bits(out))
         np.testing.assert_array_equal(outs[0], outs[1])
     finally:
-        matmul.set_gemm_blocking(before)
+        matmul._set_gemm_blocking(before)

@@ -154,7 +154,7 @@ def _apply_gemm_blocking_from_env():
     if len(blocking) != 3:
         raise ValueError(what)
     try:
-        matmul.set_gemm_blocking(blocking)
+        matmul._set_gemm_blocking(blocking)
     except ValueError as e:
         raise ValueError(f"{what}: {e}") from None
 
@@ -179,8 +179,8 @@ def _gemm_blocking_report():
     they were forced instead (RANVIER_GEMM_BLOCKING)."""
     from ._kernels import matmul
 
-    forced = matmul.forced_gemm_blocking()
-    return {"gemm_blocking": matmul.gemm_blocking(),
+    forced = matmul._forced_gemm_blocking()
+    return {"gemm_blocking": matmul._gemm_blocking(),
             "gemm_blocking_forced": list(forced) if forced else None,
             "cpu_caches": _runtime.cpu_caches()}
 

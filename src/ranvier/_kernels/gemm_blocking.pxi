@@ -1,5 +1,6 @@
 # The GEMM's cache blocks MC, KC, NC (csrc/gemm_blocking.h): derived from the detected caches when
-# this module is imported, or forced (RANVIER_GEMM_BLOCKING, tests) with set_gemm_blocking.
+# this module is imported, or forced (RANVIER_GEMM_BLOCKING, tests) with _set_gemm_blocking.
+# Configuration, not kernels: hence the underscores (test_kernels_contract covers the kernels).
 # Included by matmul.pyx, whose GEMM tables hold each instance's tile and blocks.
 
 cdef extern from "gemm_blocking.h":
@@ -19,13 +20,15 @@ cdef extern from "gemm.h":
     void ranvier_gemm_set_blocking(const ranvier_cpu_caches *caches,
                                    const ranvier_gemm_blocking *forced) nogil
 
+import numbers
+
 # The largest value of each block a forced blocking may ask for.
 BLOCKING_BOUNDS = {"mc": RANVIER_GEMM_MC_MAX, "kc": RANVIER_GEMM_KC_MAX, "nc": RANVIER_GEMM_NC_MAX}
 
 _forced_blocking = None  # (mc, kc, nc) as asked for, or None: derived from the caches
 
 
-def derive_gemm_blocking(caches, int mr, int nr, int itemsize):
+def _derive_gemm_blocking(caches, int mr, int nr, int itemsize):
     """(mc, kc, nc) the model gives for an mr x nr micro-kernel of itemsize-byte elements on
     ``caches`` (a dict with cpu_caches()'s keys; missing or 0 means unknown)."""
     cdef ranvier_cpu_caches c
@@ -38,16 +41,16 @@ def derive_gemm_blocking(caches, int mr, int nr, int itemsize):
     c.l3_shared_by = caches.get("l3_shared_by", 0)
     c.source = NULL
     if mr < 1 or nr < 1 or itemsize < 1:
-        raise ValueError("derive_gemm_blocking: mr, nr and itemsize must be positive")
+        raise ValueError("_derive_gemm_blocking: mr, nr and itemsize must be positive")
     cdef ranvier_gemm_blocking b = ranvier_gemm_blocking_derive(&c, mr, nr, itemsize)
     return (b.mc, b.kc, b.nc)
 
 
-def set_gemm_blocking(blocking):
+def _set_gemm_blocking(blocking):
     """Force the cache blocks (mc, kc, nc) of every GEMM (each fitted to its tile: MC and NC
     rounded down to multiples of MR and NR), or go back to the derived ones with None. Each
-    value must be an int from 1 to BLOCKING_BOUNDS' ValueError otherwise, and nothing changes.
-    Returns what was forced before (None: derived)."""
+    value must be an integer from 1 to its BLOCKING_BOUNDS entry: ValueError otherwise, and
+    nothing changes. Returns what was forced before (None: derived)."""
     global _forced_blocking
     cdef ranvier_gemm_blocking forced
     before = _forced_blocking
@@ -59,17 +62,19 @@ def set_gemm_blocking(blocking):
     if len(values) != 3:
         raise ValueError(f"GEMM blocking must be (mc, kc, nc), got {blocking!r}")
     for name, v in zip(("mc", "kc", "nc"), values):
-        if isinstance(v, bool) or not isinstance(v, int) or not 1 <= v <= BLOCKING_BOUNDS[name]:
+        if (isinstance(v, bool) or not isinstance(v, numbers.Integral)
+                or not 1 <= v <= BLOCKING_BOUNDS[name]):
             raise ValueError(f"GEMM blocking: {name} must be an int from 1 to "
                              f"{BLOCKING_BOUNDS[name]}, got {v!r}")
+    values = tuple(int(v) for v in values)
     forced.mc, forced.kc, forced.nc = values
     ranvier_gemm_set_blocking(detected_caches(), &forced)
     _forced_blocking = values
     return before
 
 
-def forced_gemm_blocking():
-    """The (mc, kc, nc) set_gemm_blocking forced, or None when the blocks are derived."""
+def _forced_gemm_blocking():
+    """The (mc, kc, nc) _set_gemm_blocking forced, or None when the blocks are derived."""
     return _forced_blocking
 
 
@@ -78,7 +83,7 @@ cdef dict _shape_dict(const ranvier_gemm_shape *shape):
             "nc": shape.blocking.nc}
 
 
-def gemm_blocking():
+def _gemm_blocking():
     """The tile and blocks of the active ISA's GEMMs: {"float32": {"mr", "nr", "mc", "kc", "nc"},
     "float64": {...}}."""
     cdef const ranvier_gemm_kernels *table = ranvier_gemm_kernels_for(active_isa())
