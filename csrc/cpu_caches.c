@@ -100,7 +100,7 @@ static long long sysconf_or_0(int name)
     return v > 0 ? (long long)v : 0;
 }
 
-/* glibc's sysconf (from CPUID on x86), for the fields sysfs left unknown. glibc reports the L3
+/* glibc's sysconf, for the fields sysfs and CPUID left unknown. glibc reports the L3
  * of the whole package without saying how many CPUs share it: all the online ones are assumed. */
 static int from_sysconf(ranvier_cpu_caches *c)
 {
