@@ -8,7 +8,7 @@ MNIST for one epoch, 64-64-64-10 digits for ten; ReLU, softmax cross-entropy, SG
 training loss of each is printed, so that the same work is seen to be done.
 
     python benchmarks/compare_builds.py OLD_TREE NEW_TREE [--threads 1] [--repeats 5]
-        [--data-dir ../shared/data/mnist]
+        [--tasks digits,mnist] [--data-dir ../shared/data/mnist]
 """
 import argparse
 import json
@@ -63,6 +63,7 @@ def main():
     ap.add_argument("new")
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--repeats", type=int, default=5)
+    ap.add_argument("--tasks", default="digits,mnist", help="of digits,mnist (default: both)")
     ap.add_argument("--data-dir", default=os.path.join(os.path.dirname(__file__), "..", "..",
                                                        "shared", "data", "mnist"))
     args = ap.parse_args()
@@ -70,7 +71,7 @@ def main():
            if k not in ("OPENBLAS_CORETYPE", "OPENBLAS_L2_SIZE")}
     print(f"{'task':6s} {'opt':4s} {'batch':>5s}  {'old s (median, min-max)':>24s}  "
           f"{'new s (median, min-max)':>24s}  {'new/old':>7s}  loss old / new")
-    for task, opt, batch in CONFIGS:
+    for task, opt, batch in [c for c in CONFIGS if c[0] in args.tasks.split(",")]:
         times = {"old": [], "new": []}
         loss = {}
         for _ in range(args.repeats):

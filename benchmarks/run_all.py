@@ -23,4 +23,4 @@ if __name__ == "__main__":
         argv += ["--out-dir", results_dir(os.path.join(HERE, "results"), quick)]
     if "--data-dir" not in argv and os.path.isdir(MNIST):
         argv += ["--data-dir", MNIST]
-    sys.exit(main(argv))
+    sys.exit(main(argv, own_process=True))

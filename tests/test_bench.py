@@ -137,3 +137,19 @@ def test_make_bench_writes_one_folder_per_cpu_kind(tmp_path):
     kind = cpu_record()["kind"]
     assert results_dir(str(tmp_path)) == os.path.join(str(tmp_path), kind)
     assert results_dir(str(tmp_path), quick=True) == os.path.join(str(tmp_path), kind, "quick")
+
+
+def test_called_from_other_code_it_never_replaces_the_process(tmp_path, monkeypatch):
+    """The bench re-executes itself without OpenBLAS's overrides only when it owns the process
+    (the command line); called from a notebook or a test it keeps them and says so."""
+    def refuse(*args):
+        raise AssertionError(f"the bench tried to re-execute its caller: {args[1]}")
+
+    monkeypatch.setenv("OPENBLAS_CORETYPE", "Haswell")
+    monkeypatch.setattr(os, "execve", refuse)
+    with pytest.raises(SystemExit):   # bad arguments: refused before anything else
+        main(["--only", "nonsense"], own_process=True)
+    assert main(["--quick", "--only", "elementwise", "--threads", "1", "--libs", "ranvier",
+                 "--no-progress", "--json", str(tmp_path / "r.json")]) in (0, None)
+    with open(tmp_path / "r.json") as f:
+        assert "OPENBLAS_CORETYPE=Haswell" in json.load(f)["machine"]["kept_env"]

@@ -335,11 +335,12 @@ def build_parser():
 
 
 def main(argv=None):
+    own_process = argv is None  # the command line: the bench may re-execute this process
     argv = sys.argv[1:] if argv is None else list(argv)
     if argv[:1] == ["bench"]:
         from .bench import main as bench
 
-        return bench(argv[1:])
+        return bench(argv[1:], own_process=own_process)
     parser = build_parser()
     args = parser.parse_args(argv)
     if not getattr(args, "func", None):

@@ -32,6 +32,7 @@ import json
 import math
 import os
 import sys
+import time
 import traceback
 import zlib
 
@@ -162,6 +163,9 @@ class _AbortOnError:
         sys.stderr.write(f"ranvier.distributed: rank {self.rank} of {self.size} failed; aborting "
                          f"every rank.\n{text}")
         sys.stderr.flush()
+        # mpiexec forwards a rank's output from a pipe and may tear the job down before it reads
+        # it: without a pause the reason for the abort is sometimes lost (1 run in ~15, MPICH).
+        time.sleep(0.5)
         self.comm.Abort(1)
         os._exit(1)  # MPICH's MPI_Abort may return to the caller once the job is being torn down
 

@@ -1,4 +1,6 @@
-# Denormals flushed while a kernel runs (csrc/fpenv.h says why). The idioms of every entry point:
+# Denormals flushed while a kernel runs (csrc/fpenv.h says why). Kernels whose work is split
+# into tasks get this from the task runner (_tasks.pxd); the idioms it and any other entry
+# point follow:
 #   serial work, on the calling thread:
 #       with nogil:
 #           fp = fp_enter()

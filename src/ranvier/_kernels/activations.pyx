@@ -11,11 +11,9 @@ views (the layer passes ``x.reshape(-1)``); the output may be the input (in plac
 row by row. Dropout keeps element i when the uniform draw u[i] >= p and scales it by 1 / (1 - p);
 the same kernel masks the gradient.
 """
-from cython.parallel cimport parallel, prange
 from libc.math cimport exp, expf
 
-from ranvier._kernels._fpenv cimport (
-    fp_enter, fp_mode, ranvier_fp_adopt, ranvier_fp_leave, ranvier_fpstate)
+from ranvier._kernels._tasks cimport run_tasks, task_count, task_len
 from ranvier._kernels._checks cimport (
     Span, check_apart, check_at_least, check_in_place_or_apart, check_len, check_shape,
     check_threads, span1, span2)
@@ -65,31 +63,69 @@ cdef inline void _bwd_chunk(ranvier_act a, const real *v, const real *dy, real *
         ew_kernels().act_backward_f64(a, v, dy, dx, n)
 
 
-cdef void _run_chunks(ranvier_act a, const real *v, const real *dy, real *out, Py_ssize_t n,
-                      int num_threads) noexcept nogil:
-    """The forward pass (dy NULL) or the backward pass over n elements, in CHUNK-sized pieces
-    shared out to the threads (one piece, or one thread: on the calling thread)."""
-    cdef ranvier_fpstate fp = 0, bits = 0
-    cdef Py_ssize_t c, nchunks = (n + CHUNK - 1) // CHUNK, lo, m
-    if nchunks == 1 or num_threads <= 1:
-        fp = fp_enter()
-        if dy == NULL:
-            _fwd_chunk(a, v, out, n)
-        else:
-            _bwd_chunk(a, v, dy, out, n)
-        ranvier_fp_leave(fp)
-        return
-    bits = fp_mode()
-    with parallel(num_threads=num_threads):
-        fp = ranvier_fp_adopt(bits)
-        for c in prange(nchunks, schedule="static"):
-            lo = c * CHUNK
-            m = n - lo if n - lo < CHUNK else CHUNK
-            if dy == NULL:
-                _fwd_chunk(a, &v[lo], &out[lo], m)
-            else:
-                _bwd_chunk(a, &v[lo], &dy[lo], &out[lo], m)
-        ranvier_fp_leave(fp)
+cdef enum:
+    FORWARD = 0
+    BACKWARD = 1
+    BIAS_ROWS = 2
+    SOFTMAX = 3
+    SOFTMAX_BACKWARD = 4
+    DROPOUT = 5
+
+
+cdef inline ranvier_act _no_act() noexcept nogil:
+    # for the passes that apply no activation of the table (softmax, dropout)
+    cdef ranvier_act a
+    a.code, a.param = 0, 0.0
+    return a
+
+
+cdef struct _Pass:
+    # One of this module's passes over n items (elements, rows or dropout groups), ``per`` items
+    # to a task: the activation, the inputs ``a`` and ``b`` (x or v and dy; z and the bias; y and
+    # dy; x and the draws u), the output, the row length and dropout's p, scale and group.
+    int op
+    bint f64
+    ranvier_act act
+    Py_ssize_t n, per, cols
+    const void *a
+    const void *b
+    void *out
+    double p, scale
+
+
+cdef inline void _pass_chunk(const _Pass *j, real *out, Py_ssize_t t) noexcept nogil:
+    cdef Py_ssize_t lo = t * j.per, m = task_len(j.n, j.per, t), c = j.cols
+    cdef const real *a = <const real *>j.a
+    cdef const real *b = <const real *>j.b
+    if j.op == FORWARD:
+        _fwd_chunk(j.act, a + lo, out + lo, m)
+    elif j.op == BACKWARD:
+        _bwd_chunk(j.act, a + lo, b + lo, out + lo, m)
+    elif j.op == BIAS_ROWS:
+        _bias_rows(j.act, a + lo * c, b, out + lo * c, m, c)
+    elif j.op == SOFTMAX:
+        _softmax_row(a + lo * c, out + lo * c, c)
+    elif j.op == SOFTMAX_BACKWARD:
+        _softmax_backward_row(a + lo * c, b + lo * c, out + lo * c, c)
+    else:
+        _dropout_groups(a, <const float *>j.b, out, j.p, j.scale, c, lo, lo + m)
+
+
+cdef void _pass_task(const void *job, Py_ssize_t t) noexcept nogil:
+    cdef const _Pass *j = <const _Pass *>job
+    if j.f64:
+        _pass_chunk(j, <double *>j.out, t)
+    else:
+        _pass_chunk(j, <float *>j.out, t)
+
+
+cdef inline void _run(int op, ranvier_act act, const real *a, const void *b, real *out,
+                      Py_ssize_t n, Py_ssize_t per, Py_ssize_t cols, int num_threads,
+                      double p=0.0, double scale=0.0) noexcept nogil:
+    cdef _Pass j
+    j.op, j.f64, j.act, j.n, j.per, j.cols = op, real is double, act, n, per, cols
+    j.a, j.b, j.out, j.p, j.scale = a, b, out, p, scale
+    run_tasks(_pass_task, &j, task_count(n, per), num_threads)
 
 
 def forward(int code, const real[::1] x not None, real[::1] out not None, double param=0.0,
@@ -103,7 +139,7 @@ def forward(int code, const real[::1] x not None, real[::1] out not None, double
     if n == 0:
         return
     with nogil:
-        _run_chunks(a, &x[0], <const real *>NULL, &out[0], n, num_threads)
+        _run(FORWARD, a, &x[0], NULL, &out[0], n, CHUNK, 0, num_threads)
 
 
 def backward(int code, const real[::1] v not None, const real[::1] dy not None,
@@ -120,7 +156,7 @@ def backward(int code, const real[::1] v not None, const real[::1] dy not None,
     if n == 0:
         return
     with nogil:
-        _run_chunks(a, &v[0], &dy[0], &dx[0], n, num_threads)
+        _run(BACKWARD, a, &v[0], &dy[0], &dx[0], n, CHUNK, 0, num_threads)
 
 
 # -- bias + activation in one pass (layers whose GEMM did not fuse them) ---------------------------
@@ -135,9 +171,8 @@ cdef inline void _bias_rows(ranvier_act a, const real *z, const real *b, real *y
 def bias_forward(int code, const real[:, ::1] z not None, const real[::1] b not None,
                  real[:, ::1] y not None, double param=0.0, int num_threads=1):
     """y = act(z + b) row by row (b broadcast over rows); y may be z."""
-    cdef ranvier_fpstate fp = 0, bits = 0
     cdef ranvier_act a = make_act("bias_forward", code, param)
-    cdef Py_ssize_t rows = z.shape[0], cols = z.shape[1], t, ntasks, per, r0, r1
+    cdef Py_ssize_t rows = z.shape[0], cols = z.shape[1]
     check_threads("bias_forward", num_threads)
     check_len("bias_forward", "b", b.shape[0], cols, "the columns of z")
     check_shape("bias_forward", "y", y.shape[0], y.shape[1], rows, cols, "the shape of z")
@@ -149,22 +184,9 @@ def bias_forward(int code, const real[:, ::1] z not None, const real[::1] b not 
     if rows == 0 or cols == 0:
         return
     # whole rows per task, ~CHUNK elements, a multiple of the 4 rows the C loop takes per pass
-    per = max(4, (CHUNK // cols) // 4 * 4)
-    ntasks = (rows + per - 1) // per
-    if ntasks == 1 or num_threads <= 1:
-        with nogil:
-            fp = fp_enter()
-            _bias_rows(a, &z[0, 0], &b[0], &y[0, 0], rows, cols)
-            ranvier_fp_leave(fp)
-        return
-    bits = fp_mode()
-    with nogil, parallel(num_threads=num_threads):
-        fp = ranvier_fp_adopt(bits)
-        for t in prange(ntasks, schedule="static"):
-            r0 = t * per
-            r1 = r0 + per if r0 + per < rows else rows
-            _bias_rows(a, &z[r0, 0], &b[0], &y[r0, 0], r1 - r0, cols)
-        ranvier_fp_leave(fp)
+    cdef Py_ssize_t per = max(4, (CHUNK // cols) // 4 * 4)
+    with nogil:
+        _run(BIAS_ROWS, a, &z[0, 0], &b[0], &y[0, 0], rows, per, cols, num_threads)
 
 
 cdef inline void _softmax_row(const real *x, real *out, Py_ssize_t d) noexcept nogil:
@@ -184,19 +206,14 @@ cdef inline void _softmax_row(const real *x, real *out, Py_ssize_t d) noexcept n
 
 def softmax_forward(const real[:, ::1] x not None, real[:, ::1] out not None, int num_threads=1):
     """out = softmax of each row of x; out may be x."""
-    cdef ranvier_fpstate fp = 0, bits = 0
-    cdef Py_ssize_t i, n = x.shape[0], d = x.shape[1]
+    cdef Py_ssize_t n = x.shape[0], d = x.shape[1]
     check_threads("softmax_forward", num_threads)
     check_shape("softmax_forward", "out", out.shape[0], out.shape[1], n, d, "the shape of x")
     check_in_place_or_apart("softmax_forward", span2("out", out), span2("x", x))
-    if d == 0:
+    if n == 0 or d == 0:
         return
-    bits = fp_mode()
-    with nogil, parallel(num_threads=num_threads):
-        fp = ranvier_fp_adopt(bits)
-        for i in prange(n, schedule="static"):
-            _softmax_row(&x[i, 0], &out[i, 0], d)
-        ranvier_fp_leave(fp)
+    with nogil:
+        _run(SOFTMAX, _no_act(), &x[0, 0], NULL, &out[0, 0], n, 1, d, num_threads)
 
 
 cdef inline void _softmax_backward_row(const real *y, const real *dy, real *dx,
@@ -213,22 +230,17 @@ cdef inline void _softmax_backward_row(const real *y, const real *dy, real *dx,
 def softmax_backward(const real[:, ::1] y not None, const real[:, ::1] dy not None,
                      real[:, ::1] dx not None, int num_threads=1):
     """dx = the softmax Jacobian (at output y) times dy, row by row; dx may be dy or y."""
-    cdef ranvier_fpstate fp = 0, bits = 0
-    cdef Py_ssize_t i, n = y.shape[0], d = y.shape[1]
+    cdef Py_ssize_t n = y.shape[0], d = y.shape[1]
     check_threads("softmax_backward", num_threads)
     check_shape("softmax_backward", "dy", dy.shape[0], dy.shape[1], n, d, "the shape of y")
     check_shape("softmax_backward", "dx", dx.shape[0], dx.shape[1], n, d, "the shape of y")
     cdef Span out = span2("dx", dx)
     check_in_place_or_apart("softmax_backward", out, span2("dy", dy))
     check_in_place_or_apart("softmax_backward", out, span2("y", y))
-    if d == 0:
+    if n == 0 or d == 0:
         return
-    bits = fp_mode()
-    with nogil, parallel(num_threads=num_threads):
-        fp = ranvier_fp_adopt(bits)
-        for i in prange(n, schedule="static"):
-            _softmax_backward_row(&y[i, 0], &dy[i, 0], &dx[i, 0], d)
-        ranvier_fp_leave(fp)
+    with nogil:
+        _run(SOFTMAX_BACKWARD, _no_act(), &y[0, 0], &dy[0, 0], &dx[0, 0], n, 1, d, num_threads)
 
 
 # -- Dropout ---------------------------------------------------------------------------------------
@@ -238,10 +250,7 @@ def dropout_apply(const real[::1] x not None, const float[::1] u not None, doubl
     (float32 for both dtypes, so a seed gives the same mask in float32 and float64), one per
     ``group`` consecutive elements (1: Dropout; a channel's height * width: Dropout2d). Used for
     the forward pass (x = input) and the backward pass (x = grad_output) with the same u."""
-    cdef ranvier_fpstate fp = 0, bits = 0
-    cdef Py_ssize_t i, j, g, n = x.shape[0]
-    cdef float pf = <float>p
-    cdef real s = <real>scale, zero = 0
+    cdef Py_ssize_t n = x.shape[0]
     check_threads("dropout_apply", num_threads)
     check_at_least("dropout_apply", "group", group, 1)
     if n % group != 0 or u.shape[0] != n // group:
@@ -252,14 +261,23 @@ def dropout_apply(const real[::1] x not None, const float[::1] u not None, doubl
     cdef Span draws = span1("u", u)
     check_in_place_or_apart("dropout_apply", dst, span1("x", x))
     check_apart("dropout_apply", &dst, 1, &draws, 1)
-    bits = fp_mode()
-    with nogil, parallel(num_threads=num_threads):
-        fp = ranvier_fp_adopt(bits)
-        for g in prange(u.shape[0], schedule="static"):
-            if u[g] >= pf:
-                for j in range(g * group, (g + 1) * group):
-                    out[j] = x[j] * s
-            else:
-                for j in range(g * group, (g + 1) * group):
-                    out[j] = zero
-        ranvier_fp_leave(fp)
+    if n == 0:
+        return
+    with nogil:
+        _run(DROPOUT, _no_act(), &x[0], &u[0], &out[0], u.shape[0], max(1, CHUNK // group), group,
+             num_threads, p, scale)
+
+
+cdef inline void _dropout_groups(const real *x, const float *u, real *out, double p, double scale,
+                                 Py_ssize_t group, Py_ssize_t g0, Py_ssize_t g1) noexcept nogil:
+    # groups g0..g1-1: kept (u >= p) scaled by `scale`, dropped set to zero
+    cdef Py_ssize_t g, j
+    cdef float pf = <float>p
+    cdef real s = <real>scale, zero = 0
+    for g in range(g0, g1):
+        if u[g] >= pf:
+            for j in range(g * group, (g + 1) * group):
+                out[j] = x[j] * s
+        else:
+            for j in range(g * group, (g + 1) * group):
+                out[j] = zero

@@ -1,30 +1,40 @@
 """bfloat16 conversions (csrc/bf16.h): ``to_bf16(x, out)`` rounds float32 to bfloat16 (nearest,
 ties to even; NaN kept, quieted), stored as uint16; ``from_bf16(x, out)`` widens them back
 exactly. The kernels of the active ISA from the elementwise table, in CHUNK-sized pieces shared
-out to the threads; the output must not overlap the input. Integer work on the bits only, so no
-floating-point mode is set (csrc/fpenv.h)."""
-from cython.parallel cimport parallel, prange
+out to the threads (_tasks.pxd); the output must not overlap the input. Integer work on the bits
+only: the floating-point mode the task runner sets changes nothing here."""
 from libc.stdint cimport uint16_t
 
 from ranvier._kernels._checks cimport Span, check_apart, check_len, check_threads, span1
 from ranvier._kernels._elementwise cimport ranvier_ew_kernels, ranvier_ew_kernels_for
 from ranvier._kernels._runtime cimport active_isa
+from ranvier._kernels._tasks cimport run_tasks, task_count, task_len
 
 cdef enum:
     CHUNK = 65536   # elements per task: 256 KiB of float32 read, half of it written
 
 
-cdef void _convert(bint widen, const void *x, void *y, Py_ssize_t n, int num_threads) noexcept nogil:
+cdef struct _Conversion:
+    bint widen
+    const void *x
+    void *y
+    Py_ssize_t n
+
+
+cdef void _convert_task(const void *job, Py_ssize_t t) noexcept nogil:
+    cdef const _Conversion *j = <const _Conversion *>job
     cdef const ranvier_ew_kernels *k = ranvier_ew_kernels_for(active_isa())
-    cdef Py_ssize_t c, lo, m, nchunks = (n + CHUNK - 1) // CHUNK
-    with parallel(num_threads=num_threads if nchunks > 1 else 1):
-        for c in prange(nchunks, schedule="static"):
-            lo = c * CHUNK
-            m = n - lo if n - lo < CHUNK else CHUNK
-            if widen:
-                k.from_bf16(<const uint16_t *>x + lo, <float *>y + lo, m)
-            else:
-                k.to_bf16(<const float *>x + lo, <uint16_t *>y + lo, m)
+    cdef Py_ssize_t lo = t * CHUNK, m = task_len(j.n, CHUNK, t)
+    if j.widen:
+        k.from_bf16(<const uint16_t *>j.x + lo, <float *>j.y + lo, m)
+    else:
+        k.to_bf16(<const float *>j.x + lo, <uint16_t *>j.y + lo, m)
+
+
+cdef void _convert(bint widen, const void *x, void *y, Py_ssize_t n, int num_threads) noexcept nogil:
+    cdef _Conversion j
+    j.widen, j.x, j.y, j.n = widen, x, y, n
+    run_tasks(_convert_task, &j, task_count(n, CHUNK), num_threads)
 
 
 cdef int _check(const char *fn, Span x, Span out, int num_threads) except -1:

@@ -3,12 +3,10 @@
 Sums that the loss reports are taken in double and in a fixed order (per row or per fixed chunk,
 then added serially), so the loss is the same for any thread count.
 """
-from cython.parallel cimport parallel, prange
 from libc.math cimport exp, fabs, log, log1p
 from libc.stdint cimport int64_t
 
-from ranvier._kernels._fpenv cimport (
-    fp_enter, fp_mode, ranvier_fp_adopt, ranvier_fp_leave, ranvier_fpstate)
+from ranvier._kernels._tasks cimport run_tasks, task_count, task_len
 from ranvier._kernels._checks cimport (
     Span, check_apart, check_at_least, check_in_place_or_apart, check_len, check_shape,
     check_threads, span1, span2, span_of)
@@ -35,26 +33,26 @@ cdef inline void _ce_rows(const ranvier_ce_args *a, Py_ssize_t r0, Py_ssize_t r1
         ew_kernels().softmax_ce_f64(a, r0, r1)
 
 
+cdef struct _CeRows:
+    const ranvier_ce_args *a
+    Py_ssize_t n, per      # rows, rows per task
+    bint f32
+
+
+cdef void _ce_task(const void *job, Py_ssize_t t) noexcept nogil:
+    cdef const _CeRows *j = <const _CeRows *>job
+    _ce_rows(j.a, t * j.per, t * j.per + task_len(j.n, j.per, t), j.f32)
+
+
 cdef double _ce_run(const ranvier_ce_args *a, Py_ssize_t n, bint f32, int num_threads) noexcept:
     """Rows [0, n) in tasks of whole rows, then the row losses summed in row order (the same
     total for any thread count: each row is computed by one thread, the sum is serial)."""
-    cdef Py_ssize_t per = CE_TASK // a.d if a.d < CE_TASK else 1
-    cdef Py_ssize_t ntasks = (n + per - 1) // per, k, r1, i
+    cdef _CeRows j
+    j.a, j.n, j.per, j.f32 = a, n, CE_TASK // a.d if a.d < CE_TASK else 1, f32
     cdef double total = 0.0
-    cdef ranvier_fpstate fp = 0, bits = 0
+    cdef Py_ssize_t i
     with nogil:
-        if ntasks == 1 or num_threads == 1:
-            fp = fp_enter()
-            _ce_rows(a, 0, n, f32)
-            ranvier_fp_leave(fp)
-        else:
-            bits = fp_mode()
-            with parallel(num_threads=num_threads):
-                fp = ranvier_fp_adopt(bits)
-                for k in prange(ntasks, schedule="static"):
-                    r1 = (k + 1) * per
-                    _ce_rows(a, k * per, r1 if r1 < n else n, f32)
-                ranvier_fp_leave(fp)
+        run_tasks(_ce_task, &j, task_count(n, j.per), num_threads)
         for i in range(n):
             total += a.row_loss[i]
     return total
@@ -236,6 +234,19 @@ cdef struct _ElemLoss:
     Py_ssize_t ncols   # its length (element i has column i % ncols)
 
 
+cdef struct _ElemPass:
+    # loss e over prediction, target and grad of n elements, per to a task, and each task's
+    # partial sum and hits
+    const _ElemLoss *e
+    bint f64
+    const void *p
+    const void *t
+    void *g
+    Py_ssize_t n, per
+    double *part
+    int64_t *hits
+
+
 cdef inline double _diff_chunk(int kind, const real *p, const real *t, real *g, Py_ssize_t n,
                                double delta, double scale) noexcept nogil:
     # The losses of d = p - t, per element (kind is the same for the whole loop):
@@ -329,29 +340,40 @@ cdef inline double _bce_chunk(const real *p, const real *t, real *g, Py_ssize_t 
     return s
 
 
-cdef inline double _elem_chunk(const _ElemLoss *e, const real *p, const real *t, real *g,
-                               Py_ssize_t lo, Py_ssize_t n, Py_ssize_t per,
-                               int64_t *hits) noexcept nogil:
-    # Chunk [lo, lo + min(per, n - lo)) of loss e: its partial sum, and its hits (binary losses).
-    cdef Py_ssize_t m = per if n - lo > per else n - lo
-    hits[0] = 0
+cdef inline void _elem_chunk(const _ElemPass *j, real *g, Py_ssize_t c) noexcept nogil:
+    # Task c of loss e: its partial sum and its hits (binary losses).
+    cdef const _ElemLoss *e = j.e
+    cdef Py_ssize_t lo = c * j.per, m = task_len(j.n, j.per, c)
+    cdef const real *p = <const real *>j.p + lo
+    cdef const real *t = <const real *>j.t + lo
+    g = g + lo
+    j.hits[c] = 0
     if e.kind == K_BCE_LOGITS:
-        return _bce_logits_chunk(p + lo, t + lo, g + lo, m, e.pw, e.ncols, lo % e.ncols,
-                                 e.scale, hits)
-    if e.kind == K_BCE:
-        return _bce_chunk(p + lo, t + lo, g + lo, m, e.scale, hits)
-    return _diff_chunk(e.kind, p + lo, t + lo, g + lo, m, e.delta, e.scale)
+        j.part[c] = _bce_logits_chunk(p, t, g, m, e.pw, e.ncols, lo % e.ncols, e.scale,
+                                      &j.hits[c])
+    elif e.kind == K_BCE:
+        j.part[c] = _bce_chunk(p, t, g, m, e.scale, &j.hits[c])
+    else:
+        j.part[c] = _diff_chunk(e.kind, p, t, g, m, e.delta, e.scale)
+
+
+cdef void _elem_task(const void *job, Py_ssize_t c) noexcept nogil:
+    cdef const _ElemPass *j = <const _ElemPass *>job
+    if j.f64:
+        _elem_chunk(j, <double *>j.g, c)
+    else:
+        _elem_chunk(j, <float *>j.g, c)
 
 
 cdef object _elem_loss(const char *fn, const _ElemLoss *e, const real[::1] p, const real[::1] t,
                        real[::1] g, int num_threads, bint with_hits):
     """Summed loss (and hits) of e over p, t; writes g, which may be p or t (in place)."""
-    cdef Py_ssize_t n = p.shape[0], per, nchunks, c
+    cdef Py_ssize_t n = p.shape[0], nchunks, c
+    cdef _ElemPass job
     cdef double part[RED_MAX_CHUNKS]
     cdef int64_t phit[RED_MAX_CHUNKS]
     cdef double total = 0.0
     cdef int64_t hits = 0
-    cdef ranvier_fpstate fp = 0, bits = 0
     check_threads(fn, num_threads)
     check_len(fn, "target", t.shape[0], n, "the length of the prediction")
     check_len(fn, "grad", g.shape[0], n, "the length of the prediction")
@@ -359,21 +381,11 @@ cdef object _elem_loss(const char *fn, const _ElemLoss *e, const real[::1] p, co
     check_in_place_or_apart(fn, out, span1("prediction", p))
     check_in_place_or_apart(fn, out, span1("target", t))
     if n > 0:
-        per = red_chunk_len(n)
-        nchunks = (n + per - 1) // per
-        if nchunks == 1 or num_threads == 1:
-            with nogil:
-                fp = fp_enter()
-                for c in range(nchunks):
-                    part[c] = _elem_chunk(e, &p[0], &t[0], &g[0], c * per, n, per, &phit[c])
-                ranvier_fp_leave(fp)
-        else:
-            bits = fp_mode()
-            with nogil, parallel(num_threads=num_threads):
-                fp = ranvier_fp_adopt(bits)
-                for c in prange(nchunks, schedule="static"):
-                    part[c] = _elem_chunk(e, &p[0], &t[0], &g[0], c * per, n, per, &phit[c])
-                ranvier_fp_leave(fp)
+        job.e, job.f64, job.p, job.t, job.g = e, real is double, &p[0], &t[0], &g[0]
+        job.n, job.per, job.part, job.hits = n, red_chunk_len(n), part, phit
+        nchunks = task_count(n, job.per)
+        with nogil:
+            run_tasks(_elem_task, &job, nchunks, num_threads)
         for c in range(nchunks):
             total += part[c]
             hits += phit[c]

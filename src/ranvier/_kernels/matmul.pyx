@@ -7,10 +7,7 @@ so X @ W.T, dY @ W and dY.T @ X never copy their operands. Inputs are const memo
 arrays work) of any strides; ``out`` may be strided too. Activations are codes of the activation
 table (activations.ACTIVATIONS) with their scalar parameter.
 """
-from cython.parallel cimport parallel, prange
-
-from ranvier._kernels._fpenv cimport (
-    fp_enter, fp_mode, ranvier_fp_adopt, ranvier_fp_flush_bits, ranvier_fp_leave, ranvier_fpstate)
+from ranvier._kernels._fpenv cimport fp_enter, ranvier_fp_leave, ranvier_fpstate
 from ranvier._kernels._checks cimport (
     Span, check_apart, check_at_least, check_len, check_shape, check_strided, check_threads,
     span1, span2, span_of, span_strided)
@@ -18,6 +15,7 @@ from ranvier._kernels._elementwise cimport (
     RANVIER_ACT_NEEDS_INPUT, RANVIER_ACT_NONE, ranvier_act, ranvier_act_table,
     ranvier_ew_kernels, ranvier_ew_kernels_for)
 from ranvier._kernels._runtime cimport active_isa, detected_caches, ranvier_cpu_caches
+from ranvier._kernels._tasks cimport run_tasks, task_count, task_len
 from ranvier._kernels.activations cimport make_act as _act
 
 ctypedef fused real:
@@ -145,30 +143,26 @@ cdef inline int _gemm(Py_ssize_t m, Py_ssize_t n, Py_ssize_t k, real alpha, cons
             m, n, k, alpha, a, rsa, csa, b, rsb, csb, beta, c, rsc, csc, bias, act, nthreads)
 
 
+cdef int _check_bias(const char *fn, const char *name, Py_ssize_t length, const char *want,
+                     Py_ssize_t d, Span written, Span read, int num_threads) except -1:
+    """A bias-length vector (``name``) has d entries; the array written overlaps nothing read."""
+    check_threads(fn, num_threads)
+    check_len(fn, name, length, d, want)
+    check_apart(fn, &written, 1, &read, 1)
+    return 0
+
+
 def bias_add(real[:, ::1] y not None, const real[::1] bias not None, int num_threads=1):
     """y[i, :] += bias, in place (bias must not lie in y)."""
-    cdef ranvier_fpstate fp = 0, bits = 0
-    cdef Py_ssize_t i, j, n = y.shape[0], d = y.shape[1]
-    check_threads("bias_add", num_threads)
-    check_len("bias_add", "bias", bias.shape[0], d, "the columns of y")
-    cdef Span dst = span2("y", y)
-    cdef Span src = span1("bias", bias)
-    check_apart("bias_add", &dst, 1, &src, 1)
-    if num_threads <= 1:  # no parallel region: creating a team costs ~1 us per call
-        with nogil:
-            fp = fp_enter()
-            for i in range(n):
-                for j in range(d):
-                    y[i, j] = y[i, j] + bias[j]
-            ranvier_fp_leave(fp)
+    cdef Py_ssize_t n = y.shape[0], d = y.shape[1]
+    _check_bias("bias_add", "bias", bias.shape[0], "the columns of y", d, span2("y", y),
+                span1("bias", bias), num_threads)
+    if n == 0 or d == 0:
         return
-    bits = fp_mode()
-    with nogil, parallel(num_threads=num_threads):
-        fp = ranvier_fp_adopt(bits)
-        for i in prange(n, schedule="static"):
-            for j in range(d):
-                y[i, j] = y[i, j] + bias[j]
-        ranvier_fp_leave(fp)
+    cdef _Cols j = _cols(BIAS_ADD, real is double, n, d, &y[0, 0])
+    j.src, j.per = &bias[0], max(1, ROWS_TASK // d)
+    with nogil:
+        run_tasks(_cols_task, &j, task_count(n, j.per), num_threads)
 
 
 cdef enum:
@@ -195,14 +189,9 @@ def bias_grad(const real[:, ::1] dy not None, real[::1] out not None, bint accum
               int num_threads=1):
     """out[j] = sum_i dy[i, j] (or out[j] += ... with accumulate), summed in double. Threads split
     columns, so the order of the sums (and the result) is the same for any thread count."""
-    cdef ranvier_fpstate fp = 0, bits = 0
-    cdef Py_ssize_t n = dy.shape[0], d = dy.shape[1], blk
-    cdef Py_ssize_t nblocks = (d + COLSUM_BLOCK - 1) // COLSUM_BLOCK
-    check_threads("bias_grad", num_threads)
-    check_len("bias_grad", "out", out.shape[0], d, "the columns of dy")
-    cdef Span dst = span1("out", out)
-    cdef Span src = span2("dy", dy)
-    check_apart("bias_grad", &dst, 1, &src, 1)
+    cdef Py_ssize_t n = dy.shape[0], d = dy.shape[1]
+    _check_bias("bias_grad", "out", out.shape[0], "the columns of dy", d, span1("out", out),
+                span2("dy", dy), num_threads)
     if d == 0:
         return
     cdef const real *pdy = &dy[0, 0] if n > 0 else NULL
@@ -210,21 +199,62 @@ def bias_grad(const real[:, ::1] dy not None, real[::1] out not None, bint accum
     if n == 0 and not accumulate:
         out[:] = 0
         return
-    if num_threads <= 1 or nblocks == 1:
-        with nogil:
-            fp = fp_enter()
-            for blk in range(nblocks):
-                _colsum_block(pdy, n, d, blk * COLSUM_BLOCK, min((blk + 1) * COLSUM_BLOCK, d),
-                              pout, accumulate)
-            ranvier_fp_leave(fp)
-        return
-    bits = fp_mode()
-    with nogil, parallel(num_threads=num_threads):
-        fp = ranvier_fp_adopt(bits)
-        for blk in prange(nblocks, schedule="static"):
-            _colsum_block(pdy, n, d, blk * COLSUM_BLOCK, min((blk + 1) * COLSUM_BLOCK, d), pout,
-                          accumulate)
-        ranvier_fp_leave(fp)
+    cdef _Cols j = _cols(COLSUM, real is double, n, d, pout)
+    j.src, j.accumulate = pdy, accumulate
+    with nogil:
+        run_tasks(_cols_task, &j, task_count(d, COLSUM_BLOCK), num_threads)
+
+
+# -- the column and row passes over the threads -------------------------------------------------
+cdef enum:
+    BIAS_ADD = 0      # tasks of `per` rows: y += bias
+    COLSUM = 1        # tasks of COLSUM_BLOCK columns: out (+)= column sums of src
+    DENSE_GRAD = 2    # tasks of COLSUM_BLOCK columns: dz = dy * act'(src), db = column sums
+    ROWS_TASK = 16384  # elements per BIAS_ADD task (whole rows)
+
+
+cdef struct _Cols:
+    int op
+    bint f64
+    ranvier_act act
+    Py_ssize_t n, d, per    # rows, columns, rows per BIAS_ADD task
+    const void *src         # the bias, the array summed, or the activation's v
+    const void *dy
+    void *out               # y, the sums, or dz (NULL: db alone)
+    void *db
+    bint accumulate
+
+
+cdef inline _Cols _cols(int op, bint f64, Py_ssize_t n, Py_ssize_t d, void *out) noexcept nogil:
+    cdef _Cols j
+    j.op, j.f64, j.n, j.d, j.out, j.per = op, f64, n, d, out, 1
+    j.act.code, j.act.param = RANVIER_ACT_NONE, 0.0
+    j.src = j.dy = NULL
+    j.db = NULL
+    j.accumulate = False
+    return j
+
+
+cdef inline void _cols_chunk(const _Cols *j, real *out, Py_ssize_t t) noexcept nogil:
+    cdef Py_ssize_t i, c, r0 = t * j.per, r1 = r0 + task_len(j.n, j.per, t)
+    cdef const real *b = <const real *>j.src
+    if j.op == BIAS_ADD:
+        for i in range(r0, r1):
+            for c in range(j.d):
+                out[i * j.d + c] = out[i * j.d + c] + b[c]
+    elif j.op == COLSUM:
+        _colsum_block(b, j.n, j.d, t * COLSUM_BLOCK, min((t + 1) * COLSUM_BLOCK, j.d), out,
+                      j.accumulate)
+    else:
+        _grad_block(j.act, b, <const real *>j.dy, out, j.n, j.d, t, <real *>j.db)
+
+
+cdef void _cols_task(const void *job, Py_ssize_t t) noexcept nogil:
+    cdef const _Cols *j = <const _Cols *>job
+    if j.f64:
+        _cols_chunk(j, <double *>j.out, t)
+    else:
+        _cols_chunk(j, <float *>j.out, t)
 
 
 # -- Dense layers: a table of layers run forward and backward natively ---------------------------
@@ -287,29 +317,22 @@ cdef inline int _run_forward(_LayerPtrs *L, int nl, Py_ssize_t n, const real *x,
 cdef inline int _run_backward(_LayerPtrs *L, int nl, Py_ssize_t n, const real *x,
                               const real *dy, bint first_dx, int nt) noexcept nogil:
     cdef int i
-    cdef Py_ssize_t blk, nblocks
+    cdef Py_ssize_t nblocks
     cdef const real *g
     cdef const real *inp
     cdef const real *v
     cdef ranvier_act none
-    cdef ranvier_fpstate fp = 0, bits = 0
+    cdef _Cols grad
     none.code, none.param = RANVIER_ACT_NONE, 0.0
     for i in range(nl - 1, -1, -1):
         nblocks = (L[i].fout + COLSUM_BLOCK - 1) // COLSUM_BLOCK
         v = <const real *>(L[i].pre if L[i].act_needs_input else L[i].out)
         if L[i].dz != NULL or L[i].db != NULL:
-            if nt > 1 and nblocks > 1 and n * L[i].fout >= 131072:
-                bits = ranvier_fp_flush_bits()  # the caller's, set by DenseRun.backward
-                with parallel(num_threads=nt):
-                    fp = ranvier_fp_adopt(bits)
-                    for blk in prange(nblocks, schedule="static"):
-                        _grad_block(L[i].act, v, dy, <real *>L[i].dz, n, L[i].fout, blk,
-                                    <real *>L[i].db)
-                    ranvier_fp_leave(fp)
-            else:
-                for blk in range(nblocks):
-                    _grad_block(L[i].act, v, dy, <real *>L[i].dz, n, L[i].fout, blk,
-                                <real *>L[i].db)
+            grad = _cols(DENSE_GRAD, real is double, n, L[i].fout, L[i].dz)
+            grad.act, grad.src, grad.dy, grad.db = L[i].act, v, dy, L[i].db
+            # threads only for a pass large enough to repay the team
+            run_tasks(_cols_task, &grad, nblocks,
+                      nt if nblocks > 1 and n * L[i].fout >= 131072 else 1)
         g = <const real *>L[i].dz if L[i].dz != NULL else dy
         inp = <const real *>L[i - 1].out if i > 0 else x
         # dW (fout, fin) = g.T @ input

@@ -18,11 +18,9 @@ Backward with xhat = (x - mean) * invstd, both sums per column in double:
     dx    = weight * invstd * (dy - dbias / n - xhat * dweight / n)     (batch statistics)
     dx    = weight * invstd * dy                                         (fixed statistics)
 """
-from cython.parallel cimport parallel, prange
 from libc.math cimport sqrt
 
-from ranvier._kernels._fpenv cimport (
-    fp_mode, ranvier_fp_adopt, ranvier_fp_leave, ranvier_fpstate)
+from ranvier._kernels._tasks cimport run_tasks
 from ranvier._kernels._checks cimport (
     Span, check_apart, check_at_least, check_counts, check_in_place_or_apart, check_len,
     check_threads, span1, span3)
@@ -72,12 +70,64 @@ cdef inline void _fold(double *a, Py_ssize_t s) noexcept nogil:
             a[0] += a[t]
 
 
+cdef inline void _zero(double *a) noexcept nogil:
+    """Every slot (column or lane) of a block's sum set to 0."""
+    cdef Py_ssize_t t
+    for t in range(BN_BLOCK):
+        a[t] = 0.0
+
+
 cdef inline void _spread(double *a, Py_ssize_t s) noexcept nogil:
     """A spatial block's channel value a[0] given to every lane (columns: nothing to do)."""
     cdef Py_ssize_t t
     if s > 1:
         for t in range(1, BN_BLOCK):
             a[t] = a[0]
+
+
+cdef inline void _lane_sums(const real *x, Py_ssize_t n, Py_ssize_t c, Py_ssize_t s,
+                            Py_ssize_t j0, Py_ssize_t run, const double *m, double *acc,
+                            double *acc2) noexcept nogil:
+    """Over the runs of the block starting at channel j0 in every sample, per slot: acc += x
+    (m NULL), or acc += x - m and acc2 += (x - m)^2."""
+    cdef Py_ssize_t i, kc, k0, t, wk
+    cdef const real *row
+    cdef double d
+    for i in range(n):
+        for kc in range((run + BN_BLOCK - 1) // BN_BLOCK):
+            k0 = kc * BN_BLOCK
+            row, wk = x + (i * c + j0) * s + k0, _chunk(run, k0)
+            if m == NULL:
+                for t in range(wk):
+                    acc[t] += row[t]
+            else:
+                for t in range(wk):
+                    d = row[t] - m[t]
+                    acc[t] += d
+                    acc2[t] += d * d
+
+
+cdef inline void _output_pass(const real *x, const real *dy, Py_ssize_t n, Py_ssize_t c,
+                              Py_ssize_t s, Py_ssize_t j0, Py_ssize_t run, const double *m,
+                              double *k, double *b, double *c2, real *out) noexcept nogil:
+    """The block's output from its per-channel factors (k, b, c2 are spread to the lanes here,
+    m already is): forward (dy NULL) out = (x - m) * k + b; backward out = dx =
+    k * (dy - b - (x - m) * c2), with b = dbias / n and c2 = dweight * invstd / n."""
+    cdef Py_ssize_t i, kc, k0, t, wk, o
+    _spread(k, s)
+    _spread(b, s)
+    if dy != NULL:
+        _spread(c2, s)
+    for i in range(n):
+        for kc in range((run + BN_BLOCK - 1) // BN_BLOCK):
+            k0 = kc * BN_BLOCK
+            o, wk = (i * c + j0) * s + k0, _chunk(run, k0)
+            if dy == NULL:
+                for t in range(wk):
+                    out[o + t] = <real>((x[o + t] - m[t]) * k[t] + b[t])
+            else:
+                for t in range(wk):
+                    out[o + t] = <real>(k[t] * (dy[o + t] - b[t] - (x[o + t] - m[t]) * c2[t]))
 
 
 cdef inline void _forward_train_block(const real *x, Py_ssize_t n, Py_ssize_t c, Py_ssize_t s,
@@ -89,37 +139,21 @@ cdef inline void _forward_train_block(const real *x, Py_ssize_t n, Py_ssize_t c,
     cdef double m[BN_BLOCK]
     cdef double k[BN_BLOCK]
     cdef double b[BN_BLOCK]
-    cdef double d, v, cnt = <double>(n * s)
-    cdef Py_ssize_t i, k0, t, j, j0 = blk * _block_channels(s), w = _block_width(blk, c, s)
-    cdef Py_ssize_t run = _run(w, s), wk, kc
-    cdef const real *row
-    cdef real *orow
-    for t in range(BN_BLOCK):
-        acc[t] = 0.0
-        acc2[t] = 0.0
-    for i in range(n):
-        for kc in range((run + BN_BLOCK - 1) // BN_BLOCK):
-            k0 = kc * BN_BLOCK
-            row, wk = x + (i * c + j0) * s + k0, _chunk(run, k0)
-            for t in range(wk):
-                acc[t] += row[t]
+    cdef double v, cnt = <double>(n * s)
+    cdef Py_ssize_t j, j0 = blk * _block_channels(s), w = _block_width(blk, c, s)
+    cdef Py_ssize_t run = _run(w, s)
+    _zero(acc)
+    _zero(acc2)
+    _lane_sums(x, n, c, s, j0, run, NULL, acc, NULL)
     _fold(acc, s)
     for j in range(w):
         m[j] = acc[j] / cnt
     _spread(m, s)
-    for t in range(BN_BLOCK):
-        acc[t] = 0.0
+    _zero(acc)
     # Second pass about the first estimate m0: the corrected two-pass algorithm. sum(x - m0) is
     # the rounding error of the first pass (tiny), so mean = m0 + sum(x - m0) / n is accurate to
     # a few ulps of |mean| even when |mean| >> std, and var = (sum(d^2) - sum(d)^2 / n) / n.
-    for i in range(n):
-        for kc in range((run + BN_BLOCK - 1) // BN_BLOCK):
-            k0 = kc * BN_BLOCK
-            row, wk = x + (i * c + j0) * s + k0, _chunk(run, k0)
-            for t in range(wk):
-                d = row[t] - m[t]
-                acc[t] += d
-                acc2[t] += d * d
+    _lane_sums(x, n, c, s, j0, run, m, acc, acc2)
     _fold(acc, s)
     _fold(acc2, s)
     for j in range(w):
@@ -133,15 +167,7 @@ cdef inline void _forward_train_block(const real *x, Py_ssize_t n, Py_ssize_t c,
         k[j] = invstd[j0 + j] * (weight[j0 + j] if weight != NULL else 1.0)
         b[j] = bias[j0 + j] if bias != NULL else 0.0
     _spread(m, s)
-    _spread(k, s)
-    _spread(b, s)
-    for i in range(n):
-        for kc in range((run + BN_BLOCK - 1) // BN_BLOCK):
-            k0 = kc * BN_BLOCK
-            row, wk = x + (i * c + j0) * s + k0, _chunk(run, k0)
-            orow = out + (i * c + j0) * s + k0
-            for t in range(wk):
-                orow[t] = <real>((row[t] - m[t]) * k[t] + b[t])
+    _output_pass(x, NULL, n, c, s, j0, run, m, k, b, NULL, out)
 
 
 cdef int _check_like_x(const char *fn, const char *what, const Py_ssize_t *shape,
@@ -176,8 +202,7 @@ def batchnorm_forward_train(const real[:, :, ::1] x not None, const real[::1] we
     variance and 1 / sqrt(var + eps) (double, length c) and out (n, c, s; may be x).
     weight/bias may be None (affine=False)."""
     cdef const char *fn = "batchnorm_forward_train"
-    cdef Py_ssize_t n = x.shape[0], c = x.shape[1], s = x.shape[2], nb, blk
-    cdef ranvier_fpstate fp = 0, bits = 0
+    cdef Py_ssize_t n = x.shape[0], c = x.shape[1], s = x.shape[2]
     check_threads(fn, num_threads)
     # statistics of no values are undefined
     check_at_least(fn, "the batch size times the spatial size", n * s, 1)
@@ -190,22 +215,12 @@ def batchnorm_forward_train(const real[:, :, ::1] x not None, const real[::1] we
     _check_columns_and_rows(fn, cols, 3, mat, 2, c)
     if c == 0:
         return
-    cdef const real *px = &x[0, 0, 0]
-    cdef const real *pw = &weight[0] if weight is not None else NULL
-    cdef const real *pb = &bias[0] if bias is not None else NULL
-    cdef real *po = &out[0, 0, 0]
-    nb = _blocks(c, s)
-    bits = fp_mode()
-    with nogil, parallel(num_threads=num_threads):
-        fp = ranvier_fp_adopt(bits)
-        for blk in prange(nb, schedule="static"):
-            if s == 1:  # the same inline code with s known: the (n, c) loops stay vectorised
-                _forward_train_block(px, n, c, 1, blk, pw, pb, eps, &mean[0], &var[0],
-                                     &invstd[0], po)
-            else:
-                _forward_train_block(px, n, c, s, blk, pw, pb, eps, &mean[0], &var[0],
-                                     &invstd[0], po)
-        ranvier_fp_leave(fp)
+    cdef _BnPass j = _bn_pass(FORWARD_TRAIN, real is double, n, c, s, &x[0, 0, 0], &out[0, 0, 0])
+    j.weight = &weight[0] if weight is not None else NULL
+    j.bias = &bias[0] if bias is not None else NULL
+    j.eps, j.mean, j.var, j.invstd = eps, &mean[0], &var[0], &invstd[0]
+    with nogil:
+        run_tasks(_bn_task, &j, _blocks(c, s), num_threads)
 
 
 def batchnorm_forward_apply(const real[:, :, ::1] x not None, const double[::1] mean not None,
@@ -214,9 +229,8 @@ def batchnorm_forward_apply(const real[:, :, ::1] x not None, const double[::1] 
     """out = (x - mean) * scale + shift per channel of x (n, c, s), in double (fixed statistics:
     evaluation mode, where scale = weight / sqrt(running_var + eps) and shift = bias); out may
     be x."""
-    cdef ranvier_fpstate fp = 0, bits = 0
     cdef const char *fn = "batchnorm_forward_apply"
-    cdef Py_ssize_t i, j, q, n = x.shape[0], c = x.shape[1], s = x.shape[2]
+    cdef Py_ssize_t n = x.shape[0], c = x.shape[1], s = x.shape[2]
     check_threads(fn, num_threads)
     _check_like_x(fn, "out", out.shape, n, c, s)
     check_len(fn, "mean", mean.shape[0], c, "the channels of x")
@@ -227,14 +241,20 @@ def batchnorm_forward_apply(const real[:, :, ::1] x not None, const double[::1] 
     ins[0], ins[1], ins[2] = span1("mean", mean), span1("scale", scale), span1("shift", shift)
     check_in_place_or_apart(fn, dst, span3("x", x))
     check_apart(fn, &dst, 1, ins, 3)
-    bits = fp_mode()
-    with nogil, parallel(num_threads=num_threads):
-        fp = ranvier_fp_adopt(bits)
-        for i in prange(n, schedule="static"):
-            for j in range(c):
-                for q in range(s):
-                    out[i, j, q] = <real>((x[i, j, q] - mean[j]) * scale[j] + shift[j])
-        ranvier_fp_leave(fp)
+    if n == 0 or c == 0 or s == 0:
+        return
+    cdef _BnPass j = _bn_pass(FORWARD_APPLY, real is double, n, c, s, &x[0, 0, 0], &out[0, 0, 0])
+    j.mean, j.scale, j.shift = <double *>&mean[0], &scale[0], &shift[0]   # mean: read only
+    with nogil:
+        run_tasks(_bn_task, &j, n, num_threads)
+
+
+cdef inline void _apply_sample(const real *x, Py_ssize_t c, Py_ssize_t s, const double *mean,
+                               const double *scale, const double *shift, real *out) noexcept nogil:
+    cdef Py_ssize_t j, q
+    for j in range(c):
+        for q in range(s):
+            out[j * s + q] = <real>((x[j * s + q] - mean[j]) * scale[j] + shift[j])
 
 
 cdef inline void _backward_block(const real *x, const real *dy, Py_ssize_t n, Py_ssize_t c,
@@ -252,10 +272,8 @@ cdef inline void _backward_block(const real *x, const real *dy, Py_ssize_t n, Py
     cdef double cnt = <double>(n * s)
     cdef const real *row
     cdef const real *drow
-    cdef real *orow
-    for t in range(BN_BLOCK):
-        sdy[t] = 0.0
-        sdyx[t] = 0.0
+    _zero(sdy)
+    _zero(sdyx)
     for j in range(w):
         m[j] = mean[j0 + j]
     _spread(m, s)
@@ -284,16 +302,7 @@ cdef inline void _backward_block(const real *x, const real *dy, Py_ssize_t n, Py
             c2[j] = 0.0
     if dx == NULL:
         return
-    _spread(k, s)
-    _spread(c1, s)
-    _spread(c2, s)
-    for i in range(n):
-        for kc in range((run + BN_BLOCK - 1) // BN_BLOCK):
-            k0 = kc * BN_BLOCK
-            o, wk = (i * c + j0) * s + k0, _chunk(run, k0)
-            row, drow, orow = x + o, dy + o, dx + o
-            for t in range(wk):
-                orow[t] = <real>(k[t] * (drow[t] - c1[t] - (row[t] - m[t]) * c2[t]))
+    _output_pass(x, dy, n, c, s, j0, run, m, k, c1, c2, dx)
 
 
 def batchnorm_backward(const real[:, :, ::1] x not None, const real[:, :, ::1] dy not None,
@@ -307,8 +316,7 @@ def batchnorm_backward(const real[:, :, ::1] x not None, const real[:, :, ::1] d
     dx may be dy or x, the other outputs overlap nothing. An empty batch gives zero dweight and
     dbias."""
     cdef const char *fn = "batchnorm_backward"
-    cdef Py_ssize_t n = x.shape[0], c = x.shape[1], s = x.shape[2], nb, blk
-    cdef ranvier_fpstate fp = 0, bits = 0
+    cdef Py_ssize_t n = x.shape[0], c = x.shape[1], s = x.shape[2]
     check_threads(fn, num_threads)
     _check_like_x(fn, "dy", dy.shape, n, c, s)
     if dx is not None:
@@ -322,21 +330,82 @@ def batchnorm_backward(const real[:, :, ::1] x not None, const real[:, :, ::1] d
     _check_columns_and_rows(fn, cols, 2, mat, 3, c)
     if c == 0:
         return
-    cdef const real *px = &x[0, 0, 0]
-    cdef const real *pdy = &dy[0, 0, 0]
-    cdef const real *pw = &weight[0] if weight is not None else NULL
-    cdef real *pdw = &dweight[0] if dweight is not None else NULL
-    cdef real *pdb = &dbias[0] if dbias is not None else NULL
-    cdef real *pdx = &dx[0, 0, 0] if dx is not None else NULL
-    nb = _blocks(c, s)
-    bits = fp_mode()
-    with nogil, parallel(num_threads=num_threads):
-        fp = ranvier_fp_adopt(bits)
-        for blk in prange(nb, schedule="static"):
-            if s == 1:  # as in batchnorm_forward_train
-                _backward_block(px, pdy, n, c, 1, blk, &mean[0], &invstd[0], pw, batch_stats,
-                                pdw, pdb, pdx)
-            else:
-                _backward_block(px, pdy, n, c, s, blk, &mean[0], &invstd[0], pw, batch_stats,
-                                pdw, pdb, pdx)
-        ranvier_fp_leave(fp)
+    cdef _BnPass j = _bn_pass(BACKWARD, real is double, n, c, s, &x[0, 0, 0],
+                              &dx[0, 0, 0] if dx is not None else NULL)
+    j.dy, j.batch_stats = &dy[0, 0, 0], batch_stats
+    j.mean, j.invstd = <double *>&mean[0], <double *>&invstd[0]   # read only
+    j.weight = &weight[0] if weight is not None else NULL
+    j.dweight = &dweight[0] if dweight is not None else NULL
+    j.dbias = &dbias[0] if dbias is not None else NULL
+    with nogil:
+        run_tasks(_bn_task, &j, _blocks(c, s), num_threads)
+
+
+# -- the passes over the threads: blocks of channels (train, backward) or samples (apply) ---------
+cdef enum:
+    FORWARD_TRAIN = 0
+    FORWARD_APPLY = 1
+    BACKWARD = 2
+
+
+cdef struct _BnPass:
+    int op
+    bint f64
+    Py_ssize_t n, c, s
+    const void *x
+    const void *dy
+    const void *weight
+    const void *bias
+    void *out            # out, or dx (NULL: no input gradient)
+    void *dweight
+    void *dbias
+    double eps
+    bint batch_stats
+    # per channel, double: written by FORWARD_TRAIN (mean, var, invstd), read by the others
+    # (mean and invstd backward; mean, scale and shift by FORWARD_APPLY)
+    double *mean
+    double *var
+    double *invstd
+    const double *scale
+    const double *shift
+
+
+cdef inline _BnPass _bn_pass(int op, bint f64, Py_ssize_t n, Py_ssize_t c, Py_ssize_t s,
+                             const void *x, void *out) noexcept:
+    cdef _BnPass j
+    j.op, j.f64, j.n, j.c, j.s, j.x, j.out = op, f64, n, c, s, x, out
+    j.dy = j.weight = j.bias = NULL
+    j.dweight = j.dbias = NULL
+    j.mean = j.var = j.invstd = NULL
+    j.scale = j.shift = NULL
+    j.eps, j.batch_stats = 0.0, False
+    return j
+
+
+cdef inline void _bn_chunk(const _BnPass *j, const real *x, Py_ssize_t t) noexcept nogil:
+    cdef Py_ssize_t s = j.s
+    cdef const real *w = <const real *>j.weight
+    cdef real *out = <real *>j.out
+    if j.op == FORWARD_APPLY:     # t: a sample
+        _apply_sample(x + t * j.c * s, j.c, s, j.mean, j.scale, j.shift, out + t * j.c * s)
+    elif j.op == FORWARD_TRAIN:   # t: a block; s == 1 inlined with s known keeps the loops vectorised
+        if s == 1:
+            _forward_train_block(x, j.n, j.c, 1, t, w, <const real *>j.bias, j.eps, j.mean, j.var,
+                                 j.invstd, out)
+        else:
+            _forward_train_block(x, j.n, j.c, s, t, w, <const real *>j.bias, j.eps, j.mean, j.var,
+                                 j.invstd, out)
+    elif s == 1:
+        _backward_block(x, <const real *>j.dy, j.n, j.c, 1, t, j.mean, j.invstd, w, j.batch_stats,
+                        <real *>j.dweight, <real *>j.dbias, out)
+    else:
+        _backward_block(x, <const real *>j.dy, j.n, j.c, s, t, j.mean, j.invstd, w, j.batch_stats,
+                        <real *>j.dweight, <real *>j.dbias, out)
+
+
+cdef void _bn_task(const void *job, Py_ssize_t t) noexcept nogil:
+    cdef const _BnPass *j = <const _BnPass *>job
+    if j.f64:
+        _bn_chunk(j, <const double *>j.x, t)
+    else:
+        _bn_chunk(j, <const float *>j.x, t)

@@ -7,11 +7,9 @@ allocated: the caller passes every output. Geometry as PyTorch's MaxPool2d / Avg
 (ceil_mode=False): ``kernel_size``, ``stride`` and ``padding`` are pairs (h, w), stride >= 1 and
 padding at most half the kernel; the output's shape must be the one they give.
 """
-from cython.parallel cimport parallel, prange
 from libc.stdint cimport int64_t
 
-from ranvier._kernels._fpenv cimport (
-    fp_mode, ranvier_fp_adopt, ranvier_fp_leave, ranvier_fpstate)
+from ranvier._kernels._tasks cimport run_tasks, task_count, task_len
 from ranvier._kernels._checks cimport Span, check_apart, check_threads, shape4, span4
 
 ctypedef fused real:
@@ -98,6 +96,95 @@ cdef int _adaptive_axes(str fn, tuple xs, tuple ys, ranvier_pool_axis *ah,
     return 0
 
 
+# -- the planes over the threads -------------------------------------------------------------------
+cdef enum:
+    MAX_FORWARD = 0
+    MAX_BACKWARD = 1
+    AVG_FORWARD = 2
+    AVG_BACKWARD = 3
+    MAX_TASKS = 256     # planes are grouped into at most this many tasks (one count each)
+
+
+cdef struct _Planes:
+    # One pass over `planes` planes, `per` to a task: src planes of psrc elements into dst planes
+    # of pdst; max pooling's indices (written forward, read backward) and, backward, the count of
+    # indices outside their plane per task.
+    int op
+    bint f64
+    const ranvier_pool_axis *ah
+    const ranvier_pool_axis *aw
+    Py_ssize_t planes, per, psrc, pdst
+    const void *src
+    void *dst
+    int64_t *indices
+    Py_ssize_t *bad
+
+
+cdef inline void _planes_chunk(const _Planes *j, real *dst, Py_ssize_t t) noexcept nogil:
+    cdef const real *src = <const real *>j.src
+    cdef Py_ssize_t i, bad = 0
+    for i in range(t * j.per, t * j.per + task_len(j.planes, j.per, t)):
+        if j.op == MAX_FORWARD:
+            if real is float:
+                rv_maxpool_plane_f32(j.ah, j.aw, src + i * j.psrc, dst + i * j.pdst,
+                                     j.indices + i * j.pdst)
+            else:
+                rv_maxpool_plane_f64(j.ah, j.aw, src + i * j.psrc, dst + i * j.pdst,
+                                     j.indices + i * j.pdst)
+        elif j.op == MAX_BACKWARD:   # src = dy, whose planes are the indices' planes
+            if real is float:
+                bad += rv_maxpool_backward_plane_f32(j.pdst, j.psrc, src + i * j.psrc,
+                                                     j.indices + i * j.psrc, dst + i * j.pdst)
+            else:
+                bad += rv_maxpool_backward_plane_f64(j.pdst, j.psrc, src + i * j.psrc,
+                                                     j.indices + i * j.psrc, dst + i * j.pdst)
+        elif j.op == AVG_BACKWARD:
+            if real is float:
+                rv_avgpool_backward_plane_f32(j.ah, j.aw, src + i * j.psrc, dst + i * j.pdst)
+            else:
+                rv_avgpool_backward_plane_f64(j.ah, j.aw, src + i * j.psrc, dst + i * j.pdst)
+        elif real is float:
+            rv_avgpool_plane_f32(j.ah, j.aw, src + i * j.psrc, dst + i * j.pdst)
+        else:
+            rv_avgpool_plane_f64(j.ah, j.aw, src + i * j.psrc, dst + i * j.pdst)
+    if j.bad != NULL:
+        j.bad[t] = bad
+
+
+cdef void _planes_task(const void *job, Py_ssize_t t) noexcept nogil:
+    cdef const _Planes *j = <const _Planes *>job
+    if j.f64:
+        _planes_chunk(j, <double *>j.dst, t)
+    else:
+        _planes_chunk(j, <float *>j.dst, t)
+
+
+cdef Py_ssize_t _run_planes(int op, const ranvier_pool_axis *ah, const ranvier_pool_axis *aw,
+                            const real *src, real *dst, int64_t *indices, Py_ssize_t planes,
+                            Py_ssize_t psrc, Py_ssize_t pdst, int num_threads) noexcept nogil:
+    """The pass over every plane; returns how many indices lay outside their plane (backward)."""
+    cdef Py_ssize_t bad[MAX_TASKS]
+    cdef Py_ssize_t t, ntasks, total = 0
+    cdef _Planes j
+    j.op, j.f64, j.ah, j.aw, j.planes = op, real is double, ah, aw, planes
+    j.per = task_count(planes, MAX_TASKS)
+    j.psrc, j.pdst, j.src, j.dst, j.indices = psrc, pdst, src, dst, indices
+    j.bad = bad if op == MAX_BACKWARD else NULL
+    ntasks = task_count(planes, j.per)
+    run_tasks(_planes_task, &j, ntasks, num_threads)
+    if op == MAX_BACKWARD:
+        for t in range(ntasks):
+            total += bad[t]
+    return total
+
+
+cdef int _check_indices(const char *fn, tuple indices_shape, tuple want, str of) except -1:
+    if indices_shape != want:
+        raise ValueError(f"{fn.decode()}: indices has shape {indices_shape}, expected {want} "
+                         f"(the shape of {of})")
+    return 0
+
+
 # -- max pooling ----------------------------------------------------------------------------------
 
 def maxpool2d_forward(const real[:, :, :, ::1] x not None, real[:, :, :, ::1] out not None,
@@ -106,15 +193,12 @@ def maxpool2d_forward(const real[:, :, :, ::1] x not None, real[:, :, :, ::1] ou
     """out = the maximum of each window of x, indices = its position in its plane (h * W + w,
     as torch's return_indices); a NaN in a window gives NaN."""
     cdef const char *fn = "maxpool2d_forward"
-    cdef ranvier_fpstate fp = 0, bits = 0
     cdef ranvier_pool_axis ah, aw
-    cdef Py_ssize_t i, planes, pin, pout
+    cdef Py_ssize_t planes, pin, pout
     check_threads(fn, num_threads)
     xs, ys = shape4(x), shape4(out)
     _fixed_axes("maxpool2d_forward", xs, ys, kernel_size, stride, padding, 1, &ah, &aw)
-    if shape4(indices) != ys:
-        raise ValueError(f"maxpool2d_forward: indices has shape {shape4(indices)}, "
-                         f"expected {ys} (the shape of out)")
+    _check_indices(fn, shape4(indices), ys, "out")
     cdef Span outs[2]
     cdef Span ins[1]
     outs[0], outs[1], ins[0] = span4("out", out), span4("indices", indices), span4("x", x)
@@ -125,15 +209,8 @@ def maxpool2d_forward(const real[:, :, :, ::1] x not None, real[:, :, :, ::1] ou
     cdef const real *px = &x[0, 0, 0, 0]
     cdef real *po = &out[0, 0, 0, 0]
     cdef int64_t *pi = &indices[0, 0, 0, 0]
-    bits = fp_mode()
-    with nogil, parallel(num_threads=num_threads):
-        fp = ranvier_fp_adopt(bits)
-        for i in prange(planes, schedule="static"):
-            if real is float:
-                rv_maxpool_plane_f32(&ah, &aw, px + i * pin, po + i * pout, pi + i * pout)
-            else:
-                rv_maxpool_plane_f64(&ah, &aw, px + i * pin, po + i * pout, pi + i * pout)
-        ranvier_fp_leave(fp)
+    with nogil:
+        _run_planes(MAX_FORWARD, &ah, &aw, px, po, pi, planes, pin, pout, num_threads)
 
 
 def maxpool2d_backward(const real[:, :, :, ::1] dy not None,
@@ -143,13 +220,10 @@ def maxpool2d_backward(const real[:, :, :, ::1] dy not None,
     elsewhere, added where windows share their maximum). An index outside its plane is a
     ValueError (nothing is written outside dx)."""
     cdef const char *fn = "maxpool2d_backward"
-    cdef ranvier_fpstate fp = 0, bits = 0
-    cdef Py_ssize_t i, planes, pin, pout, bad = 0
+    cdef Py_ssize_t planes, pin, pout, bad
     check_threads(fn, num_threads)
     ys, xs = shape4(dy), shape4(dx)
-    if shape4(indices) != ys:
-        raise ValueError(f"maxpool2d_backward: indices has shape {shape4(indices)}, "
-                         f"expected {ys} (the shape of dy)")
+    _check_indices(fn, shape4(indices), ys, "dy")
     if xs[:2] != ys[:2]:
         raise ValueError(f"maxpool2d_backward: dx has shape {xs}, dy has {ys}: the batch and "
                          f"channel sizes must agree")
@@ -164,19 +238,11 @@ def maxpool2d_backward(const real[:, :, :, ::1] dy not None,
                              f"indices of shape {ys}")
         return
     cdef const real *pdy = &dy[0, 0, 0, 0]
-    cdef const int64_t *pi = &indices[0, 0, 0, 0] if pout > 0 else NULL
+    # read only: the pass takes one indices pointer for both directions
+    cdef int64_t *pi = <int64_t *>&indices[0, 0, 0, 0] if pout > 0 else NULL
     cdef real *pdx = &dx[0, 0, 0, 0]
-    bits = fp_mode()
-    with nogil, parallel(num_threads=num_threads):
-        fp = ranvier_fp_adopt(bits)
-        for i in prange(planes, schedule="static"):
-            if real is float:
-                bad += rv_maxpool_backward_plane_f32(pin, pout, pdy + i * pout, pi + i * pout,
-                                                     pdx + i * pin)
-            else:
-                bad += rv_maxpool_backward_plane_f64(pin, pout, pdy + i * pout, pi + i * pout,
-                                                     pdx + i * pin)
-        ranvier_fp_leave(fp)
+    with nogil:
+        bad = _run_planes(MAX_BACKWARD, NULL, NULL, pdy, pdx, pi, planes, pout, pin, num_threads)
     if bad:
         raise ValueError(f"maxpool2d_backward: {bad} indices lie outside the planes of dx "
                          f"(shape {xs}); they must come from maxpool2d_forward on x of that shape")
@@ -188,8 +254,7 @@ cdef _avg(const char *fn, const real[:, :, :, ::1] src, real[:, :, :, ::1] dst,
           ranvier_pool_axis *ah, ranvier_pool_axis *aw, bint backward, int num_threads):
     """The average-pooling pass over every plane: forward (src = x, dst = out) or backward
     (src = dy, dst = dx), with the axes already checked against the shapes."""
-    cdef ranvier_fpstate fp = 0, bits = 0
-    cdef Py_ssize_t i, planes, psrc, pdst
+    cdef Py_ssize_t planes, psrc, pdst
     cdef Span d = span4("dx" if backward else "out", dst)
     cdef Span s = span4("dy" if backward else "x", src)
     check_apart(fn, &d, 1, &s, 1)
@@ -199,20 +264,9 @@ cdef _avg(const char *fn, const real[:, :, :, ::1] src, real[:, :, :, ::1] dst,
         return
     cdef const real *ps = &src[0, 0, 0, 0]
     cdef real *pd = &dst[0, 0, 0, 0]
-    bits = fp_mode()
-    with nogil, parallel(num_threads=num_threads):
-        fp = ranvier_fp_adopt(bits)
-        for i in prange(planes, schedule="static"):
-            if backward:
-                if real is float:
-                    rv_avgpool_backward_plane_f32(ah, aw, ps + i * psrc, pd + i * pdst)
-                else:
-                    rv_avgpool_backward_plane_f64(ah, aw, ps + i * psrc, pd + i * pdst)
-            elif real is float:
-                rv_avgpool_plane_f32(ah, aw, ps + i * psrc, pd + i * pdst)
-            else:
-                rv_avgpool_plane_f64(ah, aw, ps + i * psrc, pd + i * pdst)
-        ranvier_fp_leave(fp)
+    with nogil:
+        _run_planes(AVG_BACKWARD if backward else AVG_FORWARD, ah, aw, ps, pd, NULL, planes, psrc,
+                    pdst, num_threads)
 
 
 def avgpool2d_forward(const real[:, :, :, ::1] x not None, real[:, :, :, ::1] out not None,

@@ -3,9 +3,10 @@
 on the user's own machine; ``make bench`` runs the same code (``--full``). See suite.py."""
 
 
-def main(argv=None):
+def main(argv=None, own_process=None):
     """Run ``ranvier bench`` with these arguments (None: the command line); returns the exit
-    status."""
+    status. ``own_process`` (default: whether argv is None, i.e. started as a program): the
+    process may re-execute itself without OpenBLAS's CPU overrides (see suite.main)."""
     from .suite import main as run
 
-    return run(argv)
+    return run(argv, own_process=argv is None if own_process is None else own_process)

@@ -133,6 +133,8 @@ def machine_record():
         "ranvier_threads": ranvier.get_num_threads(),
         "blas": blas_info(),
         "dropped_env": os.environ.get("RANVIER_BENCH_DROPPED", ""),
+        # overrides still in effect (a run inside another program, which is never re-executed)
+        "kept_env": ",".join(f"{v}={os.environ[v]}" for v in _OPENBLAS_VARS if v in os.environ),
     }
     try:
         import torch

@@ -88,6 +88,9 @@ def machine_md(res):
     ]
     if m.get("dropped_env"):
         lines.append(f"- Dropped for a fair NumPy: {m['dropped_env']}")
+    if m.get("kept_env"):
+        lines.append(f"- OpenBLAS overrides in effect (NumPy may be slower than it can be): "
+                     f"{m['kept_env']}")
     if cfg.get("note"):
         lines.append(f"- **Note:** {cfg['note']}")
     la = cfg.get("loadavg_start")

@@ -104,7 +104,16 @@ def _parse(argv):
     args = ap.parse_args(argv)
     args.mode = "full" if args.full else "quick" if args.quick else "default"
     args.libs = ("ranvier",) + tuple(l for l in e2e.LIBS[1:] if l in args.libs.split(","))
-    return ap, args
+    if args.threads is not None:
+        args.threads = [int(t) for t in args.threads.split(",") if t.strip().isdigit()]
+    only = [s.strip() for s in (args.only or (",".join(SECTIONS) if args.mode != "default"
+                                              else "gemm,e2e")).split(",") if s.strip()]
+    bad = [s for s in only if s not in SECTIONS]
+    if bad or args.threads == [] or min(args.threads or [1]) < 1:
+        ap.error(f"--only takes {SECTIONS}, --threads positive ints; got {args.only!r}, "
+                 f"{','.join(map(str, args.threads)) if args.threads is not None else None!r}")
+    args.only = only
+    return args
 
 
 def _runners(args, threads, deadline, log):
@@ -143,21 +152,20 @@ def _runners(args, threads, deadline, log):
     }
 
 
-def main(argv=None):
-    ap, args = _parse(argv)
-    fair_blas_env()  # re-executes this process when OpenBLAS overrides are set
+def main(argv=None, own_process=False):
+    """``own_process``: this process was started to run the benchmarks (the command line), so it
+    may re-execute itself without the OpenBLAS overrides; called from other code (a notebook, a
+    test) it never replaces the caller's process, and the results say which overrides stayed."""
+    args = _parse(argv)   # bad arguments end here, before anything runs or re-executes
+    if own_process:
+        fair_blas_env()   # re-executes this process when OpenBLAS overrides are set
     import ranvier
 
     if args.threads is None:
         threads = [1, 2] if args.mode != "default" else [ranvier.get_num_threads()]
     else:
-        threads = [int(t) for t in args.threads.split(",") if t.strip().isdigit()]
-    only = [s.strip() for s in (args.only or (",".join(SECTIONS) if args.mode != "default"
-                                              else "gemm,e2e")).split(",") if s.strip()]
-    bad = [s for s in only if s not in SECTIONS]
-    if bad or not threads or min(threads) < 1:
-        ap.error(f"--only takes {SECTIONS}, --threads positive ints; got {args.only!r}, "
-                 f"{args.threads!r}")
+        threads = args.threads
+    only = args.only
     # SIGTERM unwinds like Ctrl-C: running subprocesses are killed, temporary files removed.
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
 
