@@ -210,8 +210,8 @@ def kernel_extension(name, c_sources=()):
 
 
 extensions = [
-    kernel_extension("_runtime", ["runtime.c"]),
-    kernel_extension("matmul", ["runtime.c", "gemm.c", "elementwise.c"]),
+    kernel_extension("_runtime", ["runtime.c", "cpu_caches.c"]),
+    kernel_extension("matmul", ["runtime.c", "gemm.c", "gemm_blocking.c", "elementwise.c"]),
     kernel_extension("activations", ["runtime.c", "elementwise.c"]),
     kernel_extension("bf16", ["runtime.c", "elementwise.c"]),
     kernel_extension("losses"),

@@ -13,6 +13,7 @@
 #include <stddef.h>
 
 #include "activations.h"
+#include "gemm_blocking.h"
 #include "isa.h"
 
 #ifdef __cplusplus
@@ -74,6 +75,12 @@ typedef RANVIER_CONV_FORWARD_SIGNATURE((*ranvier_dconv2d_forward_fn), double);
 typedef RANVIER_CONV_BACKWARD_SIGNATURE((*ranvier_sconv2d_backward_fn), float);
 typedef RANVIER_CONV_BACKWARD_SIGNATURE((*ranvier_dconv2d_backward_fn), double);
 
+/* One GEMM instance's register tile and the cache blocks it runs with. */
+typedef struct ranvier_gemm_shape {
+    int mr, nr;
+    ranvier_gemm_blocking blocking;
+} ranvier_gemm_shape;
+
 typedef struct ranvier_gemm_kernels {
     ranvier_sgemm_fn sgemm;
     ranvier_dgemm_fn dgemm;
@@ -81,10 +88,18 @@ typedef struct ranvier_gemm_kernels {
     ranvier_dconv2d_forward_fn dconv2d_forward;
     ranvier_sconv2d_backward_fn sconv2d_backward;
     ranvier_dconv2d_backward_fn dconv2d_backward;
+    ranvier_gemm_shape *sgemm_shape, *dgemm_shape; /* also the convolutions' */
 } ranvier_gemm_kernels;
 
 /* The table for an ISA (isa.h); the generic one where this CPU cannot run it. */
 const ranvier_gemm_kernels *ranvier_gemm_kernels_for(int isa);
+
+/* Sets the cache blocks of every instance this CPU can run: ``forced`` fitted to each tile
+ * (ranvier_gemm_blocking_fit) when not NULL, else derived from ``caches``. Called once at import
+ * (matmul.pyx), and again by tests and tuning; a GEMM already running keeps the blocks it read
+ * when it started. */
+void ranvier_gemm_set_blocking(const ranvier_cpu_caches *caches,
+                               const ranvier_gemm_blocking *forced);
 
 #define RANVIER_DECLARE_GEMM(isa)                                                                \
     RANVIER_GEMM_SIGNATURE(ranvier_sgemm_##isa, float);                                          \

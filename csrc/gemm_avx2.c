@@ -10,9 +10,6 @@
 #define CONV_BACKWARD_NAME ranvier_sconv2d_backward_avx2
 #define MR 6
 #define NR 16
-#define MC 144
-#define KC 256
-#define NC 4080
 #include "gemm_template.h"
 
 #define REAL double
@@ -23,9 +20,6 @@
 #define CONV_BACKWARD_NAME ranvier_dconv2d_backward_avx2
 #define MR 6
 #define NR 8
-#define MC 72
-#define KC 256
-#define NC 4080
 #include "gemm_template.h"
 
 const ranvier_gemm_kernels ranvier_gemm_avx2 = {
@@ -35,4 +29,6 @@ const ranvier_gemm_kernels ranvier_gemm_avx2 = {
     ranvier_dconv2d_forward_avx2,
     ranvier_sconv2d_backward_avx2,
     ranvier_dconv2d_backward_avx2,
+    &shape_s_avx2,
+    &shape_d_avx2,
 };

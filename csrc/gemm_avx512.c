@@ -12,9 +12,6 @@
 #define CONV_BACKWARD_NAME ranvier_sconv2d_backward_avx512
 #define MR 8
 #define NR 32
-#define MC 192
-#define KC 256
-#define NC 4096
 #include "gemm_template.h"
 
 #define REAL double
@@ -25,9 +22,6 @@
 #define CONV_BACKWARD_NAME ranvier_dconv2d_backward_avx512
 #define MR 8
 #define NR 16
-#define MC 96
-#define KC 256
-#define NC 4096
 #include "gemm_template.h"
 
 const ranvier_gemm_kernels ranvier_gemm_avx512 = {
@@ -37,4 +31,6 @@ const ranvier_gemm_kernels ranvier_gemm_avx512 = {
     ranvier_dconv2d_forward_avx512,
     ranvier_sconv2d_backward_avx512,
     ranvier_dconv2d_backward_avx512,
+    &shape_s_avx512,
+    &shape_d_avx512,
 };

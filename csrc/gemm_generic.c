@@ -10,9 +10,6 @@
 #define CONV_BACKWARD_NAME ranvier_sconv2d_backward_generic
 #define MR 4
 #define NR 8
-#define MC 128
-#define KC 256
-#define NC 2048
 #include "gemm_template.h"
 
 #define REAL double
@@ -23,9 +20,6 @@
 #define CONV_BACKWARD_NAME ranvier_dconv2d_backward_generic
 #define MR 4
 #define NR 4
-#define MC 96
-#define KC 256
-#define NC 2048
 #include "gemm_template.h"
 
 const ranvier_gemm_kernels ranvier_gemm_generic = {
@@ -35,4 +29,6 @@ const ranvier_gemm_kernels ranvier_gemm_generic = {
     ranvier_dconv2d_forward_generic,
     ranvier_sconv2d_backward_generic,
     ranvier_dconv2d_backward_generic,
+    &shape_s_generic,
+    &shape_d_generic,
 };

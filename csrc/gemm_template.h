@@ -4,7 +4,8 @@
  *   GEMM_NAME       the exported function name
  *   CONV_FORWARD_NAME, CONV_BACKWARD_NAME  the exported convolution passes (conv_template.h)
  *   MR, NR          register tile (rows of A, columns of B), compile-time constants
- *   MC, KC, NC      cache blocks: A block MC x KC sits in L2, B panel KC x NC in L3
+ * The cache blocks are run-time values (gemm_blocking.h), this instance's ranvier_gemm_shape
+ * (gemm.h): the A block MC x KC sits in L2, the B panel KC x NC in L3. A call reads them once.
  *
  * Loops, outermost first: jc over NC column panels of B and C, pc over KC slices of k (each packs
  * B~), ic over MC row blocks of A (each packs A~), then the MR x NR tiles. Packing zero-pads edge
@@ -148,9 +149,10 @@ RV_UKERNEL_PAIR(8)
 #if MR != 4 && MR != 6 && MR != 8
 #error "gemm_template.h: MR must be 4, 6 or 8"
 #endif
-#if MC % MR != 0 || NC % NR != 0
-#error "gemm_template.h: MC and NC must be multiples of MR and NR"
-#endif
+
+/* This instance's tile and blocks, which ranvier_gemm_set_blocking (gemm.c) sets from the caches;
+ * until then blocks that are valid for any tile. */
+static ranvier_gemm_shape FN(shape) = {MR, NR, {MR * 16, 256, NR * 128}};
 
 typedef void (*FN(ukernel_fn))(ptrdiff_t, const REAL *, ptrdiff_t, ptrdiff_t, const REAL *,
                                ptrdiff_t, REAL *, ptrdiff_t, int);
@@ -357,9 +359,9 @@ static void FN(scale_c)(ptrdiff_t m, ptrdiff_t n, REAL beta, REAL *c, ptrdiff_t 
 
 /* k in equal slices of at most KC: 784 = 4 x 196, not 3 x 256 + 16 (a 16-deep slice pays a
  * whole pass over C for little work). */
-static inline ptrdiff_t FN(k_step)(ptrdiff_t k)
+static inline ptrdiff_t FN(k_step)(ptrdiff_t k, ptrdiff_t kc_block)
 {
-    const ptrdiff_t slices = (k + KC - 1) / KC;
+    const ptrdiff_t slices = (k + kc_block - 1) / kc_block;
     return (k + slices - 1) / slices;
 }
 
@@ -391,16 +393,17 @@ static inline void FN(compute_tile)(ptrdiff_t rows, ptrdiff_t cols, ptrdiff_t kc
 static void FN(gemm_loops)(ptrdiff_t m, ptrdiff_t n, ptrdiff_t k, REAL alpha, const REAL *a,
                            ptrdiff_t rsa, ptrdiff_t csa, const REAL *b, ptrdiff_t rsb,
                            ptrdiff_t csb, REAL beta, REAL *c, ptrdiff_t rsc, ptrdiff_t csc,
-                           const REAL *bias, ranvier_act act, REAL *a_pack, REAL *b_pack)
+                           const REAL *bias, ranvier_act act, ranvier_gemm_blocking blk,
+                           REAL *a_pack, REAL *b_pack)
 {
     REAL ab[MR * NR]
 #if defined(__GNUC__) || defined(__clang__)
         __attribute__((aligned(64)))
 #endif
         ;
-    const ptrdiff_t kstep = FN(k_step)(k);
-    for (ptrdiff_t jc = 0; jc < n; jc += NC) {
-        const ptrdiff_t nc = rv_min(NC, n - jc);
+    const ptrdiff_t kstep = FN(k_step)(k, blk.kc);
+    for (ptrdiff_t jc = 0; jc < n; jc += blk.nc) {
+        const ptrdiff_t nc = rv_min(blk.nc, n - jc);
         const ptrdiff_t nb_panels = (nc + NR - 1) / NR;
         for (ptrdiff_t pc = 0; pc < k; pc += kstep) {
             const ptrdiff_t kc = rv_min(kstep, k - pc);
@@ -412,8 +415,8 @@ static void FN(gemm_loops)(ptrdiff_t m, ptrdiff_t n, ptrdiff_t k, REAL alpha, co
                 FN(pack_b)(kc, rv_min(NR, n - j0), b + pc * rsb + j0 * csb, rsb, csb,
                            b_pack + jp * NR * kc);
             }
-            for (ptrdiff_t ic = 0; ic < m; ic += MC) {
-                const ptrdiff_t mc = rv_min(MC, m - ic);
+            for (ptrdiff_t ic = 0; ic < m; ic += blk.mc) {
+                const ptrdiff_t mc = rv_min(blk.mc, m - ic);
                 const ptrdiff_t na_panels = (mc + MR - 1) / MR;
 #pragma omp for schedule(static)
                 for (ptrdiff_t ip = 0; ip < na_panels; ++ip) {
@@ -447,19 +450,19 @@ static void FN(gemm_loops)(ptrdiff_t m, ptrdiff_t n, ptrdiff_t k, REAL alpha, co
 static void FN(gemm_sup)(ptrdiff_t m, ptrdiff_t n, ptrdiff_t k, REAL alpha, const REAL *a,
                          ptrdiff_t rsa, ptrdiff_t csa, const REAL *b, ptrdiff_t rsb,
                          ptrdiff_t csb, REAL beta, REAL *c, ptrdiff_t rsc, ptrdiff_t csc,
-                         const REAL *bias, ranvier_act act)
+                         const REAL *bias, ranvier_act act, ranvier_gemm_blocking blk)
 {
     REAL ab[MR * NR]
 #if defined(__GNUC__) || defined(__clang__)
         __attribute__((aligned(64)))
 #endif
         ;
-    REAL panel[KC * NR]
+    REAL panel[RANVIER_GEMM_KC_MAX * NR] /* blk.kc is at most this */
 #if defined(__GNUC__) || defined(__clang__)
         __attribute__((aligned(64)))
 #endif
         ;
-    const ptrdiff_t kstep = FN(k_step)(k);
+    const ptrdiff_t kstep = FN(k_step)(k, blk.kc);
     for (ptrdiff_t pc = 0; pc < k; pc += kstep) {
         const ptrdiff_t kc = rv_min(kstep, k - pc);
         const REAL beta_pc = (pc == 0) ? beta : (REAL)1;
@@ -495,19 +498,22 @@ int GEMM_NAME(ptrdiff_t m, ptrdiff_t n, ptrdiff_t k, REAL alpha, const REAL *a, 
     /* A parallel region costs microseconds; small products run on the calling thread. */
     /* Which path a product takes depends on its shape alone, never on the thread count asked
      * for, so results are bitwise identical for any number of threads. */
+    const ranvier_gemm_blocking blk = FN(shape).blocking;
     const double work = (double)m * (double)n * (double)k;
     if (work < RANVIER_GEMM_PARALLEL_MIN_WORK) {
         nthreads = 1;
         const double bytes = ((double)m * k + (double)k * n + (double)m * n) * sizeof(REAL);
         if (bytes <= ranvier_gemm_sup_max_bytes) {
-            FN(gemm_sup)(m, n, k, alpha, a, rsa, csa, b, rsb, csb, beta, c, rsc, csc, bias, act);
+            FN(gemm_sup)(m, n, k, alpha, a, rsa, csa, b, rsb, csb, beta, c, rsc, csc, bias, act,
+                         blk);
             return 0;
         }
     }
-    const ptrdiff_t kc_max = rv_min(KC, k);
-    const ptrdiff_t mc_max = rv_min(MC, (m + MR - 1) / MR * MR);
-    const ptrdiff_t nc_max = rv_min(NC, (n + NR - 1) / NR * NR);
-    /* MC and NC are multiples of MR and NR: the panels of a block fill these exactly. */
+    /* The slices are at most blk.kc deep; MC and NC are multiples of MR and NR, so the panels of
+     * a block fill these exactly. */
+    const ptrdiff_t kc_max = rv_min(blk.kc, k);
+    const ptrdiff_t mc_max = rv_min(blk.mc, (m + MR - 1) / MR * MR);
+    const ptrdiff_t nc_max = rv_min(blk.nc, (n + NR - 1) / NR * NR);
     REAL *a_pack = (REAL *)rv_aligned_alloc(sizeof(REAL) * (size_t)mc_max * kc_max);
     REAL *b_pack = (REAL *)rv_aligned_alloc(sizeof(REAL) * (size_t)nc_max * kc_max);
     if (!a_pack || !b_pack) {
@@ -521,7 +527,7 @@ int GEMM_NAME(ptrdiff_t m, ptrdiff_t n, ptrdiff_t k, REAL alpha, const REAL *a, 
         {
             const ranvier_fpstate fp = ranvier_fp_adopt(fp_bits); /* the caller's flush mode */
             FN(gemm_loops)(m, n, k, alpha, a, rsa, csa, b, rsb, csb, beta, c, rsc, csc, bias, act,
-                           a_pack, b_pack);
+                           blk, a_pack, b_pack);
             ranvier_fp_leave(fp);
         }
     }
@@ -537,7 +543,7 @@ int GEMM_NAME(ptrdiff_t m, ptrdiff_t n, ptrdiff_t k, REAL alpha, const REAL *a, 
 #endif
     else {
         FN(gemm_loops)(m, n, k, alpha, a, rsa, csa, b, rsb, csb, beta, c, rsc, csc, bias, act,
-                       a_pack, b_pack);
+                       blk, a_pack, b_pack);
     }
     rv_aligned_free(a_pack);
     rv_aligned_free(b_pack);
@@ -557,6 +563,4 @@ int GEMM_NAME(ptrdiff_t m, ptrdiff_t n, ptrdiff_t k, REAL alpha, const REAL *a, 
 #undef CONV_BACKWARD_NAME
 #undef MR
 #undef NR
-#undef MC
-#undef KC
-#undef NC
+

@@ -68,7 +68,7 @@ int ranvier_omp_num_procs(void)
 }
 
 #if RANVIER_HAVE_X86_SIMD
-static void cpuid_count(unsigned leaf, unsigned sub, unsigned r[4])
+void ranvier_cpuid_count(unsigned leaf, unsigned sub, unsigned r[4])
 {
 #if defined(_MSC_VER)
     int regs[4];
@@ -98,15 +98,15 @@ static int x86_features(void)
     if (cached >= 0) return cached;
     int feats = 0;
     unsigned r[4];
-    cpuid_count(0, 0, r);
+    ranvier_cpuid_count(0, 0, r);
     unsigned max_leaf = r[0];
-    cpuid_count(1, 0, r);
+    ranvier_cpuid_count(1, 0, r);
     int osxsave = (r[2] >> 27) & 1, fma = (r[2] >> 12) & 1, avx = (r[2] >> 28) & 1;
     if (osxsave && avx && max_leaf >= 7) {
         unsigned long long xcr0 = xgetbv0();
         int ymm_ok = (xcr0 & 0x6) == 0x6;             /* SSE + AVX state */
         int zmm_ok = ymm_ok && (xcr0 & 0xE0) == 0xE0;  /* opmask + ZMM_Hi256 + Hi16_ZMM */
-        cpuid_count(7, 0, r);
+        ranvier_cpuid_count(7, 0, r);
         int avx2 = (r[1] >> 5) & 1;
         int avx512f = (r[1] >> 16) & 1, avx512dq = (r[1] >> 17) & 1, avx512vl = (r[1] >> 31) & 1;
         if (ymm_ok && avx2 && fma) feats |= 1;

@@ -30,6 +30,11 @@ int ranvier_fork_prepare(void);
 int ranvier_cpu_has_avx2_fma(void);
 int ranvier_cpu_has_avx512(void);   /* F + DQ + VL, with OS support for the zmm state */
 
+#if RANVIER_HAVE_X86_SIMD
+/* CPUID leaf, subleaf -> r = {eax, ebx, ecx, edx}. */
+void ranvier_cpuid_count(unsigned leaf, unsigned sub, unsigned r[4]);
+#endif
+
 #ifdef __cplusplus
 }
 #endif

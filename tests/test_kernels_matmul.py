@@ -269,9 +269,10 @@ def test_gemm_nothing_to_multiply(isa, dtype, beta):
     matmul.gemm(np.ones((2, 3), dtype), np.ones((3, 0), dtype), np.empty((2, 0), dtype), beta=beta)
 
 
-# Shapes on and across every ISA's cache blocks (MC <= 192, KC = 256, NC in {2048, 4080, 4096}):
-# m > MC, k > 2 KC and n > NC make the ic, pc and jc loops take more than one trip; m, k and n
-# exactly on a block size check the loop ends.
+# Shapes on and across the compile-time cache blocks ranvier had before they were derived from the
+# caches (MC <= 192, KC = 256, NC in {2048, 4080, 4096}): m > MC, k > 2 KC and n > NC make the ic,
+# pc and jc loops take more than one trip; m, k and n exactly on a block size check the loop ends.
+# (The derived blocks, and forced ones, are crossed by the tests at the end of this file.)
 BLOCK_SHAPES = [(200, 7, 513), (3, 4100, 300), (193, 4099, 2), (192, 17, 256), (144, 33, 512),
                 (97, 2048, 5), (2, 4096, 3), (5, 4080, 7)]
 
@@ -542,3 +543,116 @@ def test_bias_add_rejects_wrong_length(dtype):
         matmul.bias_add(y, np.ones(3, dtype))
     with pytest.raises(ValueError, match="bias"):
         matmul.bias_add(y, np.ones(5, dtype))
+
+
+# --------------------------------------------------------------------------------------------
+# Under forced cache blocks (RANVIER_GEMM_BLOCKING's hook): every block edge lands somewhere new
+# --------------------------------------------------------------------------------------------
+
+# (mc, kc, nc) as asked for; each ISA fits them to its tile (MC, NC rounded down to whole tiles).
+FORCED_BLOCKINGS = {"one-tile": (1, 1, 1), "odd": (13, 7, 37), "small": (24, 40, 96),
+                    "largest": tuple(matmul.BLOCKING_BOUNDS[b] for b in ("mc", "kc", "nc"))}
+
+
+@pytest.fixture(params=list(FORCED_BLOCKINGS))
+def forced_blocking(request):
+    """The GEMM runs with these blocks for the test; the derived ones come back after."""
+    before = matmul._set_gemm_blocking(FORCED_BLOCKINGS[request.param])
+    yield request.param
+    matmul._set_gemm_blocking(before)
+
+
+def _past_blocks(dtype, largest=100):
+    """m, n, k values for the active blocks: 1, a prime, and one past one and two blocks (where
+    a block is at most ``largest``: the biggest blocks are crossed by the derived-blocks test)."""
+    b = matmul._gemm_blocking()[dtype.name]
+
+    def sizes(block):
+        return sorted({1, 31} | ({block + 1, 2 * block + 1} if block <= largest else set()))
+
+    return sizes(b["mc"]), sizes(b["nc"]), sizes(b["kc"])
+
+
+def test_gemm_under_forced_blocks(isa, dtype, num_threads, forced_blocking, gemm_path):
+    """All four forms on sizes that end just past the forced MC, NC and KC blocks, with beta
+    0 (NaN-filled out) and beta 1 (the k slices accumulate into a C that holds values)."""
+    rng = np.random.default_rng(7)
+    ms, ns, ks = _past_blocks(dtype)
+    for m, n, k in itertools.product(ms, ns, ks):
+        for form, (ta, tb) in FORMS.items():
+            a, b = _operands(rng, m, n, k, dtype, ta, tb)
+            beta = float((m + n + k) % 2)
+            c0 = (_nan_out((m, n), dtype) if beta == 0.0
+                  else rng.standard_normal((m, n)).astype(dtype))
+            out = c0.copy()
+            matmul.gemm(a, b, out, trans_a=ta, trans_b=tb, beta=beta, num_threads=num_threads)
+            ref, scale = _reference(a, b, ta, tb, 1.0, beta, c0)
+            _assert_within_bound(out, ref, scale, k, dtype, f"{isa} {forced_blocking} {gemm_path}"
+                                 f" {form} beta={beta} {m}x{n}x{k} t={num_threads}")
+
+
+@pytest.mark.parametrize("act", ["none", "relu", "sigmoid"])
+def test_dense_epilogue_under_forced_blocks(isa, dtype, forced_blocking, gemm_path, act):
+    """X @ W.T + bias, then the activation, fused into the last k slice of each tile."""
+    from _reference import activation
+    from ranvier._kernels.activations import ACTIVATIONS
+
+    rng = np.random.default_rng(11)
+    ms, ns, ks = _past_blocks(dtype)
+    for n, fout, fin in itertools.product(ms, ns, ks):
+        x = rng.standard_normal((n, fin)).astype(dtype)
+        w = rng.standard_normal((fout, fin)).astype(dtype)
+        bias = rng.standard_normal(fout).astype(dtype)
+        z, scale = _reference(np.c_[x, np.ones(n, dtype)], np.c_[w, bias], False, True)
+        for nt in (1, 2):
+            out = _nan_out((n, fout), dtype)
+            matmul.dense_forward(x, w, bias, out, ACTIVATIONS[act], 0.0, nt)
+            # the activations are 1-Lipschitz: the pre-activation bound carries over, plus the
+            # activation's own rounding (a few eps: sigmoid's outputs are below 1)
+            err = np.abs(out - activation(act, z))
+            bound = C_BOUND * (fin + 3) * eps(dtype) * scale + 4 * eps(dtype)
+            assert (err <= bound).all(), (f"{isa} {forced_blocking} {act} {n}x{fout}x{fin} "
+                                          f"t={nt}: worst {np.max(err - bound):.3e} over")
+
+
+@pytest.mark.parametrize("form", list(FORMS))
+def test_gemm_bitwise_identical_across_threads_under_forced_blocks(isa, dtype, forced_blocking,
+                                                                   form):
+    """Above the parallel cut-off (2^21 multiply-adds), 1 and 2 threads give the same bits
+    whatever the blocks."""
+    m, n, k = 161, 173, 157
+    rng = np.random.default_rng(3)
+    ta, tb = FORMS[form]
+    a, b = _operands(rng, m, n, k, dtype, ta, tb)
+    outs = []
+    for nt in (1, 2):
+        out = _nan_out((m, n), dtype)
+        matmul.gemm(a, b, out, trans_a=ta, trans_b=tb, num_threads=nt)
+        outs.append(_bits(out))
+    np.testing.assert_array_equal(outs[0], outs[1])
+
+
+def test_gemm_just_past_the_derived_blocks(isa, dtype):
+    """One product one past the derived MC, KC and NC (the blocks this CPU really runs), with
+    the bias + ReLU epilogue, on 1 and 2 threads (the same bits)."""
+    from ranvier._kernels.activations import ACTIVATIONS
+
+    before = matmul._set_gemm_blocking(None)
+    try:
+        blk = matmul._gemm_blocking()[dtype.name]
+        n, fout, fin = blk["mc"] + 1, blk["nc"] + 1, blk["kc"] + 1
+        rng = np.random.default_rng(5)
+        x = rng.standard_normal((n, fin)).astype(dtype)
+        w = rng.standard_normal((fout, fin)).astype(dtype)
+        bias = rng.standard_normal(fout).astype(dtype)
+        z, scale = _reference(np.c_[x, np.ones(n, dtype)], np.c_[w, bias], False, True)
+        outs = []
+        for nt in (1, 2):
+            out = _nan_out((n, fout), dtype)
+            matmul.dense_forward(x, w, bias, out, ACTIVATIONS["relu"], 0.0, nt)
+            _assert_within_bound(out, np.maximum(z, 0.0), scale, fin + 1, dtype,
+                                 f"{isa} derived {blk} t={nt}")
+            outs.append(_bits(out))
+        np.testing.assert_array_equal(outs[0], outs[1])
+    finally:
+        matmul._set_gemm_blocking(before)

@@ -90,7 +90,10 @@ int main(int argc, char **argv)
             return 1;
         }
     }
-    printf("ranvier GEMM kernel: %s\n", ranvier_isa_names[active_isa]);
+    ranvier_gemm_set_blocking(ranvier_cpu_caches_detected(), NULL); /* as matmul.pyx at import */
+    const ranvier_gemm_blocking blk = ranvier_gemm_kernels_for(active_isa)->sgemm_shape->blocking;
+    printf("ranvier GEMM kernel: %s (MC %td, KC %td, NC %td)\n", ranvier_isa_names[active_isa],
+           blk.mc, blk.kc, blk.nc);
     double log_ratio_sum = 0;
     int count = 0;
     printf("%-7s %16s %14s %14s %8s\n", "form", "m x n x k", "ranvier us", "OpenBLAS us",

@@ -53,7 +53,8 @@ def build(workdir, cc):
         objs.append(obj)
     exe = os.path.join(workdir, "gemm_cpu_time")
     subprocess.run([cc, *BASE, os.path.join(HERE, "gemm_cpu_time.c"),
-                    os.path.join(CSRC, "gemm.c"), os.path.join(CSRC, "runtime.c"), *objs,
+                    *(os.path.join(CSRC, f) for f in ("gemm.c", "gemm_blocking.c",
+                                                       "cpu_caches.c", "runtime.c")), *objs,
                     "-ldl", "-lm", "-o", exe], check=True)
     return exe
 

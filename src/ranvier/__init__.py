@@ -26,11 +26,13 @@ from .callbacks import (Callback, EarlyStopping, LearningRateScheduler,  # noqa:
                         ModelCheckpoint, TerminateOnNaN)
 from .io import load  # noqa: E402
 
-from ._config import _apply_flush_denormal_from_env, _apply_isa_from_env  # noqa: E402
+from ._config import (_apply_flush_denormal_from_env, _apply_gemm_blocking_from_env,  # noqa: E402
+                      _apply_isa_from_env)
 
 _apply_isa_from_env()
 _apply_flush_denormal_from_env()
-del _apply_isa_from_env, _apply_flush_denormal_from_env
+_apply_gemm_blocking_from_env()
+del _apply_isa_from_env, _apply_flush_denormal_from_env, _apply_gemm_blocking_from_env
 
 __all__ = [
     "__version__", "show_config", "set_num_threads", "get_num_threads", "get_isa", "set_isa",

@@ -135,6 +135,30 @@ def get_flush_denormal():
     return _runtime.get_flush_denormal()
 
 
+def _apply_gemm_blocking_from_env():
+    """RANVIER_GEMM_BLOCKING=MC,KC,NC forces the GEMM's cache blocks (for tuning); ValueError,
+    saying what is allowed, on anything else."""
+    value = os.environ.get("RANVIER_GEMM_BLOCKING", "").strip()
+    if not value:
+        return
+    from ._kernels import matmul
+
+    bounds = ", ".join(f"{k.upper()} <= {v}" for k, v in matmul.BLOCKING_BOUNDS.items())
+    what = (f"RANVIER_GEMM_BLOCKING must be three positive integers MC,KC,NC ({bounds}), "
+            f"got {value!r}")
+    parts = value.split(",")
+    try:
+        blocking = tuple(int(p) for p in parts)
+    except ValueError:
+        raise ValueError(what) from None
+    if len(blocking) != 3:
+        raise ValueError(what)
+    try:
+        matmul._set_gemm_blocking(blocking)
+    except ValueError as e:
+        raise ValueError(f"{what}: {e}") from None
+
+
 def _apply_flush_denormal_from_env():
     value = os.environ.get("RANVIER_FLUSH_DENORMAL", "").strip().lower()
     if value:
@@ -148,6 +172,17 @@ def _compiler_info():
 
     cc = sysconfig.get_config_var("CC") or "unknown"
     return cc.split()[0]
+
+
+def _gemm_blocking_report():
+    """The active ISA's GEMM tiles and blocks, the caches they were derived from, and whether
+    they were forced instead (RANVIER_GEMM_BLOCKING)."""
+    from ._kernels import matmul
+
+    forced = matmul._forced_gemm_blocking()
+    return {"gemm_blocking": matmul._gemm_blocking(),
+            "gemm_blocking_forced": list(forced) if forced else None,
+            "cpu_caches": _runtime.cpu_caches()}
 
 
 def config_dict():
@@ -169,7 +204,39 @@ def config_dict():
         "parallel_min_work": PARALLEL_MIN_WORK,
         "fork": fork_mode(),
         "flush_denormal": _runtime.get_flush_denormal() and _runtime.flush_denormal_supported(),
+        **_gemm_blocking_report(),
     }
+
+
+def _size_text(nbytes):
+    for unit, scale in (("MiB", 1 << 20), ("KiB", 1 << 10)):
+        if nbytes >= scale and nbytes % scale == 0:
+            return f"{nbytes // scale} {unit}"
+    return f"{nbytes} B"
+
+
+def _caches_text(c):
+    """'L1d 48 KiB 12-way, L2 1 MiB 16-way, L3 32 MiB 16-way shared by 2 CPUs (sysfs)'; a cache
+    not detected reads 'unknown' (the blocking then assumes csrc/cpu_caches.h's defaults)."""
+    def one(name, nbytes, ways, extra=""):
+        if not nbytes:
+            return f"{name} unknown"
+        return f"{name} {_size_text(nbytes)}" + (f" {ways}-way" if ways else "") + extra
+
+    shared = f" shared by {c['l3_shared_by']} CPUs" if c["l3_shared_by"] > 1 else ""
+    return ", ".join([one("L1d", c["l1d_bytes"], c["l1d_ways"]),
+                      one("L2", c["l2_bytes"], c["l2_ways"]),
+                      one("L3", c["l3_bytes"], c["l3_ways"], shared)]) + f" ({c['source']})"
+
+
+def _blocking_lines(cfg):
+    """['float32 8x32: MC 768, KC 256, NC 8192 (derived from the caches)', 'float64 ...']."""
+    lines = [f"{dtype} {b['mr']}x{b['nr']}: MC {b['mc']}, KC {b['kc']}, NC {b['nc']}"
+             for dtype, b in cfg["gemm_blocking"].items()]
+    forced = cfg["gemm_blocking_forced"]
+    lines[0] += (f" (forced: RANVIER_GEMM_BLOCKING={','.join(map(str, forced))})" if forced
+                 else " (derived from the caches)")
+    return lines
 
 
 def show_config(file=None):
@@ -185,6 +252,9 @@ def show_config(file=None):
         f"  threads:         {cfg['num_threads']} (OMP max {cfg['omp_max_threads']}, "
         f"{cfg['num_procs']} CPUs)",
         f"  kernels (ISA):   {cfg['isa']} (supported: {', '.join(cfg['supported_isas'])})",
+        f"  caches:          {_caches_text(cfg['cpu_caches'])}",
+        *(f"  {'GEMM blocking:' if i == 0 else '':<17}{line}"
+          for i, line in enumerate(_blocking_lines(cfg))),
         f"  fork:            {cfg['fork']}",
         f"  denormals:       {'flushed to zero in kernels' if cfg['flush_denormal'] else 'gradual underflow (not flushed)'}",
     ]

@@ -1,5 +1,7 @@
-"""OpenMP facts of this build, for thread control and show_config()."""
+"""OpenMP facts of this build, for thread control and show_config(); the ISA the kernels run;
+the CPU's caches; the denormal mode."""
 from cython.parallel cimport parallel, threadid
+from libc.string cimport memset
 
 cdef extern from "runtime.h":
     int ranvier_openmp_enabled() nogil
@@ -79,6 +81,48 @@ def set_isa(name):
         raise ValueError(f"ISA {name!r} is not supported by this CPU or build; "
                          f"supported: {supported_isas()}")
     _active_isa = code
+
+
+# -- the CPU's data caches (csrc/cpu_caches.h), which the GEMM's blocks are derived from ---------
+cdef extern from "cpu_caches.h":
+    const ranvier_cpu_caches *ranvier_cpu_caches_detected() nogil
+    int ranvier_cpu_caches_read(int method, ranvier_cpu_caches *c) nogil
+    enum:
+        RANVIER_CACHES_SYSFS
+        RANVIER_CACHES_CPUID
+        RANVIER_CACHES_SYSCONF
+
+# Detected here, at import (under the GIL), so that no kernel ever races to do it.
+cdef const ranvier_cpu_caches *_caches = ranvier_cpu_caches_detected()
+
+
+cdef const ranvier_cpu_caches *detected_caches() noexcept nogil:
+    return _caches
+
+
+cdef dict _caches_dict(const ranvier_cpu_caches *c, source):
+    return {"l1d_bytes": c.l1d_bytes, "l1d_ways": c.l1d_ways, "l2_bytes": c.l2_bytes,
+            "l2_ways": c.l2_ways, "l3_bytes": c.l3_bytes, "l3_ways": c.l3_ways,
+            "l3_shared_by": c.l3_shared_by, "source": source}
+
+
+def cpu_caches():
+    """cpu0's data caches as detected (0 where unknown): l1d_bytes, l1d_ways, l2_bytes, l2_ways,
+    l3_bytes, l3_ways, l3_shared_by (logical CPUs sharing the L3) and source (the ways of reading
+    them that answered, joined by "+": "sysfs", "cpuid", "sysconf"; "none" when none did)."""
+    return _caches_dict(_caches, _caches.source.decode())
+
+
+def _cpu_caches_from(method):
+    """For tests: what one way of reading the caches ("sysfs", "cpuid" or "sysconf") finds on its
+    own, or None when it finds nothing here."""
+    cdef ranvier_cpu_caches c
+    codes = {"sysfs": RANVIER_CACHES_SYSFS, "cpuid": RANVIER_CACHES_CPUID,
+             "sysconf": RANVIER_CACHES_SYSCONF}
+    memset(&c, 0, sizeof(c))
+    if not ranvier_cpu_caches_read(codes[method], &c):
+        return None
+    return _caches_dict(&c, method)
 
 
 # -- denormals: flushed to zero while kernels run (csrc/fpenv.h) --------------------------------

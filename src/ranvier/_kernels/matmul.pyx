@@ -14,13 +14,15 @@ from ranvier._kernels._checks cimport (
 from ranvier._kernels._elementwise cimport (
     RANVIER_ACT_NEEDS_INPUT, RANVIER_ACT_NONE, ranvier_act, ranvier_act_table,
     ranvier_ew_kernels, ranvier_ew_kernels_for)
-from ranvier._kernels._runtime cimport active_isa
+from ranvier._kernels._runtime cimport active_isa, detected_caches, ranvier_cpu_caches
 from ranvier._kernels._tasks cimport run_tasks, task_count, task_len
 from ranvier._kernels.activations cimport make_act as _act
 
 ctypedef fused real:
     float
     double
+
+include "gemm_blocking.pxi"
 
 cdef extern from "gemm.h":
     ctypedef int (*ranvier_sgemm_fn)(Py_ssize_t m, Py_ssize_t n, Py_ssize_t k, float alpha,
@@ -60,6 +62,8 @@ cdef extern from "gemm.h":
         ranvier_dconv2d_forward_fn dconv2d_forward
         ranvier_sconv2d_backward_fn sconv2d_backward
         ranvier_dconv2d_backward_fn dconv2d_backward
+        ranvier_gemm_shape *sgemm_shape
+        ranvier_gemm_shape *dgemm_shape
     const ranvier_gemm_kernels *ranvier_gemm_kernels_for(int isa) nogil
     double ranvier_gemm_sup_max_bytes
 

@@ -73,32 +73,13 @@ _KERNEL_FLAGS = ("avx2", "fma", "avx512f", "avx512bw", "avx512vl", "avx512_bf16"
 
 
 def _cache_sizes():
-    """{"L1d": bytes, "L2": bytes, "L3": bytes} of cpu0 from sysfs ({} where unreadable)."""
-    sizes = {}
-    root = "/sys/devices/system/cpu/cpu0/cache"
-    try:
-        entries = sorted(os.listdir(root))
-    except OSError:
-        return sizes
-    units = {"K": 1024, "M": 1024 ** 2, "G": 1024 ** 3}
-    for entry in entries:
-        if not entry.startswith("index"):
-            continue
-        try:
-            level, kind, size = (_read_text(os.path.join(root, entry, name))
-                                 for name in ("level", "type", "size"))
-        except OSError:
-            continue
-        if kind == "Instruction":
-            continue
-        num = int(size[:-1]) * units[size[-1]] if size[-1] in units else int(size)
-        sizes[f"L{level}" + ("d" if kind == "Data" else "")] = num
-    return sizes
+    """{"L1d": bytes, "L2": bytes, "L3": bytes} of cpu0, as the kernels detected them for their
+    GEMM blocking (csrc/cpu_caches.c); a cache not detected is left out."""
+    from .._kernels import _runtime
 
-
-def _read_text(path):
-    with open(path) as f:
-        return f.read().strip()
+    found = _runtime.cpu_caches()
+    return {name: found[key] for name, key in (("L1d", "l1d_bytes"), ("L2", "l2_bytes"),
+                                               ("L3", "l3_bytes")) if found[key]}
 
 
 def cpu_record():
