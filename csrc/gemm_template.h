@@ -538,7 +538,7 @@ int GEMM_NAME(ptrdiff_t m, ptrdiff_t n, ptrdiff_t k, REAL alpha, const REAL *a, 
          * tiles to threads busy with other images. A team of one gives them their own. */
 #pragma omp parallel num_threads(1)
         FN(gemm_loops)(m, n, k, alpha, a, rsa, csa, b, rsb, csb, beta, c, rsc, csc, bias, act,
-                       a_pack, b_pack);
+                       blk, a_pack, b_pack);
     }
 #endif
     else {
