@@ -74,6 +74,7 @@ from sklearn.utils import shuffle as _shuffle
 from sklearn.utils.metaestimators import available_if
 from sklearn.utils.multiclass import check_classification_targets, type_of_target, unique_labels
 from sklearn.utils.validation import _check_sample_weight, check_is_fitted
+from threadpoolctl import threadpool_limits   # a dependency of scikit-learn
 
 try:  # scikit-learn >= 1.6
     from sklearn.utils.validation import validate_data as _validate_data
@@ -481,10 +482,14 @@ class _BaseMLP(BaseEstimator):
             print("Iteration %d, loss = %.8f" % (len(iterations), evaluations[-1]))
 
         theta0 = np.concatenate([p.data.ravel() for p in params]).astype(np.float64)
-        res = minimize(loss_grad, theta0, method="L-BFGS-B", jac=True,
-                       callback=report if self.verbose else None,
-                       options={"maxfun": self.max_fun, "maxiter": self.max_iter,
-                                "gtol": self.tol})
+        # BLAS on one thread: between ranvier's kernels, L-BFGS-B and the L2 term make small
+        # BLAS calls whose thread pools (NumPy's and scipy's OpenBLAS) then spin against
+        # ranvier's OpenMP threads; on 2 cores that made a fit 3-5x slower (issue 11's note).
+        with threadpool_limits(limits=1, user_api="blas"):
+            res = minimize(loss_grad, theta0, method="L-BFGS-B", jac=True,
+                           callback=report if self.verbose else None,
+                           options={"maxfun": self.max_fun, "maxiter": self.max_iter,
+                                    "gtol": self.tol})
         self.n_iter_ = min(res.nit, self.max_iter)
         if res.status != 0:  # scikit-learn's message (sklearn.utils.optimize)
             msg = (f"lbfgs failed to converge after {self.n_iter_} iteration(s) "
