@@ -521,7 +521,14 @@ int GEMM_NAME(ptrdiff_t m, ptrdiff_t n, ptrdiff_t k, REAL alpha, const REAL *a, 
         rv_aligned_free(b_pack);
         return -1;
     }
-    if (nthreads > 1) {
+    /* One thread asked for from inside another team (a convolution's loop over images) still
+     * gets a team of its own: gemm_loops' orphaned omp for loops would otherwise bind to that
+     * team and hand this product's tiles to threads busy with other images. */
+    int own_team = nthreads > 1;
+#ifdef _OPENMP
+    own_team = own_team || omp_in_parallel();
+#endif
+    if (own_team) {
         const ranvier_fpstate fp_bits = ranvier_fp_flush_bits();
 #pragma omp parallel num_threads(nthreads)
         {
@@ -530,18 +537,7 @@ int GEMM_NAME(ptrdiff_t m, ptrdiff_t n, ptrdiff_t k, REAL alpha, const REAL *a, 
                            blk, a_pack, b_pack);
             ranvier_fp_leave(fp);
         }
-    }
-#ifdef _OPENMP
-    else if (omp_in_parallel()) {
-        /* Called on one thread from inside another team (a convolution's loop over images):
-         * gemm_loops' orphaned omp for loops would bind to that team and hand this product's
-         * tiles to threads busy with other images. A team of one gives them their own. */
-#pragma omp parallel num_threads(1)
-        FN(gemm_loops)(m, n, k, alpha, a, rsa, csa, b, rsb, csb, beta, c, rsc, csc, bias, act,
-                       blk, a_pack, b_pack);
-    }
-#endif
-    else {
+    } else {
         FN(gemm_loops)(m, n, k, alpha, a, rsa, csa, b, rsb, csb, beta, c, rsc, csc, bias, act,
                        blk, a_pack, b_pack);
     }
