@@ -89,6 +89,37 @@ def test_conv_section_times_every_pass_of_every_layer():
     assert "| lenet conv1" in report.conv_md(res)
 
 
+def test_cnn_section_trains_both_libraries_the_same_way():
+    """Same weights, same batches: ranvier's fit and PyTorch's loop end with the same mean loss
+    (to float32 rounding of the two libraries' summation orders)."""
+    from ranvier.bench import cnn_train, report
+
+    res = cnn_train.run(threads=(1,), repeats=1, step_scale=0.02, log=lambda line: None)
+    assert [r["net"] for r in res["rows"]] == list(cnn_train.NETS)
+    for r in res["rows"]:
+        assert r["steps"] == max(1, int(cnn_train.NETS[r["net"]]["steps"] * 0.02))
+        assert np.isfinite(r["ranvier"]["loss"]) and r["gemm_floor_ms_per_step"] > 0
+        if HAVE_TORCH:
+            assert r["torch"]["loss"] == pytest.approx(r["ranvier"]["loss"], rel=1e-4)
+            assert r["time_ratio_vs_torch"] > 0
+        else:
+            assert "torch" not in r
+    assert "| lenet5 | 1 |" in report.cnn_md(res)
+
+
+def test_cnn_gemm_shapes_are_the_step_products():
+    """examples/mnist at batch 2: conv1 (1->32 k3, 26x26 out) has no input gradient, conv2
+    (32->64 k3, 24x24 out) has all three products, then Dense 9216-128 and 128-10."""
+    from ranvier.bench.cnn_train import NETS, gemm_shapes
+
+    assert gemm_shapes(NETS["examples/mnist"]["layers"], batch=2) == [
+        ("fwd", 2 * 26 * 26, 32, 9), ("bwd-w", 32, 9, 2 * 26 * 26),
+        ("fwd", 2 * 24 * 24, 64, 288), ("bwd-data", 2 * 24 * 24, 288, 64),
+        ("bwd-w", 64, 288, 2 * 24 * 24),
+        ("fwd", 2, 128, 9216), ("bwd-data", 2, 9216, 128), ("bwd-w", 128, 9216, 2),
+        ("fwd", 2, 10, 128), ("bwd-data", 2, 128, 10), ("bwd-w", 10, 128, 2)]
+
+
 @pytest.mark.skipif(importlib.util.find_spec("sklearn") is None, reason="needs scikit-learn")
 def test_sklearn_section_fits_both_the_same_way():
     from ranvier.bench import report, sklearn_fit

@@ -102,6 +102,22 @@ def test_dense_init_scale(init, fan):
         assert np.abs(w).max() <= np.sqrt(3.0) * std
 
 
+def test_dense_torch_init_as_linear(torch):
+    layer = rv.Dense(300, 200, init="torch", seed=0)
+    bound = 1 / np.sqrt(300)  # nn.Linear: weight and bias uniform in +-1 / sqrt(in_features)
+    torch.manual_seed(0)
+    t = torch.nn.Linear(300, 200)
+    for mine, theirs in ((layer.weight.data, t.weight), (layer.bias.data, t.bias)):
+        theirs = theirs.detach().numpy()
+        assert mine.shape == theirs.shape and mine.dtype == np.float32
+        for p in (mine, theirs):  # U(-bound, bound): max near bound, mean 0, variance bound^2/3
+            assert np.abs(p).max() <= bound and np.abs(p).max() > 0.9 * bound
+            assert abs(p.mean()) < 4 * bound / np.sqrt(3 * p.size)
+            assert abs(p.var() / (bound ** 2 / 3) - 1) < 0.3
+    assert rv.Dense(3, 2, init="torch").config()["init"] == "torch"
+    assert not rv.Dense(3, 2, init="torch", bias=False).use_bias
+
+
 def test_dense_converts_input_dtype(rng):
     layer = rv.Dense(5, 3, seed=0)  # float32
     y64 = layer.forward(rng.normal(size=(4, 5)))  # float64 in

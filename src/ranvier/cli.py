@@ -85,7 +85,7 @@ def _load_data(name, data_dir, seed, images=False):
 def _build_model(kind, sample_shape, hidden, n_out, seed):
     """``mlp``: Dense + ReLU layers of the ``hidden`` widths. ``cnn``: the layers of PyTorch's
     examples/mnist (Conv 1->32 k3, Conv 32->64 k3, MaxPool 2, then Dense layers of the ``hidden``
-    widths, 128 by default as there), without its dropout."""
+    widths, 128 by default as there), without its dropout, started as PyTorch starts them."""
     import numpy as np
 
     import ranvier as rv
@@ -98,10 +98,12 @@ def _build_model(kind, sample_shape, hidden, n_out, seed):
         width = int(np.prod(rv.Sequential(layers).output_shape(sample_shape)))
     else:
         width = int(np.prod(sample_shape))
+    # The CNN is PyTorch's example to the initial weights too (nn.Linear's default start).
+    hidden_init, out_init = ("torch", "torch") if kind == "cnn" else ("he_uniform", "xavier")
     for h in hidden:
-        layers += [rv.Dense(width, h, seed=rng), rv.ReLU()]
+        layers += [rv.Dense(width, h, init=hidden_init, seed=rng), rv.ReLU()]
         width = h
-    layers.append(rv.Dense(width, n_out, init="xavier", seed=rng))
+    layers.append(rv.Dense(width, n_out, init=out_init, seed=rng))
     return rv.Sequential(layers)
 
 

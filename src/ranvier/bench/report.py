@@ -209,6 +209,28 @@ def conv_md(c):
     return "\n".join(out)
 
 
+def cnn_md(c):
+    out = ["Time ratios are ranvier's time over PyTorch's: below 1, ranvier is faster. float32, "
+           f"Adam, batch {c.get('batch')}, {c.get('data')}; seconds per run of the steps, median "
+           f"(min-max) of {c.get('repeats')}. GEMM floor: the step's products alone through "
+           "ranvier's GEMM (see ranvier/bench/cnn_train.py); the loss is the run's mean training "
+           "loss.", ""]
+    table = []
+    for r in c["rows"]:
+        t = r.get("torch")
+        table.append([r["net"], r["threads"], r["steps"], _secs(r["ranvier"]),
+                      f"{r['ranvier']['ms_per_step']:.2f}", f"{r['ranvier']['loss']:.4f}",
+                      _secs(t), f"{t['ms_per_step']:.2f}" if t else "-",
+                      f"{t['loss']:.4f}" if t else "-",
+                      _x(r.get("time_ratio_vs_torch")) if t else "-",
+                      f"{r['gemm_floor_ms_per_step']:.2f}", _x(r["vs_floor"])])
+    out.append(_table(["net", "threads", "steps", "ranvier s", "ms/step", "loss", "PyTorch s",
+                       "ms/step", "loss", "ranvier/PyTorch time", "GEMM floor ms/step",
+                       "ranvier/floor"], table))
+    out += ["", _notes(c)]
+    return "\n".join(out)
+
+
 def sklearn_md(k):
     out = ["Speed is scikit-learn's time per epoch (adam) or iteration (lbfgs) over ranvier's: "
            "above 1, ranvier is faster.", ""]
@@ -235,7 +257,8 @@ def render_md(res):
                                                  elementwise_md),
                 ("e2e", "3. End to end training", e2e_md),
                 ("conv", "4. Convolutions (Conv2d per layer)", conv_md),
-                ("sklearn", "5. scikit-learn's MLPClassifier.fit", sklearn_md))
+                ("cnn", "5. CNN training (LeNet-5, PyTorch's examples/mnist)", cnn_md),
+                ("sklearn", "6. scikit-learn's MLPClassifier.fit", sklearn_md))
     for key, title, fn in sections:
         parts.append(f"\n## {title}\n")
         if res.get(key) and res[key].get("rows"):

@@ -11,7 +11,8 @@ repeated runs with min-max:
   2. elementwise   elementwise.py  GB/s of activations, bias+ReLU, softmax-CE vs copy
   3. end to end    e2e.py          digits and MNIST training: time, accuracy, peak RSS
   4. convolutions  conv.py         Conv2d per layer, forward and both gradients, vs PyTorch
-  5. scikit-learn  sklearn_fit.py  MLPClassifier.fit, adam and lbfgs, ranvier.sklearn vs sklearn
+  5. CNN training  cnn_train.py    LeNet-5 and examples/mnist training steps vs PyTorch, GEMM floor
+  6. scikit-learn  sklearn_fit.py  MLPClassifier.fit, adam and lbfgs, ranvier.sklearn vs sklearn
 ``--quick`` is a smoke test of the full suite (tiny sizes and repeats). ``--json FILE`` and
 ``--plot FILE.png`` (matplotlib) write the results; ``--out-dir DIR`` writes results.json,
 results.md and results.png there (``make bench``: ``benchmarks/results/<cpu kind>/``). PyTorch,
@@ -32,10 +33,10 @@ import traceback
 
 import numpy as np
 
-from . import conv, e2e, elementwise, gemm, report, sklearn_fit
+from . import cnn_train, conv, e2e, elementwise, gemm, report, sklearn_fit
 from ._common import fair_blas_env, machine_record, optional_import, versions, write_json
 
-SECTIONS = ("gemm", "elementwise", "e2e", "conv", "sklearn")
+SECTIONS = ("gemm", "elementwise", "e2e", "conv", "cnn", "sklearn")
 
 
 def _loadavg():
@@ -131,6 +132,8 @@ def _runners(args, threads, deadline, log):
                                    libs=args.libs),
             "conv": lambda: conv.run(threads=threads, batch=16, repeats=2, log=log,
                                      libs=args.libs),
+            "cnn": lambda: cnn_train.run(threads=threads, data_dir=args.data_dir, repeats=1,
+                                         step_scale=0.1, log=log, libs=args.libs),
             "sklearn": lambda: sklearn_fit.run(threads=threads, data_dir=args.data_dir,
                                                n_train=2000, epochs=2, lbfgs_iter=10,
                                                repeats=1, log=log, libs=args.libs),
@@ -144,6 +147,9 @@ def _runners(args, threads, deadline, log):
                                deadline=deadline, log=log, libs=args.libs),
         "conv": lambda: conv.run(threads=threads, batch=16 if quick else 64,
                                  repeats=2 if quick else 5, log=log, libs=args.libs),
+        "cnn": lambda: cnn_train.run(threads=threads, data_dir=args.data_dir,
+                                     repeats=1 if quick else 3, step_scale=0.05 if quick else 1.0,
+                                     log=log, libs=args.libs),
         "sklearn": lambda: sklearn_fit.run(threads=threads, data_dir=args.data_dir,
                                            n_train=1000 if quick else 10_000,
                                            epochs=1 if quick else 5,

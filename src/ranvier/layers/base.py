@@ -5,6 +5,8 @@ Conventions (PyTorch's): a layer's ``forward`` remembers what its ``backward`` n
 (overwriting, not accumulating) and returns the gradient with respect to the layer's input.
 Shapes are per sample (no batch dimension) in ``output_shape``.
 """
+import math
+
 import numpy as np
 
 from .._validation import as_dtype
@@ -180,3 +182,11 @@ def check_features_shape(layer, input_shape, n_features):
         raise ValueError(f"{type(layer).__name__} takes samples of shape ({n_features},), got "
                          f"{tuple(input_shape)}")
     return (n_features,)
+
+
+def torch_uniform(rng, shape, fan_in, dtype):
+    """PyTorch's default start for Linear and Conv2d weights and biases: uniform in
+    +-1 / sqrt(fan_in) (kaiming_uniform with a = sqrt(5) gives this bound for the weight)."""
+    bound = 1.0 / math.sqrt(fan_in)
+    return rng.uniform(-bound, bound, size=shape).astype(dtype)
+

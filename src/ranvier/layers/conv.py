@@ -1,15 +1,14 @@
 """Conv2d: PyTorch's 2-D convolution over NCHW images on the native kernels (_kernels/conv.pxi,
 csrc/conv_template.h; tests: tests/test_layers_conv.py). In a model, a Conv2d and the activation
 after it run as one block (the kernel's epilogue adds the bias and applies it: see _plan.py)."""
-import math
-
 import numpy as np
 
 from .._config import get_num_threads
 from .._kernels import matmul as _mm
 from .._random import generator_from
 from .._validation import as_dtype, check_bool, check_int, is_int
-from .base import Parameter, WeightBiasLayer, as_float, check_grad_output, register_layer
+from .base import (Parameter, WeightBiasLayer, as_float, check_grad_output, register_layer,
+                   torch_uniform)
 
 
 def _pair(value, name, minimum):
@@ -60,11 +59,10 @@ class Conv2d(WeightBiasLayer):
         rng = generator_from(seed)
         kh, kw = self.kernel_size
         fan_in = self.in_channels // self.groups * kh * kw
-        bound = 1.0 / math.sqrt(fan_in)
         shape = (self.out_channels, self.in_channels // self.groups, kh, kw)
-        self.weight = Parameter(rng.uniform(-bound, bound, size=shape).astype(dt), "weight")
-        self.bias = (Parameter(rng.uniform(-bound, bound, size=self.out_channels).astype(dt),
-                               "bias") if self.use_bias else None)
+        self.weight = Parameter(torch_uniform(rng, shape, fan_in, dt), "weight")
+        self.bias = (Parameter(torch_uniform(rng, self.out_channels, fan_in, dt), "bias")
+                     if self.use_bias else None)
         self._x = None
 
     def _resolve_padding(self, padding):

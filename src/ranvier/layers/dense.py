@@ -10,9 +10,9 @@ from .._kernels import matmul as _mm
 from .._random import generator_from
 from .._validation import as_dtype, check_positive_int
 from .base import (Parameter, WeightBiasLayer, as_input, check_features_shape,
-                   check_grad_output, register_layer)
+                   check_grad_output, register_layer, torch_uniform)
 
-_INITS = ("he_uniform", "he_normal", "xavier_uniform", "xavier_normal")
+_INITS = ("he_uniform", "he_normal", "xavier_uniform", "xavier_normal", "torch")
 
 
 @register_layer
@@ -23,8 +23,10 @@ class Dense(WeightBiasLayer):
     ----------
     in_features, out_features : int
     bias : bool, default True
-    init : {"he_uniform", "he_normal", "xavier_uniform", "xavier_normal"} or "he"/"xavier"
-        He (Kaiming) suits ReLU, Xavier (Glorot) suits tanh/sigmoid/softmax. Biases start at zero.
+    init : {"he_uniform", "he_normal", "xavier_uniform", "xavier_normal", "torch"} or "he"/"xavier"
+        He (Kaiming) suits ReLU, Xavier (Glorot) suits tanh/sigmoid/softmax; their biases start at
+        zero. "torch" starts as ``torch.nn.Linear`` does: weight and bias uniform in
+        +-1 / sqrt(in_features), as Conv2d always does.
     dtype : float32 (default) or float64
     seed : int or numpy.random.Generator, optional (default: ranvier.manual_seed's generator)
     """
@@ -40,9 +42,15 @@ class Dense(WeightBiasLayer):
         self.use_bias = bool(bias)
         dt = as_dtype(dtype)
         rng = generator_from(seed)
-        self.weight = Parameter(_init_weight(rng, init, self.out_features, self.in_features, dt),
-                                "weight")
-        self.bias = Parameter(np.zeros(self.out_features, dt), "bias") if self.use_bias else None
+        shape, fan_in = (self.out_features, self.in_features), self.in_features
+        if init == "torch":
+            self.weight = Parameter(torch_uniform(rng, shape, fan_in, dt), "weight")
+            bias = torch_uniform(rng, self.out_features, fan_in, dt)
+        else:
+            self.weight = Parameter(_init_weight(rng, init, self.out_features, self.in_features,
+                                                 dt), "weight")
+            bias = np.zeros(self.out_features, dt)
+        self.bias = Parameter(bias, "bias") if self.use_bias else None
         self._x = None
 
     @property
