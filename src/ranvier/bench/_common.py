@@ -170,6 +170,15 @@ def optional_import(name):
         return None
 
 
+def compared_torch(libs, notes):
+    """torch when it is installed and among ``libs``, else None with a note saying its column
+    is skipped."""
+    torch = optional_import("torch") if "torch" in libs else None
+    if torch is None:
+        notes.append("PyTorch is not installed (or left out by --libs): its column is skipped.")
+    return torch
+
+
 def versions():
     """Versions of every library the suite compares (None: not installed), read from the installed
     distributions' metadata so that nothing is imported (and no extra BLAS loaded) to ask."""

@@ -21,7 +21,8 @@ import time
 
 import numpy as np
 
-from ._common import Threads, load_mnist, optional_import, settle, synthetic_mnist, time_calls
+from ._common import (Threads, compared_torch, load_mnist, settle, synthetic_mnist,
+                      time_calls)
 
 BATCH, LR = 64, 1e-3
 # (kind, args): conv (in, out, kernel, padding), pool (size), dense (in, out)
@@ -120,7 +121,7 @@ class _Torch:
 
 def gemm_shapes(spec, batch=BATCH, image=(1, 28, 28)):
     """The (m, n, k) products of one training step, in order, with the pass each belongs to."""
-    c, h, w = image
+    _, h, w = image
     shapes, first = [], True
     for kind, *a in spec:
         if kind == "conv":
@@ -131,7 +132,6 @@ def gemm_shapes(spec, batch=BATCH, image=(1, 28, 28)):
             if not first:
                 shapes.append(("bwd-data", rows, red, cout))
             shapes.append(("bwd-w", cout, red, rows))
-            c = cout
         elif kind == "pool":
             h, w = h // a[0], w // a[0]
         else:
@@ -175,12 +175,10 @@ def run(threads=(1, 2), data_dir=None, repeats=3, step_scale=1.0, log=print,
         libs=("ranvier", "torch")):
     """One row per (net, threads): seconds per run of ``steps`` training steps for ranvier and
     PyTorch (median, min, max of ``repeats``), ranvier's time over PyTorch's, and the GEMM floor."""
-    torch = optional_import("torch") if "torch" in libs else None
+    rows, notes = [], []
+    torch = compared_torch(libs, notes)
     tc = Threads()
     rng = np.random.default_rng(0)
-    rows, notes = [], []
-    if torch is None:
-        notes.append("PyTorch is not installed (or left out by --libs): its column is skipped.")
     most = max(max(1, int(v["steps"] * step_scale)) for v in NETS.values())
     X_all, y_all, source = _images(data_dir, most * BATCH)
     for name, net in NETS.items():

@@ -14,7 +14,7 @@ Each library works on the same arrays (torch.from_numpy); torch's graph is built
 """
 import numpy as np
 
-from ._common import Threads, optional_import, time_calls
+from ._common import Threads, compared_torch, time_calls
 
 # name, (c_in, h, w), c_out, kernel, stride, padding
 LAYERS = [
@@ -67,12 +67,10 @@ PASSES = ("fwd", "bwd-data", "bwd-w", "bwd-all")
 def run(threads=(1, 2), batch=64, repeats=5, log=print, libs=("ranvier", "torch")):
     """One row per (layer, threads, pass): ranvier's and PyTorch's median seconds per call
     (time_calls records), GFLOP/s and ranvier's time over PyTorch's."""
-    torch = optional_import("torch") if "torch" in libs else None
+    rows, notes = [], []
+    torch = compared_torch(libs, notes)
     tc = Threads()
     rng = np.random.default_rng(0)
-    rows, notes = [], []
-    if torch is None:
-        notes.append("PyTorch is not installed (or left out by --libs): its column is skipped.")
     for name, (cin, h, wd), cout, k, s, p in LAYERS:
         oh, ow = (h + 2 * p - k) // s + 1, (wd + 2 * p - k) // s + 1
         x = rng.standard_normal((batch, cin, h, wd)).astype(np.float32)

@@ -22,7 +22,7 @@ matmul) loaded by the caller, so a change is measured side by side with what it 
 """
 import numpy as np
 
-from ._common import Threads, optional_import, settle, time_calls, time_row
+from ._common import Threads, compared_torch, settle, time_calls, time_row
 
 LIBS = ("ranvier", "numpy", "torch")
 BASE = "ranvier_base"  # the --baseline build's column
@@ -211,7 +211,8 @@ def make_ops(shape, dtype, n_threads, rng, torch, baseline=None):
 
 def run(quick=False, threads=(1, 2), repeats=None, target_s=None, settle_s=None, log=print,
         shapes=None, baseline=None, libs=LIBS):
-    torch = optional_import("torch") if "torch" in libs else None
+    rows, copies, notes, paths = [], [], [], {}
+    torch = compared_torch(libs, notes)
     libs = LIBS + ((BASE,) if baseline else ())
     repeats = repeats or (3 if quick else 7)
     target_s = target_s or (0.003 if quick else 0.03)
@@ -219,9 +220,6 @@ def run(quick=False, threads=(1, 2), repeats=None, target_s=None, settle_s=None,
     shapes = shapes or (((32, 256), (1024, 1024)) if quick else ((32, 256), (4096, 4096)))
     dtype = np.float32
     tc = Threads()
-    rows, copies, notes, paths = [], [], [], {}
-    if torch is None:
-        notes.append("PyTorch is not installed (or left out by --libs): its column is skipped.")
     last = {}  # the library timed last (time_row)
     for nt in threads:
         tc.set(nt)

@@ -16,7 +16,7 @@ When ranvier has the fused Dense kernels (``dense_forward``: GEMM with a bias + 
 """
 import numpy as np
 
-from ._common import Threads, optional_import, time_row
+from ._common import Threads, compared_torch, optional_import, time_row
 
 MLP = (784, 256, 128, 10)
 LIBS = ("ranvier", "numpy", "torch")
@@ -128,14 +128,12 @@ def run(quick=False, threads=(1, 2), repeats=None, target_s=None, settle_s=None,
         batches=None, squares=None, dtypes=(np.float32, np.float64), libs=LIBS):
     """``batches``: the MLP products at these batch sizes; ``squares``: these square sizes
     (defaults by ``quick``); ``libs``: PyTorch's column only when "torch" is in it."""
-    torch = optional_import("torch") if "torch" in libs else None
+    rows, notes = [], []
+    torch = compared_torch(libs, notes)
     repeats = repeats or (3 if quick else 7)
     target_s = target_s or (0.003 if quick else 0.025)
     settle_s = (0.0 if quick else 0.15) if settle_s is None else settle_s
     tc = Threads()
-    rows, notes = [], []
-    if torch is None:
-        notes.append("PyTorch is not installed (or left out by --libs): its column is skipped.")
     if optional_import("threadpoolctl") is None:
         notes.append("threadpoolctl is not installed: NumPy's BLAS ran with its default thread "
                      "count at every thread setting.")
