@@ -43,19 +43,38 @@ static inline void rv_pool_window(const ranvier_pool_axis *a, ptrdiff_t o, ptrdi
     *hi = h;
 }
 
+/* A fixed, unpadded window of length 2: inside the axis for every output. */
+static inline int rv_pool_axis_k2_unpadded(const ranvier_pool_axis *a)
+{
+    return !a->adaptive && a->k == 2 && a->p == 0;
+}
+
+/* m = v where mask (0 or all ones) is set, by the bits: a select the compiler cannot turn back
+ * into a branch. */
+#define RV_POOL_SELECT(m, v, mask)                                                               \
+    do {                                                                                         \
+        union { RV_T f; RV_POOL_BITS u; } m_ = {m}, v_ = {v};                                    \
+        m_.u = (v_.u & (RV_POOL_BITS)(mask)) | (m_.u & ~(RV_POOL_BITS)(mask));                   \
+        (m) = m_.f;                                                                              \
+    } while (0)
+
 #define RV_POOL_CAT_(a, b) a##b
 #define RV_POOL_CAT(a, b) RV_POOL_CAT_(a, b)
 
 #define RV_T float
+#define RV_POOL_BITS uint32_t
 #define RV_SFX _f32
 #include "pool_template.h"
 #undef RV_T
+#undef RV_POOL_BITS
 #undef RV_SFX
 
 #define RV_T double
+#define RV_POOL_BITS uint64_t
 #define RV_SFX _f64
 #include "pool_template.h"
 #undef RV_T
+#undef RV_POOL_BITS
 #undef RV_SFX
 
 #endif

@@ -21,6 +21,7 @@ GEOMS = [
     (1, 1, 31, 17, (5, 4), (3, 2), (2, 2)),
     (2, 33, 28, 28, (2, 2), (2, 2), (0, 0)),
     (1, 2, 6, 7, (6, 7), (1, 1), (0, 0)),
+    (1, 3, 9, 10, (2, 2), (1, 3), (0, 0)),   # unpadded 2x2 windows (their own loop), overlapping
 ]
 IDS = ["x".join(map(str, g[:4])) + f"-k{g[4][0]}{g[4][1]}s{g[5][0]}{g[5][1]}p{g[6][0]}{g[6][1]}"
        for g in GEOMS]
@@ -195,6 +196,20 @@ def test_maxpool_nan_and_ties(dtype):
     pool.maxpool2d_forward(x, y, idx, (2, 2), (2, 2), (0, 0))
     assert np.isnan(y[0, 0, 0, 0]) and idx[0, 0, 0, 0] == 5
     assert y[0, 0, 0, 1] == 3.0 and idx[0, 0, 0, 1] == 2
+
+
+@pytest.mark.parametrize("kernel,padding,second_start", [((2, 2), (0, 0), 2), ((2, 3), (0, 1), 1)],
+                         ids=["2x2-loop", "general-loop"])
+def test_maxpool_nan_first_last_and_infinities(dtype, kernel, padding, second_start):
+    """The last NaN of a window wins even when the first input is a NaN too; a window of -inf
+    gives -inf at its first input. The unpadded 2x2 loop and the general one agree on all."""
+    x = np.full((1, 1, 2, 4), -np.inf, dtype)
+    x[0, 0, 0, 0] = x[0, 0, 1, 0] = np.nan          # window 0: NaN first and third
+    y = np.empty((1, 1, 1, 2), dtype)
+    idx = np.empty((1, 1, 1, 2), np.int64)
+    pool.maxpool2d_forward(x, y, idx, kernel, (2, 2), padding)
+    assert np.isnan(y[0, 0, 0, 0]) and idx[0, 0, 0, 0] == 4
+    assert y[0, 0, 0, 1] == -np.inf and idx[0, 0, 0, 1] == second_start
 
 
 def test_empty_batch_writes_nothing(dtype):
