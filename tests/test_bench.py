@@ -184,3 +184,28 @@ def test_called_from_other_code_it_never_replaces_the_process(tmp_path, monkeypa
                  "--no-progress", "--json", str(tmp_path / "r.json")]) in (0, None)
     with open(tmp_path / "r.json") as f:
         assert "OPENBLAS_CORETYPE=Haswell" in json.load(f)["machine"]["kept_env"]
+
+
+def test_summary_table_takes_each_cpu_kinds_headline_ratios():
+    from ranvier.bench import report
+
+    def run(kind, ratio):
+        gemm = [{"dtype": "float32", "threads": t, "kind": k, "ratio_vs_numpy": ratio,
+                 "ratio_vs_torch": 2 * ratio} for t in (1, 2) for k in ("mlp", "square")]
+        e2e = [{"task": "mnist", "optimizer": "adam", "batch": b, "threads": t,
+                "time_ratio_vs_numpy": 0.5, "time_ratio_vs_torch": 0.25}
+               for b in (32, 512) for t in (1, 2)]
+        cnn = [{"net": "lenet5", "threads": 1, "time_ratio_vs_torch": 0.3}]
+        return {"machine": {"cpu_kind": kind, "cpu_detail": {"model_name": "X", "family": 25,
+                                                            "model": 17, "flags": ["avx2"]}},
+                "config": {"started": "2026-12-02T10:00:00"}, "gemm": {"rows": gemm},
+                "e2e": {"rows": e2e}, "cnn": {"rows": cnn}}
+
+    text = report.summary_md([run("amd-zen4", 1.25), run("intel-sapphirerapids", 0.8)])
+    lines = text.splitlines()
+    assert lines[0] == ("| measure | amd-zen4 1 thr | amd-zen4 2 thr | intel-sapphirerapids 1 thr"
+                        " | intel-sapphirerapids 2 thr |")
+    assert "| GEMM f32 squares, GFLOP/s vs NumPy | 1.25x | 1.25x | 0.80x | 0.80x |" in lines
+    assert "| MNIST MLP epoch, Adam b32, time vs PyTorch | 0.25x | 0.25x | 0.25x | 0.25x |" in lines
+    assert "| LeNet-5 steps, time vs PyTorch | 0.30x | - | 0.30x | - |" in lines
+    assert "amd-zen4 2026-12-02 (X family 25 model 17, avx2)" in text

@@ -374,10 +374,76 @@ def render(res, out_dir):
     return [why] if why else []
 
 
+# -- one table across CPU kinds --------------------------------------------------------------------
+def _gemm_geomean(res, kind, nt, lib):
+    rows = [r for r in (res.get("gemm") or {}).get("rows", [])
+            if r["dtype"] == "float32" and r["threads"] == nt and r["kind"] == kind]
+    return geomean([r.get(f"ratio_vs_{lib}") for r in rows])
+
+
+def _e2e_ratio(res, batch, nt, lib):
+    for r in (res.get("e2e") or {}).get("rows", []):
+        if (r["task"], r["optimizer"], r["batch"], r["threads"]) == ("mnist", "adam", batch, nt):
+            return r.get(f"time_ratio_vs_{lib}")
+    return None
+
+
+def _cnn_ratio(res, net, nt):
+    for r in (res.get("cnn") or {}).get("rows", []):
+        if (r["net"], r["threads"]) == (net, nt):
+            return r.get("time_ratio_vs_torch")
+    return None
+
+
+# (label, value of one results.json at a thread count); speed ratios above 1 and time ratios
+# below 1 are ranvier's wins
+SUMMARY = [
+    ("GEMM f32 MLP products, GFLOP/s vs NumPy", lambda r, t: _gemm_geomean(r, "mlp", t, "numpy")),
+    ("GEMM f32 MLP products, GFLOP/s vs PyTorch", lambda r, t: _gemm_geomean(r, "mlp", t, "torch")),
+    ("GEMM f32 squares, GFLOP/s vs NumPy", lambda r, t: _gemm_geomean(r, "square", t, "numpy")),
+    ("GEMM f32 squares, GFLOP/s vs PyTorch", lambda r, t: _gemm_geomean(r, "square", t, "torch")),
+    ("MNIST MLP epoch, Adam b32, time vs PyTorch", lambda r, t: _e2e_ratio(r, 32, t, "torch")),
+    ("MNIST MLP epoch, Adam b512, time vs NumPy", lambda r, t: _e2e_ratio(r, 512, t, "numpy")),
+    ("MNIST MLP epoch, Adam b512, time vs PyTorch", lambda r, t: _e2e_ratio(r, 512, t, "torch")),
+    ("LeNet-5 steps, time vs PyTorch", lambda r, t: _cnn_ratio(r, "lenet5", t)),
+    ("examples/mnist steps, time vs PyTorch", lambda r, t: _cnn_ratio(r, "examples/mnist", t)),
+]
+
+
+def summary_md(results):
+    """One Markdown table of the headline ratios of several runs (a results.json each, one per CPU
+    kind), 1 and 2 threads side by side: the table the README quotes."""
+    head = ["measure"] + [f"{_kind(r)} {t} thr" for r in results for t in (1, 2)]
+    body = []
+    for label, fn in SUMMARY:
+        body.append([label] + [_x(fn(r, t)) for r in results for t in (1, 2)])
+    runs = []
+    for r in results:
+        d = r["machine"].get("cpu_detail") or {}
+        runs.append(f"{_kind(r)} {r['config'].get('started', '?')[:10]} ({d.get('model_name', '?')}"
+                    f" family {d.get('family', '?')} model {d.get('model', '?')}, "
+                    f"{', '.join(d.get('flags', []))})")
+    return _table(head, body) + f"\n\nRuns: {'; '.join(runs)}.\n"
+
+
+def _kind(res):
+    return res["machine"].get("cpu_kind") or res.get("_dir", "?")
+
+
 def main():
-    if len(sys.argv) != 2:
-        raise SystemExit("usage: python -m ranvier.bench.report RESULTS.json")
-    path = sys.argv[1]
+    args = sys.argv[1:]
+    if args[:1] == ["--summary"] and len(args) > 1:
+        results = []
+        for path in args[1:]:
+            with open(path) as f:
+                results.append(json.load(f))
+            results[-1]["_dir"] = os.path.basename(os.path.dirname(os.path.abspath(path)))
+        print(summary_md(results), end="")
+        return
+    if len(args) != 1:
+        raise SystemExit("usage: python -m ranvier.bench.report RESULTS.json\n"
+                         "       python -m ranvier.bench.report --summary RESULTS.json...")
+    path = args[0]
     with open(path) as f:
         res = json.load(f)
     for n in render(res, os.path.dirname(os.path.abspath(path))):
