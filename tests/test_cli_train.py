@@ -47,6 +47,11 @@ def test_train_cnn_and_evaluate_reproduces(tmp_path):
     assert f"accuracy {acc:.2f}%" in ev.stdout
     model = rv.load(model_path)
     assert isinstance(model.layers[0], rv.Conv2d) and model.output_shape((1, 8, 8)) == (10,)
+    # the inputs were standardized by the training images' mean and std, kept for evaluate
+    X, y = rv.datasets.load_digits()
+    X_train, _, _, _ = rv.datasets.train_test_split(X / 16.0, y, test_size=0.25, seed=0)
+    assert model.metadata["input_mean"] == pytest.approx(X_train.mean(), rel=1e-12)
+    assert model.metadata["input_std"] == pytest.approx(X_train.std(), rel=1e-12)
 
 
 def test_train_help_and_bad_options(tmp_path):

@@ -82,10 +82,21 @@ def _load_data(name, data_dir, seed, images=False):
     return X_train, y_train, X_test, y_test
 
 
+def _standardize(X, mean, std):
+    """X := (X - mean) / std in place: the inputs of ``--model cnn``, whose mean and std are
+    the training set's (as PyTorch's examples/mnist normalizes its pixels)."""
+    import numpy as np
+
+    X -= np.float32(mean)
+    X /= np.float32(std)
+    return X
+
+
 def _build_model(kind, sample_shape, hidden, n_out, seed):
     """``mlp``: Dense + ReLU layers of the ``hidden`` widths. ``cnn``: the layers of PyTorch's
     examples/mnist (Conv 1->32 k3, Conv 32->64 k3, MaxPool 2, then Dense layers of the ``hidden``
-    widths, 128 by default as there), without its dropout, started as PyTorch starts them."""
+    widths, 128 by default as there), without its dropout, started as PyTorch starts them (its
+    inputs are standardized too: see _train)."""
     import numpy as np
 
     import ranvier as rv
@@ -144,6 +155,12 @@ def _train(args):
                                                           else (128, 64))
     model = _build_model(args.model, X_train.shape[1:], hidden, int(y_train.max()) + 1,
                          args.seed)
+    scaling = {}
+    if args.model == "cnn":   # sums in float64: 47M pixels would lose digits in float32
+        scaling = {"input_mean": float(X_train.mean(dtype="float64")),
+                   "input_std": float(X_train.std(dtype="float64"))}
+        for X in (X_train, X_test):
+            _standardize(X, scaling["input_mean"], scaling["input_std"])
     opt_cls = {"sgd": rv.SGD, "adam": rv.Adam, "adamw": rv.AdamW}[args.optimizer]
     opt_kwargs = {"momentum": 0.9} if args.optimizer == "sgd" else {}
     lr = args.lr if args.lr is not None else (0.05 if args.optimizer == "sgd" else 1e-3)
@@ -173,7 +190,7 @@ def _train(args):
           f"test accuracy {result['accuracy'] * 100:.2f}%")
     if args.out:
         model.save(args.out, metadata={"data": args.data, "seed": args.seed,
-                                       "test_accuracy": result["accuracy"]})
+                                       "test_accuracy": result["accuracy"], **scaling})
         print(f"saved the model to {args.out}")
     if args.plot:
         history.plot(args.plot, title=f"ranvier {arch} on {args.data}")
@@ -202,6 +219,8 @@ def _evaluate(args):
     seed = args.seed if args.seed is not None else model.metadata.get("seed", 0)
     images = bool(model.layers) and isinstance(model.layers[0], rv.Conv2d)
     _, _, X_test, y_test = _load_data(data, args.data_dir, seed, images=images)
+    if "input_mean" in model.metadata:
+        _standardize(X_test, model.metadata["input_mean"], model.metadata["input_std"])
     if not images and X_test.shape[1] != model.n_features_in:
         raise SystemExit(f"ranvier: the model takes {model.n_features_in} features, {data} has "
                          f"{X_test.shape[1]}")
