@@ -85,6 +85,16 @@ static void rv_pack_panel(ranvier_bf16_operand x, ptrdiff_t line0, ptrdiff_t k0,
  * most that many columns (a 10-wide output layer). B's panel has NR words per pair either way. */
 #if RV_BF16_DPBF16
 #include <immintrin.h>
+/* __m512i's bits as VDPBF16PS's operand type (a union: compilers disagree on vector casts). */
+static inline __m512bh FN(as_bh)(__m512i v)
+{
+    union {
+        __m512i i;
+        __m512bh h;
+    } u;
+    u.i = v;
+    return u.h;
+}
 /* Each pair: C / 16 vectors of B words, one broadcast A word per row, one VDPBF16PS per
  * accumulator (MR x C / 16 of them in zmm registers). */
 #define RV_BF16_UKERNEL(C)                                                                       \
@@ -97,9 +107,9 @@ static void rv_pack_panel(ranvier_bf16_operand x, ptrdiff_t line0, ptrdiff_t k0,
         for (ptrdiff_t q = 0; q < kp; ++q) {                                                     \
             __m512bh bv[C / 16];                                                                 \
             for (int v = 0; v < C / 16; ++v)                                                     \
-                bv[v] = (__m512bh)_mm512_loadu_si512(b + q * NR + 16 * v);                       \
+                bv[v] = FN(as_bh)(_mm512_loadu_si512(b + q * NR + 16 * v));                     \
             for (int i = 0; i < MR; ++i) {                                                       \
-                const __m512bh ai = (__m512bh)_mm512_set1_epi32((int)a[q * MR + i]);             \
+                const __m512bh ai = FN(as_bh)(_mm512_set1_epi32((int)a[q * MR + i]));           \
                 for (int v = 0; v < C / 16; ++v)                                                 \
                     acc[i][v] = _mm512_dpbf16_ps(acc[i][v], ai, bv[v]);                          \
             }                                                                                    \
