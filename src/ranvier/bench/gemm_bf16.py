@@ -14,7 +14,7 @@ or the portable one).
 import numpy as np
 
 from ._common import Threads, compared_torch, time_row
-from .gemm import shape_list
+from .gemm import sampling, shape_list
 
 LIBS = ("ranvier", "ranvier_f32", "torch")
 
@@ -67,9 +67,7 @@ def run(quick=False, threads=(1, 2), repeats=None, target_s=None, settle_s=None,
 
     rows, notes = [], []
     torch = compared_torch(libs, notes)
-    repeats = repeats or (3 if quick else 7)
-    target_s = target_s or (0.003 if quick else 0.025)
-    settle_s = (0.0 if quick else 0.15) if settle_s is None else settle_s
+    repeats, target_s, settle_s = sampling(quick, repeats, target_s, settle_s)
     squares = squares if squares is not None else ((256,) if quick else (512, 1024, 2048))
     tc = Threads()
     shapes = shape_list(quick, batches, squares)
