@@ -5,9 +5,10 @@ Everything that is not plain metadata lives here:
 - OpenMP detection per compiler (gcc/clang ``-fopenmp``, MSVC ``/openmp``, Apple clang with libomp),
   falling back to a serial build with a warning (``RANVIER_NO_OPENMP=1`` forces it,
   ``RANVIER_REQUIRE_OPENMP=1`` turns the fallback into an error);
-- per-file ISA flags: each ``csrc/gemm_<isa>.c`` (GEMM micro-kernels), ``csrc/elementwise_<isa>.c``
-  (activations) and ``csrc/optim_<isa>.c`` (SGD/Adam updates) is compiled with its own flags and
-  the best one is picked at run time, so one binary runs on every x86-64 CPU;
+- per-file ISA flags: each ``csrc/gemm_<isa>.c`` (GEMM micro-kernels), ``csrc/gemm_bf16_<isa>.c``
+  (bf16 GEMM, with an avx512_bf16 unit too), ``csrc/elementwise_<isa>.c`` (activations) and
+  ``csrc/optim_<isa>.c`` (SGD/Adam updates) is compiled with its own flags and the best one is
+  picked at run time, so one binary runs on every x86-64 CPU;
 - ``RANVIER_SANITIZE=1`` (``make sanitize``): every C/Cython object built with AddressSanitizer and
   UndefinedBehaviorSanitizer, in its own build directory (build/sanitize).
 """
@@ -34,6 +35,14 @@ if IS_X86_64:
         ("avx2", ["-mavx2", "-mfma"], ["/arch:AVX2"]),
         ("avx512", ["-mavx512f", "-mavx512dq", "-mavx512vl", "-mavx2", "-mfma"], ["/arch:AVX512"]),
     ]
+
+
+# Units only some families have: (family, name, gcc/clang flags, MSVC flags). VDPBF16PS is the
+# bf16 GEMM's alone; every other family runs its avx512 unit on such a CPU (csrc/isa.h).
+EXTRA_UNITS = []
+if IS_X86_64:
+    EXTRA_UNITS += [("gemm_bf16", "avx512_bf16", ISA_UNITS[-1][1] + ["-mavx512bf16"],
+                     ["/arch:AVX512"])]
 
 
 def _env_flag(name):
@@ -117,7 +126,8 @@ class RanvierBuildExt(build_ext):
             objects = []
             headers = [os.path.join(CSRC, f) for f in os.listdir(CSRC) if f.endswith(".h")]
             x86 = [("RANVIER_HAVE_X86_SIMD", "1" if IS_X86_64 else "0")]
-            for isa, gnu_flags, msvc_flags in ISA_UNITS:
+            units = ISA_UNITS + [u[1:] for u in EXTRA_UNITS if u[0] == family]
+            for isa, gnu_flags, msvc_flags in units:
                 flags = base + self._omp_compile + (msvc_flags if self._msvc else gnu_flags)
                 objects += self.compiler.compile(
                     [os.path.join(CSRC, f"{family}_{isa}.c")],
@@ -196,7 +206,7 @@ class RanvierBuildExt(build_ext):
 # (matmul takes the elementwise family too: the Dense backward pass and the activations applied
 # after a GEMM are the same objects the activation layers run.)
 ISA_FAMILIES = {"matmul": ("gemm", "elementwise"), "activations": ("elementwise",),
-                "bf16": ("elementwise",),
+                "bf16": ("elementwise", "gemm_bf16"),
                 "optimizers": ("optim",)}
 
 
@@ -213,7 +223,7 @@ extensions = [
     kernel_extension("_runtime", ["runtime.c", "cpu_caches.c"]),
     kernel_extension("matmul", ["runtime.c", "gemm.c", "gemm_blocking.c", "elementwise.c"]),
     kernel_extension("activations", ["runtime.c", "elementwise.c"]),
-    kernel_extension("bf16", ["runtime.c", "elementwise.c"]),
+    kernel_extension("bf16", ["runtime.c", "elementwise.c", "gemm_bf16.c", "gemm_blocking.c"]),
     kernel_extension("losses"),
     kernel_extension("optimizers", ["runtime.c", "optim.c"]),
     kernel_extension("norm"),

@@ -6,21 +6,13 @@ double ranvier_gemm_sup_max_bytes = 512.0 * 1024.0;
 
 RANVIER_DEFINE_TABLE_FOR(ranvier_gemm_kernels, ranvier_gemm_kernels_for, ranvier_gemm)
 
-static void set_shape(ranvier_gemm_shape *shape, const ranvier_cpu_caches *caches,
-                      const ranvier_gemm_blocking *forced, int elem_bytes)
-{
-    shape->blocking = forced ? ranvier_gemm_blocking_fit(*forced, shape->mr, shape->nr)
-                             : ranvier_gemm_blocking_derive(caches, shape->mr, shape->nr,
-                                                            elem_bytes);
-}
-
 void ranvier_gemm_set_blocking(const ranvier_cpu_caches *caches,
                                const ranvier_gemm_blocking *forced)
 {
     for (int isa = 0; isa < RANVIER_ISA_COUNT; ++isa) {
         if (!ranvier_isa_supported(isa)) continue;
         const ranvier_gemm_kernels *table = ranvier_gemm_kernels_for(isa);
-        set_shape(table->sgemm_shape, caches, forced, (int)sizeof(float));
-        set_shape(table->dgemm_shape, caches, forced, (int)sizeof(double));
+        ranvier_gemm_shape_set_blocking(table->sgemm_shape, caches, forced, (int)sizeof(float));
+        ranvier_gemm_shape_set_blocking(table->dgemm_shape, caches, forced, (int)sizeof(double));
     }
 }

@@ -75,12 +75,6 @@ typedef RANVIER_CONV_FORWARD_SIGNATURE((*ranvier_dconv2d_forward_fn), double);
 typedef RANVIER_CONV_BACKWARD_SIGNATURE((*ranvier_sconv2d_backward_fn), float);
 typedef RANVIER_CONV_BACKWARD_SIGNATURE((*ranvier_dconv2d_backward_fn), double);
 
-/* One GEMM instance's register tile and the cache blocks it runs with. */
-typedef struct ranvier_gemm_shape {
-    int mr, nr;
-    ranvier_gemm_blocking blocking;
-} ranvier_gemm_shape;
-
 typedef struct ranvier_gemm_kernels {
     ranvier_sgemm_fn sgemm;
     ranvier_dgemm_fn dgemm;

@@ -77,3 +77,11 @@ ranvier_gemm_blocking ranvier_gemm_blocking_fit(ranvier_gemm_blocking forced, in
     blk.nc = multiple_below(clamp(forced.nc, 1, RANVIER_GEMM_NC_MAX), nr);
     return blk;
 }
+
+void ranvier_gemm_shape_set_blocking(ranvier_gemm_shape *shape, const ranvier_cpu_caches *caches,
+                                     const ranvier_gemm_blocking *forced, int elem_bytes)
+{
+    shape->blocking = forced ? ranvier_gemm_blocking_fit(*forced, shape->mr, shape->nr)
+                             : ranvier_gemm_blocking_derive(caches, shape->mr, shape->nr,
+                                                            elem_bytes);
+}

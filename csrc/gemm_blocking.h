@@ -39,6 +39,17 @@ typedef struct ranvier_gemm_blocking {
 #define RANVIER_GEMM_KC_MODEL_MIN 64
 #define RANVIER_GEMM_NC_MODEL_MIN 512
 
+/* One GEMM instance's register tile and the cache blocks it runs with. */
+typedef struct ranvier_gemm_shape {
+    int mr, nr;
+    ranvier_gemm_blocking blocking;
+} ranvier_gemm_shape;
+
+/* Sets shape's blocks: ``forced`` fitted to its tile when not NULL, else the model's for its tile
+ * and elements of elem_bytes bytes. */
+void ranvier_gemm_shape_set_blocking(ranvier_gemm_shape *shape, const ranvier_cpu_caches *caches,
+                                     const ranvier_gemm_blocking *forced, int elem_bytes);
+
 /* The model (see above) for a micro-kernel of mr x nr elements of elem_bytes bytes; odd or
  * unknown cache facts are replaced by ranvier_cpu_caches_or_defaults first. Pure. */
 ranvier_gemm_blocking ranvier_gemm_blocking_derive(const ranvier_cpu_caches *caches, int mr,

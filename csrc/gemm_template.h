@@ -19,24 +19,8 @@
  * (activation_kernels.h), compiled with this unit's flags like the elementwise kernels, so a
  * fused Dense + activation equals the Dense followed by the activation layer, bit for bit. */
 
-#include <math.h>
-#include <stdlib.h>
-#include <string.h>
 
-#include "activation_kernels.h"
-#include "fpenv.h"
-#ifdef _OPENMP
-#include <omp.h>
-#endif
-
-#define RV_CAT2(a, b) a##_##b
-#define RV_CAT(a, b) RV_CAT2(a, b)
-#define FN(name) RV_CAT(name, TAG)
-#if REAL_IS_DOUBLE
-#define RV_ACTFN(name) rv_##name##f64
-#else
-#define RV_ACTFN(name) rv_##name##f32
-#endif
+#include "gemm_tile.h"
 
 #ifndef RANVIER_GEMM_TEMPLATE_ONCE
 #define RANVIER_GEMM_TEMPLATE_ONCE
@@ -47,24 +31,6 @@
 #else
 #define RV_HAVE_SSE2 0
 #endif
-#if defined(_MSC_VER) && !defined(restrict)
-#define restrict __restrict
-#endif
-/* 64-byte aligned buffer (cache line, and what AVX-512 loads like best) of exactly ``bytes``, so
- * that AddressSanitizer sees a write one element past it; free with rv_aligned_free. */
-#if defined(_WIN32)
-#include <malloc.h>
-static void *rv_aligned_alloc(size_t bytes) { return _aligned_malloc(bytes ? bytes : 1, 64); }
-static void rv_aligned_free(void *p) { _aligned_free(p); }
-#else
-static void *rv_aligned_alloc(size_t bytes)
-{
-    void *p = NULL;
-    return posix_memalign(&p, 64, bytes ? bytes : 1) == 0 ? p : NULL;
-}
-static void rv_aligned_free(void *p) { free(p); }
-#endif
-static ptrdiff_t rv_min(ptrdiff_t a, ptrdiff_t b) { return a < b ? a : b; }
 #endif
 
 /* Micro-kernels: kc rank-1 updates of an R x C accumulator the compiler keeps in registers
@@ -104,12 +70,7 @@ static ptrdiff_t rv_min(ptrdiff_t a, ptrdiff_t b) { return a < b ? a : b; }
                 for (int j = 0; j < C; ++j) acc[i * C + j] += ai * bp[j];                      \
             }                                                                                  \
         }                                                                                      \
-        if (accumulate)                                                                        \
-            for (int i = 0; i < R; ++i)                                                        \
-                for (int j = 0; j < C; ++j) dst[i * ld + j] += acc[i * C + j];                 \
-        else                                                                                   \
-            for (int i = 0; i < R; ++i)                                                        \
-                for (int j = 0; j < C; ++j) dst[i * ld + j] = acc[i * C + j];                  \
+        RV_STORE_ACC(acc, R, C, dst, ld, accumulate);                                          \
     }                                                                                          \
     static void FN(uk_##R##_##C)(ptrdiff_t kc, const REAL *a, ptrdiff_t rsa, ptrdiff_t csa,    \
                                  const REAL *b, ptrdiff_t rsb, REAL *dst, ptrdiff_t ld,        \
@@ -124,11 +85,6 @@ static ptrdiff_t rv_min(ptrdiff_t a, ptrdiff_t b) { return a < b ? a : b; }
     {                                                                                          \
         FN(ukbody_##R##_##C)(kc, a, rsa, csa, b, rsb, dst, ld, accumulate);                    \
     }
-#if defined(__GNUC__) || defined(__clang__) /* MSVC's OpenMP 2.0 has no simd construct */
-#define RV_PRAGMA_SIMD _Pragma("omp simd")
-#else
-#define RV_PRAGMA_SIMD
-#endif
 #endif
 
 /* One full-width and one half-width kernel per row count 1..MR (MR <= 8 in every unit). */
@@ -298,72 +254,6 @@ static void FN(pack_b)(ptrdiff_t kc, ptrdiff_t nr, const REAL *b, ptrdiff_t rsb,
     }
 }
 
-/* C tile := alpha * ab + beta * C tile (+ bias, activation when ``last``), for the m x n corner
- * that exists. beta == 0 never reads C. */
-static void FN(store_tile)(ptrdiff_t m, ptrdiff_t n, REAL alpha, const REAL *restrict ab, REAL beta,
-                           REAL *c, ptrdiff_t rsc, ptrdiff_t csc, int last, const REAL *bias,
-                           ranvier_act act)
-{
-    if (csc == 1) { /* the common case, separate so the compiler vectorises it */
-        for (ptrdiff_t i = 0; i < m; ++i) {
-            REAL *restrict ci = c + i * rsc;
-            const REAL *abi = ab + i * NR;
-            if (beta == (REAL)0) {
-                for (ptrdiff_t j = 0; j < n; ++j) ci[j] = alpha * abi[j];
-            } else if (beta == (REAL)1) {
-                for (ptrdiff_t j = 0; j < n; ++j) ci[j] += alpha * abi[j];
-            } else {
-                for (ptrdiff_t j = 0; j < n; ++j) ci[j] = beta * ci[j] + alpha * abi[j];
-            }
-        }
-        if (last && (bias || act.code != RANVIER_ACT_NONE))
-            RV_ACTFN(bias_act_)(act, c, rsc, bias, c, rsc, m, n);
-        return;
-    }
-    for (ptrdiff_t i = 0; i < m; ++i) {
-        REAL *ci = c + i * rsc;
-        const REAL *abi = ab + i * NR;
-        if (beta == (REAL)0) {
-            for (ptrdiff_t j = 0; j < n; ++j) ci[j * csc] = alpha * abi[j];
-        } else if (beta == (REAL)1) {
-            for (ptrdiff_t j = 0; j < n; ++j) ci[j * csc] += alpha * abi[j];
-        } else {
-            for (ptrdiff_t j = 0; j < n; ++j) ci[j * csc] = beta * ci[j * csc] + alpha * abi[j];
-        }
-        if (last && bias)
-            for (ptrdiff_t j = 0; j < n; ++j) ci[j * csc] += bias[j];
-        if (last && act.code != RANVIER_ACT_NONE)
-            for (ptrdiff_t j = 0; j < n; ++j) ci[j * csc] = RV_ACTFN(act_1_)(act, ci[j * csc]);
-    }
-}
-
-/* The Dense epilogue on a tile already in C (unit column stride): + bias[j], then the activation. */
-static void FN(epilogue)(ptrdiff_t m, ptrdiff_t n, REAL *c, ptrdiff_t rsc, const REAL *bias,
-                         ranvier_act act)
-{
-    RV_ACTFN(bias_act_)(act, c, rsc, bias, c, rsc, m, n);
-}
-
-/* C := act(beta * C + bias), used when there is nothing to multiply (k == 0 or alpha == 0). */
-static void FN(scale_c)(ptrdiff_t m, ptrdiff_t n, REAL beta, REAL *c, ptrdiff_t rsc, ptrdiff_t csc,
-                        const REAL *bias, ranvier_act act)
-{
-    for (ptrdiff_t i = 0; i < m; ++i)
-        for (ptrdiff_t j = 0; j < n; ++j) {
-            REAL *cij = c + i * rsc + j * csc;
-            REAL v = (beta == (REAL)0) ? (REAL)0 : beta * *cij;
-            if (bias) v += bias[j];
-            *cij = RV_ACTFN(act_1_)(act, v);
-        }
-}
-
-/* k in equal slices of at most KC: 784 = 4 x 196, not 3 x 256 + 16 (a 16-deep slice pays a
- * whole pass over C for little work). */
-static inline ptrdiff_t FN(k_step)(ptrdiff_t k, ptrdiff_t kc_block)
-{
-    const ptrdiff_t slices = (k + kc_block - 1) / kc_block;
-    return (k + slices - 1) / slices;
-}
 
 /* One tile of C from its A and B panels (packed, or read in place), done the same way on both
  * paths: straight from registers into C when no scaling is needed (then the Dense epilogue after
@@ -441,6 +331,30 @@ static void FN(gemm_loops)(ptrdiff_t m, ptrdiff_t n, ptrdiff_t k, REAL alpha, co
     }
 }
 
+/* gemm_loops' arguments, for rv_gemm_run_packed (gemm_tile.h). */
+typedef struct FN(job) {
+    ptrdiff_t m, n, k;
+    REAL alpha;
+    const REAL *a;
+    ptrdiff_t rsa, csa;
+    const REAL *b;
+    ptrdiff_t rsb, csb;
+    REAL beta;
+    REAL *c;
+    ptrdiff_t rsc, csc;
+    const REAL *bias;
+    ranvier_act act;
+    ranvier_gemm_blocking blk;
+} FN(job);
+
+static void FN(run_job)(const void *job, void *a_pack, void *b_pack)
+{
+    const FN(job) *g = (const FN(job) *)job;
+    FN(gemm_loops)(g->m, g->n, g->k, g->alpha, g->a, g->rsa, g->csa, g->b, g->rsb, g->csb,
+                   g->beta, g->c, g->rsc, g->csc, g->bias, g->act, g->blk, (REAL *)a_pack,
+                   (REAL *)b_pack);
+}
+
 /* Small products (always on one thread, operands in L2): A is never packed (the kernels read it
  * through its strides), nor is B when its rows are contiguous (csb == 1). A column panel of B is
  * copied into a zero-padded panel only when its rows are strided (B = W.T, as in X @ W.T: a
@@ -514,36 +428,10 @@ int GEMM_NAME(ptrdiff_t m, ptrdiff_t n, ptrdiff_t k, REAL alpha, const REAL *a, 
     const ptrdiff_t kc_max = rv_min(blk.kc, k);
     const ptrdiff_t mc_max = rv_min(blk.mc, (m + MR - 1) / MR * MR);
     const ptrdiff_t nc_max = rv_min(blk.nc, (n + NR - 1) / NR * NR);
-    REAL *a_pack = (REAL *)rv_aligned_alloc(sizeof(REAL) * (size_t)mc_max * kc_max);
-    REAL *b_pack = (REAL *)rv_aligned_alloc(sizeof(REAL) * (size_t)nc_max * kc_max);
-    if (!a_pack || !b_pack) {
-        rv_aligned_free(a_pack);
-        rv_aligned_free(b_pack);
-        return -1;
-    }
-    /* One thread asked for from inside another team (a convolution's loop over images) still
-     * gets a team of its own: gemm_loops' orphaned omp for loops would otherwise bind to that
-     * team and hand this product's tiles to threads busy with other images. */
-    int own_team = nthreads > 1;
-#ifdef _OPENMP
-    own_team = own_team || omp_in_parallel();
-#endif
-    if (own_team) {
-        const ranvier_fpstate fp_bits = ranvier_fp_flush_bits();
-#pragma omp parallel num_threads(nthreads)
-        {
-            const ranvier_fpstate fp = ranvier_fp_adopt(fp_bits); /* the caller's flush mode */
-            FN(gemm_loops)(m, n, k, alpha, a, rsa, csa, b, rsb, csb, beta, c, rsc, csc, bias, act,
-                           blk, a_pack, b_pack);
-            ranvier_fp_leave(fp);
-        }
-    } else {
-        FN(gemm_loops)(m, n, k, alpha, a, rsa, csa, b, rsb, csb, beta, c, rsc, csc, bias, act,
-                       blk, a_pack, b_pack);
-    }
-    rv_aligned_free(a_pack);
-    rv_aligned_free(b_pack);
-    return 0;
+    const FN(job) job = {m, n, k, alpha, a, rsa, csa, b, rsb, csb, beta, c, rsc, csc, bias, act,
+                         blk};
+    return rv_gemm_run_packed(nthreads, sizeof(REAL) * (size_t)mc_max * kc_max,
+                              sizeof(REAL) * (size_t)nc_max * kc_max, FN(run_job), &job);
 }
 
 #include "conv_template.h"

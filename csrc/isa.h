@@ -9,11 +9,16 @@
 #ifndef RANVIER_ISA_H
 #define RANVIER_ISA_H
 
-/* X(CODE, name, code), widest last */
+/* X(CODE, name, code), widest last; each level has every instruction of the ones before it.
+ * avx512_bf16 is AVX-512 plus VDPBF16PS: only the bf16 GEMM (gemm_bf16.h) has kernels of its
+ * own for it, every other family runs its avx512 table there. A next level (AMX: TDPBF16PS, once
+ * the process has asked Linux for the tile state) would follow it in the same way: its probe in
+ * runtime.c, its bf16 GEMM table in gemm_bf16.c. */
 #define RANVIER_ISAS(X)                                                                          \
     X(GENERIC, generic, 0)                                                                       \
     X(AVX2, avx2, 1)                                                                             \
-    X(AVX512, avx512, 2)
+    X(AVX512, avx512, 2)                                                                         \
+    X(AVX512_BF16, avx512_bf16, 3)
 
 #define RV_ISA_ENUM(CODE, name, code) RANVIER_ISA_##CODE = code,
 enum { RANVIER_ISAS(RV_ISA_ENUM) RANVIER_ISA_COUNT };
@@ -39,6 +44,7 @@ int ranvier_isa_best(void);
     {                                                                                            \
         if (!ranvier_isa_supported(isa)) return &prefix##_generic;                               \
         switch (isa) {                                                                           \
+        case RANVIER_ISA_AVX512_BF16:                                                            \
         case RANVIER_ISA_AVX512: return &prefix##_avx512;                                        \
         case RANVIER_ISA_AVX2: return &prefix##_avx2;                                            \
         default: return &prefix##_generic;                                                       \

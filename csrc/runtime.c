@@ -91,7 +91,8 @@ static unsigned long long xgetbv0(void)
 #endif
 }
 
-/* bit 0: AVX2+FMA usable, bit 1: AVX-512 F/DQ/VL usable. Computed once. */
+/* bit 0: AVX2+FMA usable, bit 1: AVX-512 F/DQ/VL usable, bit 2: AVX512-BF16 usable too.
+ * Computed once. */
 static int x86_features(void)
 {
     static int cached = -1;
@@ -111,15 +112,22 @@ static int x86_features(void)
         int avx512f = (r[1] >> 16) & 1, avx512dq = (r[1] >> 17) & 1, avx512vl = (r[1] >> 31) & 1;
         if (ymm_ok && avx2 && fma) feats |= 1;
         if (zmm_ok && (feats & 1) && avx512f && avx512dq && avx512vl) feats |= 2;
+        /* AVX512-BF16: leaf 7 subleaf 1, EAX bit 5 (subleaf 1 exists when subleaf 0's EAX >= 1) */
+        if ((feats & 2) && r[0] >= 1) {
+            ranvier_cpuid_count(7, 1, r);
+            if ((r[0] >> 5) & 1) feats |= 4;
+        }
     }
     cached = feats;
     return feats;
 }
 int ranvier_cpu_has_avx2_fma(void) { return x86_features() & 1; }
 int ranvier_cpu_has_avx512(void) { return (x86_features() >> 1) & 1; }
+int ranvier_cpu_has_avx512_bf16(void) { return (x86_features() >> 2) & 1; }
 #else
 int ranvier_cpu_has_avx2_fma(void) { return 0; }
 int ranvier_cpu_has_avx512(void) { return 0; }
+int ranvier_cpu_has_avx512_bf16(void) { return 0; }
 #endif
 
 /* -- the ISA list (isa.h) -------------------------------------------------------------------- */
@@ -133,6 +141,7 @@ int ranvier_isa_supported(int isa)
     case RANVIER_ISA_GENERIC: return 1;
     case RANVIER_ISA_AVX2: return ranvier_cpu_has_avx2_fma();
     case RANVIER_ISA_AVX512: return ranvier_cpu_has_avx512();
+    case RANVIER_ISA_AVX512_BF16: return ranvier_cpu_has_avx512_bf16();
     default: return 0;
     }
 }

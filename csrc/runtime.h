@@ -29,6 +29,7 @@ int ranvier_fork_prepare(void);
  * ranvier_isa_supported is built on them. */
 int ranvier_cpu_has_avx2_fma(void);
 int ranvier_cpu_has_avx512(void);   /* F + DQ + VL, with OS support for the zmm state */
+int ranvier_cpu_has_avx512_bf16(void); /* AVX-512 as above, and VDPBF16PS */
 
 #if RANVIER_HAVE_X86_SIMD
 /* CPUID leaf, subleaf -> r = {eax, ebx, ecx, edx}. */

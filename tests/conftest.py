@@ -1,4 +1,5 @@
 """Shared fixtures: random generators, dtype/thread/ISA matrices, an optional torch."""
+import contextlib
 import math
 
 import numpy as np
@@ -31,18 +32,38 @@ def num_threads(request):
     ranvier.set_num_threads(None)
 
 
-@pytest.fixture(params=["generic", "avx2", "avx512"])
+# The instruction sets with kernels of their own in every family. avx512_bf16 runs the avx512
+# tables everywhere but in the bf16 GEMM, whose tests cover it (test_kernels_bf16_gemm.py).
+ISAS = ["generic", "avx2", "avx512"]
+
+
+def _widest_isa():
+    from ranvier._kernels import _runtime
+
+    return [i for i in ISAS if i in _runtime.supported_isas()][-1]
+
+
+@contextlib.contextmanager
+def using_isa(name):
+    """Run the block on ISA ``name`` (the test skips where this CPU cannot), then restore."""
+    from ranvier._kernels import _runtime
+
+    if name not in _runtime.supported_isas():
+        pytest.skip(f"this CPU cannot run the {name} kernel")
+    before = _runtime.get_isa()
+    ranvier.set_isa(name)
+    try:
+        yield name
+    finally:
+        ranvier.set_isa(before)
+
+
+@pytest.fixture(params=ISAS)
 def isa(request):
     """Every instruction set this CPU can run, for all kernel families at once (GEMM,
     activations, optimizer updates); restores the best one after."""
-    from ranvier._kernels import _runtime
-
-    if request.param not in _runtime.supported_isas():
-        pytest.skip(f"this CPU cannot run the {request.param} kernel")
-    before = _runtime.get_isa()
-    ranvier.set_isa(request.param)
-    yield request.param
-    ranvier.set_isa(before)
+    with using_isa(request.param):
+        yield request.param
 
 
 @pytest.fixture(params=["packed", "unpacked"])
@@ -78,15 +99,17 @@ check_gradient = _reference.check_gradient
 
 # -- the quick subset ---------------------------------------------------------------------------
 def _slow_variant(item):
-    """A parametrized variant that the quick run leaves out: two threads, an ISA other than the
-    best one, or a comparison with torch."""
+    """A parametrized variant that the quick run leaves out: two threads, an ISA (or bf16 GEMM
+    path) other than the best one, or a comparison with torch."""
     params = getattr(getattr(item, "callspec", None), "params", {})
     if params.get("num_threads", 1) != 1:
         return True
-    if "isa" in params:
+    if "isa" in params and params["isa"] != _widest_isa():
+        return True
+    if "path" in params:  # the bf16 GEMM's paths (test_kernels_bf16_gemm.py): the best alone
         from ranvier._kernels import _runtime
 
-        if params["isa"] != _runtime.best_isa():
+        if params["path"] != _runtime.best_isa():
             return True
     return "torch" in getattr(item, "fixturenames", ())
 

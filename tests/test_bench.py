@@ -209,3 +209,24 @@ def test_summary_table_takes_each_cpu_kinds_headline_ratios():
     assert "| MNIST MLP epoch, Adam b32, time vs PyTorch | 0.25x | 0.25x | 0.25x | 0.25x |" in lines
     assert "| LeNet-5 steps, time vs PyTorch | 0.30x | - | 0.30x | - |" in lines
     assert "amd-zen4 2026-12-02 (X family 25 model 17, avx2)" in text
+
+
+def test_bf16_gemm_rows_are_right_and_rendered():
+    """The bf16 GEMM section (``--only bf16``): every row checked against its error bound, timed
+    for ranvier bf16, ranvier float32 (and PyTorch bf16), with the path that ran."""
+    from ranvier._kernels import bf16
+    from ranvier.bench import gemm_bf16, report
+
+    libs = ("ranvier", "torch") if HAVE_TORCH else ("ranvier",)
+    res = gemm_bf16.run(quick=True, threads=(1,), batches=(8,), squares=(64,), libs=libs,
+                        log=lambda *_: None)
+    rows = res["rows"]
+    assert len(rows) == 10 and res["path"] == bf16._gemm_path()
+    for r in rows:
+        assert r["ranvier_ok"] and r["bf16_path"] == res["path"], r
+        assert r["ranvier"]["gflops"] > 0 and r["ranvier_f32"]["gflops"] > 0
+        assert r["ratio_vs_ranvier_f32"] == pytest.approx(
+            r["ranvier"]["gflops"] / r["ranvier_f32"]["gflops"])
+        assert (r.get("torch") is not None) == HAVE_TORCH
+    text = report.gemm_bf16_md(res)
+    assert res["path"] in text and "bf16/ranvier float32" in text

@@ -115,7 +115,7 @@ def test_one_isa_list_and_one_choice_for_every_kernel_family():
     kernel module keeps a choice of its own."""
     from ranvier._kernels import _runtime, activations, matmul, optimizers
 
-    assert _runtime.ISA_NAMES == ("generic", "avx2", "avx512")
+    assert _runtime.ISA_NAMES == ("generic", "avx2", "avx512", "avx512_bf16")
     for mod in (activations, matmul, optimizers):
         assert not hasattr(mod, "set_isa") and not hasattr(mod, "get_isa"), mod.__name__
     assert _runtime.best_isa() == _runtime.supported_isas()[-1]

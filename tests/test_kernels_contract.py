@@ -52,6 +52,8 @@ SPECS = {
     "activations.dropout_apply": ([A(N), A(N, dtype=np.float32), 0.5, 2.0, A(N)], {}),
     "bf16.to_bf16": ([A(N, dtype=np.float32), A(N, dtype=np.uint16)], {}),
     "bf16.from_bf16": ([A(N, dtype=np.uint16), A(N, dtype=np.float32)], {}),
+    "bf16.gemm": ([A(N, 4, dtype=np.float32), A(4, D, dtype=np.uint16), A(N, D, dtype=np.float32)],
+                  {}),
     "losses.softmax_cross_entropy_labels": (
         [A(N, D), A(N, dtype=np.int64, labels=True), A(N, D), A(N, dtype=np.float64), 0.2], {}),
     "losses.softmax_cross_entropy_labels_weighted": (
@@ -109,8 +111,8 @@ SPECS = {
 # Entry points whose arguments are not arrays of one call (a class): checked by their own tests
 # (tests/test_kernels_dense.py for DenseRun's shapes and buffers).
 NOT_TABLE_DRIVEN = {"matmul.DenseRun"}
-# gemm takes strided operands by design (X @ W.T swaps strides instead of copying).
-STRIDED_OK = {"matmul.gemm"}
+# The GEMMs take strided operands by design (X @ W.T swaps strides instead of copying).
+STRIDED_OK = {"matmul.gemm", "bf16.gemm"}
 
 
 def _public(module_name):

@@ -383,7 +383,7 @@ def test_gemm_rejects_mixed_dtypes():
 def test_isa_selection_api():
     supported = _runtime.supported_isas()
     assert "generic" in supported
-    assert set(supported) <= {"generic", "avx2", "avx512"}
+    assert set(supported) <= {"generic", "avx2", "avx512", "avx512_bf16"}
     assert _runtime.best_isa() in supported
     assert _runtime.best_isa() == supported[-1], "best_isa must be the widest supported kernel"
     before = _runtime.get_isa()
@@ -393,7 +393,7 @@ def test_isa_selection_api():
             assert _runtime.get_isa() == name
         with pytest.raises(ValueError):
             _runtime.set_isa("sse9")
-        for name in {"avx2", "avx512"} - set(supported):
+        for name in {"avx2", "avx512", "avx512_bf16"} - set(supported):
             with pytest.raises(ValueError):
                 _runtime.set_isa(name)
         _runtime.set_isa("generic")

@@ -109,7 +109,8 @@ def _apply_isa_from_env():
 
 
 def get_isa():
-    """The instruction set every native kernel family runs: 'generic', 'avx2' or 'avx512'."""
+    """The instruction set every native kernel family runs: 'generic', 'avx2', 'avx512' or
+    'avx512_bf16' (AVX-512 with VDPBF16PS: the bf16 GEMM's kernel; the rest run avx512's)."""
     return _runtime.get_isa()
 
 
@@ -185,6 +186,13 @@ def _gemm_blocking_report():
             "cpu_caches": _runtime.cpu_caches()}
 
 
+def _bf16_gemm_report():
+    """The bf16 GEMM path the active ISA runs (csrc/gemm_bf16.h) and its tile and blocks."""
+    from ._kernels import bf16
+
+    return {"path": bf16._gemm_path(), "blocking": bf16._gemm_blocking()}
+
+
 def config_dict():
     import platform  # only here: it costs ~9 ms at import
 
@@ -205,6 +213,7 @@ def config_dict():
         "fork": fork_mode(),
         "flush_denormal": _runtime.get_flush_denormal() and _runtime.flush_denormal_supported(),
         **_gemm_blocking_report(),
+        "bf16_gemm": _bf16_gemm_report(),
     }
 
 
@@ -229,10 +238,13 @@ def _caches_text(c):
                       one("L3", c["l3_bytes"], c["l3_ways"], shared)]) + f" ({c['source']})"
 
 
+def _tile_text(b):
+    return f"{b['mr']}x{b['nr']}: MC {b['mc']}, KC {b['kc']}, NC {b['nc']}"
+
+
 def _blocking_lines(cfg):
     """['float32 8x32: MC 768, KC 256, NC 8192 (derived from the caches)', 'float64 ...']."""
-    lines = [f"{dtype} {b['mr']}x{b['nr']}: MC {b['mc']}, KC {b['kc']}, NC {b['nc']}"
-             for dtype, b in cfg["gemm_blocking"].items()]
+    lines = [f"{dtype} {_tile_text(b)}" for dtype, b in cfg["gemm_blocking"].items()]
     forced = cfg["gemm_blocking_forced"]
     lines[0] += (f" (forced: RANVIER_GEMM_BLOCKING={','.join(map(str, forced))})" if forced
                  else " (derived from the caches)")
@@ -255,6 +267,8 @@ def show_config(file=None):
         f"  caches:          {_caches_text(cfg['cpu_caches'])}",
         *(f"  {'GEMM blocking:' if i == 0 else '':<17}{line}"
           for i, line in enumerate(_blocking_lines(cfg))),
+        f"  bf16 GEMM:       {cfg['bf16_gemm']['path']}, "
+        f"{_tile_text(cfg['bf16_gemm']['blocking'])}",
         f"  fork:            {cfg['fork']}",
         f"  denormals:       {'flushed to zero in kernels' if cfg['flush_denormal'] else 'gradual underflow (not flushed)'}",
     ]

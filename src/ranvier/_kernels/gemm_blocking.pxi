@@ -26,6 +26,14 @@ import numbers
 BLOCKING_BOUNDS = {"mc": RANVIER_GEMM_MC_MAX, "kc": RANVIER_GEMM_KC_MAX, "nc": RANVIER_GEMM_NC_MAX}
 
 _forced_blocking = None  # (mc, kc, nc) as asked for, or None: derived from the caches
+# GEMMs of other extensions (bf16.gemm) take the same blocks: each registers a function of the
+# forced (mc, kc, nc), or None, called at once and whenever they change.
+_blocking_followers = []
+
+
+def _follow_gemm_blocking(fn):
+    _blocking_followers.append(fn)
+    fn(_forced_blocking)
 
 
 def _derive_gemm_blocking(caches, int mr, int nr, int itemsize):
@@ -57,6 +65,8 @@ def _set_gemm_blocking(blocking):
     if blocking is None:
         ranvier_gemm_set_blocking(detected_caches(), NULL)
         _forced_blocking = None
+        for fn in _blocking_followers:
+            fn(None)
         return before
     values = tuple(blocking)
     if len(values) != 3:
@@ -70,6 +80,8 @@ def _set_gemm_blocking(blocking):
     forced.mc, forced.kc, forced.nc = values
     ranvier_gemm_set_blocking(detected_caches(), &forced)
     _forced_blocking = values
+    for fn in _blocking_followers:
+        fn(values)
     return before
 
 

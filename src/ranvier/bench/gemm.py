@@ -124,15 +124,20 @@ def make_dense_calls(batch, fin, fout, dtype, n_threads, rng, torch):
     return calls, err < (1e-3 if dtype == np.float32 else 1e-9), err
 
 
+def sampling(quick, repeats=None, target_s=None, settle_s=None):
+    """(repeats, seconds per sample, settle seconds) of the GEMM sections where not given: few and
+    short for ``quick``."""
+    return (repeats or (3 if quick else 7), target_s or (0.003 if quick else 0.025),
+            (0.0 if quick else 0.15) if settle_s is None else settle_s)
+
+
 def run(quick=False, threads=(1, 2), repeats=None, target_s=None, settle_s=None, log=print,
         batches=None, squares=None, dtypes=(np.float32, np.float64), libs=LIBS):
     """``batches``: the MLP products at these batch sizes; ``squares``: these square sizes
     (defaults by ``quick``); ``libs``: PyTorch's column only when "torch" is in it."""
     rows, notes = [], []
     torch = compared_torch(libs, notes)
-    repeats = repeats or (3 if quick else 7)
-    target_s = target_s or (0.003 if quick else 0.025)
-    settle_s = (0.0 if quick else 0.15) if settle_s is None else settle_s
+    repeats, target_s, settle_s = sampling(quick, repeats, target_s, settle_s)
     tc = Threads()
     if optional_import("threadpoolctl") is None:
         notes.append("threadpoolctl is not installed: NumPy's BLAS ran with its default thread "

@@ -10,7 +10,8 @@ import sys
 
 from ._common import write_text
 
-LIB_NAMES = {"ranvier": "ranvier", "numpy": "NumPy", "torch": "PyTorch", "sklearn": "scikit-learn"}
+LIB_NAMES = {"ranvier": "ranvier", "numpy": "NumPy", "torch": "PyTorch", "sklearn": "scikit-learn",
+             "ranvier_f32": "ranvier float32"}
 COLORS = {"ranvier": "#d62728", "numpy": "#1f77b4", "torch": "#ff7f0e", "sklearn": "#2ca02c",
           "copy": "#7f7f7f"}
 
@@ -130,6 +131,35 @@ def gemm_md(g):
     parts.append(_table(["dtype", "threads", "product", "m x n x k", "ranvier GFLOP/s"]
                         + [f"{LIB_NAMES[l]} GFLOP/s" for l in libs]
                         + [f"ranvier/{LIB_NAMES[l]}" for l in libs] + ["check"], body))
+    return "\n\n".join(parts + [_notes(g)])
+
+
+def gemm_bf16_md(g):
+    rows = g["rows"]
+    libs = [l for l in ("ranvier_f32", "torch") if any(r.get(l) for r in rows)]
+    names = {"ranvier_f32": "ranvier float32", "torch": "PyTorch bf16"}
+    parts = [f"ranvier bf16 ran the **{g.get('path')}** path. Ratios are ranvier bf16's GFLOP/s "
+             "over the other's: above 1, ranvier bf16 is faster."]
+    summ = []
+    for nt in sorted({r["threads"] for r in rows}):
+        for kind, label in (("mlp", "MLP products"), ("square", "squares")):
+            sel = [r for r in rows if r["threads"] == nt and r["kind"] == kind]
+            if sel:
+                summ.append([nt, f"{label} ({len(sel)})"]
+                            + [_x(geomean([r.get(f"ratio_vs_{l}") for r in sel])) for l in libs])
+    parts.append("Geometric means of the ratios:\n\n"
+                 + _table(["threads", "shapes"] + [f"bf16/{names[l]}" for l in libs], summ))
+    body = []
+    for r in rows:
+        name = r["name"] + (f" B={r['batch']}" if r["batch"] else "")
+        body.append([r["threads"], name, f"{r['m']}x{r['n']}x{r['k']}",
+                     _rate(r.get("ranvier"), "gflops")]
+                    + [_rate(r.get(l), "gflops") for l in libs]
+                    + [_x(r.get(f"ratio_vs_{l}")) for l in libs]
+                    + ["" if r.get("ranvier_ok", True) else "WRONG RESULT"])
+    parts.append(_table(["threads", "product", "m x n x k", "ranvier bf16 GFLOP/s"]
+                        + [f"{names[l]} GFLOP/s" for l in libs]
+                        + [f"bf16/{names[l]}" for l in libs] + ["check"], body))
     return "\n\n".join(parts + [_notes(g)])
 
 
@@ -258,7 +288,8 @@ def render_md(res):
                 ("e2e", "3. End to end training", e2e_md),
                 ("conv", "4. Convolutions (Conv2d per layer)", conv_md),
                 ("cnn", "5. CNN training (LeNet-5, PyTorch's examples/mnist)", cnn_md),
-                ("sklearn", "6. scikit-learn's MLPClassifier.fit", sklearn_md))
+                ("sklearn", "6. scikit-learn's MLPClassifier.fit", sklearn_md),
+                ("bf16", "7. bfloat16 GEMM", gemm_bf16_md))
     for key, title, fn in sections:
         parts.append(f"\n## {title}\n")
         if res.get(key) and res[key].get("rows"):

@@ -13,6 +13,7 @@ repeated runs with min-max:
   4. convolutions  conv.py         Conv2d per layer, forward and both gradients, vs PyTorch
   5. CNN training  cnn_train.py    LeNet-5 and examples/mnist training steps vs PyTorch, GEMM floor
   6. scikit-learn  sklearn_fit.py  MLPClassifier.fit, adam and lbfgs, ranvier.sklearn vs sklearn
+  7. bf16 GEMM     gemm_bf16.py    GFLOP/s of bf16 products: ranvier bf16 vs float32 vs PyTorch bf16
 ``--quick`` is a smoke test of the full suite (tiny sizes and repeats). ``--json FILE`` and
 ``--plot FILE.png`` (matplotlib) write the results; ``--out-dir DIR`` writes results.json,
 results.md and results.png there (``make bench``: ``benchmarks/results/<cpu kind>/``). PyTorch,
@@ -33,10 +34,10 @@ import traceback
 
 import numpy as np
 
-from . import cnn_train, conv, e2e, elementwise, gemm, report, sklearn_fit
+from . import cnn_train, conv, e2e, elementwise, gemm, gemm_bf16, report, sklearn_fit
 from ._common import fair_blas_env, machine_record, optional_import, versions, write_json
 
-SECTIONS = ("gemm", "elementwise", "e2e", "conv", "cnn", "sklearn")
+SECTIONS = ("gemm", "elementwise", "e2e", "conv", "cnn", "sklearn", "bf16")
 
 
 def _loadavg():
@@ -137,6 +138,9 @@ def _runners(args, threads, deadline, log):
             "sklearn": lambda: sklearn_fit.run(threads=threads, data_dir=args.data_dir,
                                                n_train=2000, epochs=2, lbfgs_iter=10,
                                                repeats=1, log=log, libs=args.libs),
+            "bf16": lambda: gemm_bf16.run(threads=threads, batches=(128,), squares=(1024,),
+                                          repeats=3, target_s=0.01, settle_s=0.0, log=log,
+                                          libs=args.libs),
         }
     quick = args.mode == "quick"
     return {
@@ -155,6 +159,7 @@ def _runners(args, threads, deadline, log):
                                            epochs=1 if quick else 5,
                                            lbfgs_iter=3 if quick else 30,
                                            repeats=1 if quick else 3, log=log, libs=args.libs),
+        "bf16": lambda: gemm_bf16.run(quick=quick, threads=threads, log=log, libs=args.libs),
     }
 
 
