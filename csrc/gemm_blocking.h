@@ -35,8 +35,13 @@ typedef struct ranvier_gemm_blocking {
 #define RANVIER_GEMM_MC_MAX 4096
 #define RANVIER_GEMM_NC_MAX 8192
 /* The model's results are not taken below these: a shorter k slice pays a pass over C for
- * little arithmetic, a narrower B panel repacks A too often. (A forced blocking may go lower.) */
-#define RANVIER_GEMM_KC_MODEL_MIN 64
+ * little arithmetic, a narrower B panel repacks A too often. (A forced blocking may go lower.)
+ * KC: 256, as BLIS's hand-tuned Haswell configuration uses for a 32 KiB L1. With the 32-wide
+ * float tile such an L1 holds B micro-panels only 160 deep beside A's, but the shorter slices did
+ * not run faster on Zen 4 (benchmarks/compare_blocking.py, quiet, 1 thread: KC 256 within -5..+12%
+ * of 160 on the squares 256-2048 and the MLP products, noise being about 5%), and 256 is what the
+ * compile-time blocks and the earlier Zen 4 tuning used. */
+#define RANVIER_GEMM_KC_MODEL_MIN 256
 #define RANVIER_GEMM_NC_MODEL_MIN 512
 
 /* One GEMM instance's register tile and the cache blocks it runs with. */

@@ -44,7 +44,7 @@ ODD = {
 # What ranvier assumes where nothing is known (csrc/cpu_caches.h).
 DEFAULTS = dict(l1d_bytes=32 * KiB, l1d_ways=8, l2_bytes=1 * MiB, l2_ways=16,
                 l3_bytes=2 * MiB, l3_ways=16, l3_shared_by=1)
-KC_MODEL_MIN, NC_MODEL_MIN = 64, 512  # csrc/gemm_blocking.h
+KC_MODEL_MIN, NC_MODEL_MIN = 256, 512  # csrc/gemm_blocking.h
 
 
 def _ways(nbytes, way_bytes):
