@@ -79,6 +79,17 @@ SIMD_PROBE = textwrap.dedent(
     }
     """
 )
+# VDPBF16PS through its intrinsic: gcc >= 10, clang >= 9, MSVC 2019 16.4 and later know it.
+BF16_PROBE = textwrap.dedent(
+    """
+    #include <immintrin.h>
+    int main(void) {
+        __m512 acc = _mm512_dpbf16_ps(_mm512_setzero_ps(), (__m512bh)_mm512_setzero_si512(),
+                                      (__m512bh)_mm512_setzero_si512());
+        return (int)_mm512_reduce_add_ps(acc);
+    }
+    """
+)
 OMP_PAUSE_PROBE = textwrap.dedent(
     """
     #include <omp.h>
@@ -105,8 +116,17 @@ class RanvierBuildExt(build_ext):
             # base reaches both compile paths: the Cython extensions and _isa_family_objects.
             base = [f for f in base if not f.startswith("-O")] + SANITIZE_FLAGS
             sanitize_link = SANITIZE_FLAGS
+        # A compiler without the AVX512-BF16 intrinsics builds everything else: the ISA level
+        # then reports unsupported (runtime.c) and the bf16 GEMM runs its portable kernel.
+        bf16_flags = EXTRA_UNITS[0][3 if self._msvc else 2] if EXTRA_UNITS else None
+        self._extra_units = [u for u in EXTRA_UNITS
+                             if bf16_flags and self._probe(bf16_flags, [], BF16_PROBE)]
+        if EXTRA_UNITS and not self._extra_units:
+            print("ranvier: this compiler cannot build AVX512-BF16 code; the bf16 GEMM runs its "
+                  "portable kernel on every CPU")
         openmp_macro = [("RANVIER_HAVE_OPENMP", "1" if self._openmp_found else "0"),
-                        ("RANVIER_HAVE_OMP_PAUSE", "1" if self._omp_pause else "0")]
+                        ("RANVIER_HAVE_OMP_PAUSE", "1" if self._omp_pause else "0"),
+                        ("RANVIER_HAVE_AVX512BF16", "1" if self._extra_units else "0")]
         self._isa_objects = {}
         for ext in self.extensions:
             ext.extra_compile_args = base + self._omp_compile + ext.extra_compile_args
@@ -126,7 +146,7 @@ class RanvierBuildExt(build_ext):
             objects = []
             headers = [os.path.join(CSRC, f) for f in os.listdir(CSRC) if f.endswith(".h")]
             x86 = [("RANVIER_HAVE_X86_SIMD", "1" if IS_X86_64 else "0")]
-            units = ISA_UNITS + [u[1:] for u in EXTRA_UNITS if u[0] == family]
+            units = ISA_UNITS + [u[1:] for u in self._extra_units if u[0] == family]
             for isa, gnu_flags, msvc_flags in units:
                 flags = base + self._omp_compile + (msvc_flags if self._msvc else gnu_flags)
                 objects += self.compiler.compile(

@@ -6,7 +6,9 @@ const ranvier_gemm_bf16_kernels *ranvier_gemm_bf16_kernels_for(int isa)
     if (!ranvier_isa_supported(isa)) return &ranvier_gemm_bf16_table_generic;
     switch (isa) {
 #if RANVIER_HAVE_X86_SIMD
+#if RANVIER_HAVE_AVX512BF16
     case RANVIER_ISA_AVX512_BF16: return &ranvier_gemm_bf16_table_avx512_bf16;
+#endif
     case RANVIER_ISA_AVX512: return &ranvier_gemm_bf16_table_avx512;
     case RANVIER_ISA_AVX2: return &ranvier_gemm_bf16_table_avx2;
 #endif

@@ -20,6 +20,12 @@
     X(AVX512, avx512, 2)                                                                         \
     X(AVX512_BF16, avx512_bf16, 3)
 
+/* Whether this build compiled the AVX512-BF16 unit (setup.py probes the compiler); a build
+ * without the probe (another build system) assumes the x86 units are all there. */
+#ifndef RANVIER_HAVE_AVX512BF16
+#define RANVIER_HAVE_AVX512BF16 RANVIER_HAVE_X86_SIMD
+#endif
+
 #define RV_ISA_ENUM(CODE, name, code) RANVIER_ISA_##CODE = code,
 enum { RANVIER_ISAS(RV_ISA_ENUM) RANVIER_ISA_COUNT };
 #undef RV_ISA_ENUM

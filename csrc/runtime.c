@@ -141,7 +141,8 @@ int ranvier_isa_supported(int isa)
     case RANVIER_ISA_GENERIC: return 1;
     case RANVIER_ISA_AVX2: return ranvier_cpu_has_avx2_fma();
     case RANVIER_ISA_AVX512: return ranvier_cpu_has_avx512();
-    case RANVIER_ISA_AVX512_BF16: return ranvier_cpu_has_avx512_bf16();
+    case RANVIER_ISA_AVX512_BF16: /* the CPU has it, and so does this build (setup.py's probe) */
+        return RANVIER_HAVE_AVX512BF16 && ranvier_cpu_has_avx512_bf16();
     default: return 0;
     }
 }

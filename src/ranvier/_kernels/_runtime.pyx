@@ -46,6 +46,7 @@ cdef extern from "isa.h":
     const char *ranvier_isa_names[]
     int ranvier_isa_supported(int isa) nogil
     int ranvier_isa_best() nogil
+    int RANVIER_HAVE_AVX512BF16
 
 ISA_NAMES = tuple(ranvier_isa_names[i].decode() for i in range(RANVIER_ISA_COUNT))
 cdef int _active_isa = ranvier_isa_best()
@@ -58,6 +59,12 @@ cdef int active_isa() noexcept nogil:
 def supported_isas():
     """The ISAs this build and CPU can run, narrowest first."""
     return [name for i, name in enumerate(ISA_NAMES) if ranvier_isa_supported(i)]
+
+
+def avx512_bf16_built():
+    """Whether this build has the AVX512-BF16 kernel: setup.py leaves it out when the compiler
+    cannot build it, and supported_isas() then lacks avx512_bf16 on every CPU."""
+    return bool(RANVIER_HAVE_AVX512BF16)
 
 
 def best_isa():
