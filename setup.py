@@ -37,12 +37,10 @@ if IS_X86_64:
     ]
 
 
-# Units only some families have: (family, name, gcc/clang flags, MSVC flags). VDPBF16PS is the
-# bf16 GEMM's alone; every other family runs its avx512 unit on such a CPU (csrc/isa.h).
+# Units only some families have: (family, name, gcc/clang flags, MSVC flags, probe). VDPBF16PS
+# is the bf16 GEMM's alone; every other family runs its avx512 unit on such a CPU (csrc/isa.h).
+# A unit is built only where its probe compiles with its flags (BF16_PROBE, below).
 EXTRA_UNITS = []
-if IS_X86_64:
-    EXTRA_UNITS += [("gemm_bf16", "avx512_bf16", ISA_UNITS[-1][1] + ["-mavx512bf16"],
-                     ["/arch:AVX512"])]
 
 
 def _env_flag(name):
@@ -90,6 +88,9 @@ BF16_PROBE = textwrap.dedent(
     }
     """
 )
+if IS_X86_64:
+    EXTRA_UNITS += [("gemm_bf16", "avx512_bf16", ISA_UNITS[-1][1] + ["-mavx512bf16"],
+                     ["/arch:AVX512"], BF16_PROBE)]
 OMP_PAUSE_PROBE = textwrap.dedent(
     """
     #include <omp.h>
@@ -118,15 +119,16 @@ class RanvierBuildExt(build_ext):
             sanitize_link = SANITIZE_FLAGS
         # A compiler without the AVX512-BF16 intrinsics builds everything else: the ISA level
         # then reports unsupported (runtime.c) and the bf16 GEMM runs its portable kernel.
-        bf16_flags = EXTRA_UNITS[0][3 if self._msvc else 2] if EXTRA_UNITS else None
-        self._extra_units = [u for u in EXTRA_UNITS
-                             if bf16_flags and self._probe(bf16_flags, [], BF16_PROBE)]
-        if EXTRA_UNITS and not self._extra_units:
-            print("ranvier: this compiler cannot build AVX512-BF16 code; the bf16 GEMM runs its "
-                  "portable kernel on every CPU")
+        self._extra_units = [u[:4] for u in EXTRA_UNITS
+                             if self._probe(u[3] if self._msvc else u[2], [], u[4])]
+        for family, name, *_ in EXTRA_UNITS:
+            if not any(u[:2] == (family, name) for u in self._extra_units):
+                print(f"ranvier: this compiler cannot build {name} code; {family} runs its "
+                      "portable kernel on every CPU")
         openmp_macro = [("RANVIER_HAVE_OPENMP", "1" if self._openmp_found else "0"),
                         ("RANVIER_HAVE_OMP_PAUSE", "1" if self._omp_pause else "0"),
-                        ("RANVIER_HAVE_AVX512BF16", "1" if self._extra_units else "0")]
+                        ("RANVIER_HAVE_AVX512BF16",
+                         "1" if any(u[1] == "avx512_bf16" for u in self._extra_units) else "0")]
         self._isa_objects = {}
         for ext in self.extensions:
             ext.extra_compile_args = base + self._omp_compile + ext.extra_compile_args

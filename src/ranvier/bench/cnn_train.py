@@ -17,12 +17,11 @@ products of an MLP layer. A step near its floor has nothing left to cut but the 
 
     ranvier bench --full --only cnn [--threads 1,2] [--data-dir DIR]
 """
-import time
 
 import numpy as np
 
 from ._common import (Threads, compared_torch, load_mnist, settle, synthetic_mnist,
-                      time_calls)
+                      time_calls, timeit)
 
 BATCH, LR = 64, 1e-3
 # (kind, args): conv (in, out, kernel, padding), pool (size), dense (in, out)
@@ -164,13 +163,6 @@ def _images(data_dir, n):
     return np.ascontiguousarray(X[:n].reshape(-1, 1, 28, 28)), y[:n], source
 
 
-def _stats(times):
-    times = sorted(times)
-    return {"median": times[len(times) // 2] if len(times) % 2 else
-            0.5 * (times[len(times) // 2 - 1] + times[len(times) // 2]),
-            "min": times[0], "max": times[-1], "repeats": len(times)}
-
-
 def run(threads=(1, 2), data_dir=None, repeats=3, step_scale=1.0, log=print,
         libs=("ranvier", "torch")):
     """One row per (net, threads): seconds per run of ``steps`` training steps for ranvier and
@@ -193,14 +185,10 @@ def run(threads=(1, 2), data_dir=None, repeats=3, step_scale=1.0, log=print,
             row = {"net": name, "threads": nt, "steps": steps, "batch": BATCH}
             for lib, trainer in libs_here.items():
                 settle(0.2 if nt > 1 else 0.0)
-                trainer.run(X[:min(len(X), 5 * BATCH)], y[:min(len(X), 5 * BATCH)])  # warm-up
-                times, loss = [], None
-                for _ in range(repeats):
-                    t0 = time.perf_counter()
-                    loss = trainer.run(X, y)
-                    times.append(time.perf_counter() - t0)
-                row[lib] = dict(_stats(times), loss=loss)
-                row[lib]["ms_per_step"] = row[lib]["median"] / steps * 1e3
+                trainer.run(X[:5 * BATCH], y[:5 * BATCH])  # warm-up: a short run
+                last = {}
+                t = timeit(lambda: last.update(loss=trainer.run(X, y)), repeats, warmup=0)
+                row[lib] = dict(t, loss=last["loss"], ms_per_step=t["median"] / steps * 1e3)
             floor, flops = gemm_floor(net["layers"], nt, repeats, rng)
             row["gemm_floor_ms_per_step"], row["gflop_per_step"] = floor * 1e3, flops / 1e9
             row["vs_floor"] = row["ranvier"]["ms_per_step"] / row["gemm_floor_ms_per_step"]

@@ -189,4 +189,3 @@ def torch_uniform(rng, shape, fan_in, dtype):
     +-1 / sqrt(fan_in) (kaiming_uniform with a = sqrt(5) gives this bound for the weight)."""
     bound = 1.0 / math.sqrt(fan_in)
     return rng.uniform(-bound, bound, size=shape).astype(dtype)
-
